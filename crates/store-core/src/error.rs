@@ -1,0 +1,270 @@
+//! Typed errors, one enum per operation. Corruption is always a variant of its own
+//! (`Corrupted`) so that callers can quarantine and restore instead of retrying.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Classifies a redb storage error: corruption is kept apart from everything else.
+pub(crate) enum Failure {
+    Corrupted(String),
+    Other(String),
+}
+
+pub(crate) fn classify(error: redb::StorageError) -> Failure {
+    match error {
+        redb::StorageError::Corrupted(detail) => Failure::Corrupted(detail),
+        redb::StorageError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Failure::Corrupted(format!("file truncated: {e}"))
+        }
+        other => {
+            let text = other.to_string();
+            if text.contains("truncated") || text.contains("magic") {
+                Failure::Corrupted(text)
+            } else {
+                Failure::Other(text)
+            }
+        }
+    }
+}
+
+macro_rules! storage_conversions {
+    ($ty:ident) => {
+        impl From<redb::StorageError> for $ty {
+            fn from(e: redb::StorageError) -> Self {
+                match classify(e) {
+                    Failure::Corrupted(d) => $ty::Corrupted(d),
+                    Failure::Other(d) => $ty::Storage(d),
+                }
+            }
+        }
+        impl From<redb::TableError> for $ty {
+            fn from(e: redb::TableError) -> Self {
+                match e {
+                    redb::TableError::Storage(s) => s.into(),
+                    other => $ty::Storage(other.to_string()),
+                }
+            }
+        }
+        impl From<redb::TransactionError> for $ty {
+            fn from(e: redb::TransactionError) -> Self {
+                match e {
+                    redb::TransactionError::Storage(s) => s.into(),
+                    other => $ty::Storage(other.to_string()),
+                }
+            }
+        }
+        impl From<redb::CommitError> for $ty {
+            fn from(e: redb::CommitError) -> Self {
+                match e {
+                    redb::CommitError::Storage(s) => s.into(),
+                    other => $ty::Storage(other.to_string()),
+                }
+            }
+        }
+        impl From<redb::DatabaseError> for $ty {
+            fn from(e: redb::DatabaseError) -> Self {
+                match e {
+                    redb::DatabaseError::Storage(s) => s.into(),
+                    other => $ty::Storage(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+/// Opening (or creating) a table file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file is corrupt: bad magic number, truncated, or failed its integrity check.
+    #[error("table file {path} is corrupt: {detail}")]
+    Corrupted {
+        /// The file that failed to open.
+        path: PathBuf,
+        /// What redb reported.
+        detail: String,
+    },
+    /// Another database handle (in this or another process) has the file open.
+    #[error("table file {0} is already open")]
+    AlreadyOpen(PathBuf),
+    /// An I/O or storage error that is not corruption.
+    #[error("cannot open table file {path}: {detail}")]
+    Storage {
+        /// The file that failed to open.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl OpenError {
+    pub(crate) fn from_redb(path: &std::path::Path, e: redb::DatabaseError) -> OpenError {
+        let path = path.to_path_buf();
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::AlreadyOpen(path),
+            redb::DatabaseError::Storage(s) => match classify(s) {
+                Failure::Corrupted(detail) => OpenError::Corrupted { path, detail },
+                Failure::Other(detail) => OpenError::Storage { path, detail },
+            },
+            other => OpenError::Storage { path, detail: other.to_string() },
+        }
+    }
+
+    pub(crate) fn storage(path: &std::path::Path, detail: impl ToString) -> OpenError {
+        OpenError::Storage { path: path.to_path_buf(), detail: detail.to_string() }
+    }
+
+    /// True when the file itself is damaged (as opposed to busy or unreadable).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, OpenError::Corrupted { .. })
+    }
+}
+
+/// A point read or a scan failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A page read back did not decode: the file is damaged.
+    #[error("corruption detected while reading: {0}")]
+    Corrupted(String),
+    /// Any other storage failure.
+    #[error("read failed: {0}")]
+    Storage(String),
+}
+storage_conversions!(ReadError);
+
+/// A write batch failed; nothing of it was committed (or, after a failed fsync, it may or may
+/// not be on disk, and was never acknowledged).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A page read during the write did not decode: the file is damaged.
+    #[error("corruption detected while writing: {0}")]
+    Corrupted(String),
+    /// Any other storage failure, including a failed write or fsync.
+    #[error("write failed: {0}")]
+    Storage(String),
+}
+storage_conversions!(WriteError);
+
+impl From<ReadError> for WriteError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Corrupted(d) => WriteError::Corrupted(d),
+            ReadError::Storage(d) => WriteError::Storage(d),
+        }
+    }
+}
+
+/// Reading a table's metrics failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The table file could not be inspected.
+    #[error("cannot stat table file: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// An in-place compaction failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactError {
+    /// A read snapshot is still alive, so redb cannot move pages.
+    #[error("a read snapshot is still alive")]
+    SnapshotAlive,
+    /// The file is damaged.
+    #[error("corruption detected during compaction: {0}")]
+    Corrupted(String),
+    /// Any other storage failure.
+    #[error("compaction failed: {0}")]
+    Storage(String),
+}
+storage_conversions!(CompactError);
+
+impl From<redb::CompactionError> for CompactError {
+    fn from(e: redb::CompactionError) -> Self {
+        match e {
+            redb::CompactionError::TransactionInProgress => CompactError::SnapshotAlive,
+            redb::CompactionError::Storage(s) => s.into(),
+            other => CompactError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// An integrity check could not run, or found damage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityError {
+    /// Checksums or structure did not verify.
+    #[error("integrity check failed: {0}")]
+    Corrupted(String),
+    /// The check could not run (for example, a snapshot is alive).
+    #[error("integrity check could not run: {0}")]
+    Storage(String),
+}
+storage_conversions!(IntegrityError);
+
+/// Copying live records from a snapshot into a fresh file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// The source snapshot is damaged.
+    #[error("corruption detected while copying: {0}")]
+    Corrupted(String),
+    /// The copy was cancelled by its caller.
+    #[error("copy cancelled")]
+    Cancelled,
+    /// Any other storage failure (typically writing the destination).
+    #[error("copy failed: {0}")]
+    Storage(String),
+}
+storage_conversions!(CopyError);
+
+impl From<ReadError> for CopyError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Corrupted(d) => CopyError::Corrupted(d),
+            ReadError::Storage(d) => CopyError::Storage(d),
+        }
+    }
+}
+
+impl From<WriteError> for CopyError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Corrupted(d) => CopyError::Corrupted(d),
+            WriteError::Storage(d) => CopyError::Storage(d),
+        }
+    }
+}
+
+impl From<OpenError> for CopyError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Corrupted { detail, .. } => CopyError::Corrupted(detail),
+            other => CopyError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Swapping a freshly written file in place of the live one failed. The live file is
+/// untouched unless the variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwapError {
+    /// The rename or the directory fsync failed; the old file is still in place.
+    #[error("cannot swap table file: {0}")]
+    Io(#[from] io::Error),
+    /// The replacement file could not be opened after the swap.
+    #[error("replacement file does not open: {0}")]
+    Open(#[from] OpenError),
+}
+
+/// Closing a table file failed (its last commit is durable regardless).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// Any storage failure while closing.
+    #[error("close failed: {0}")]
+    Storage(String),
+}

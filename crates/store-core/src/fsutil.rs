@@ -1,0 +1,26 @@
+//! The durable file-system steps every swap relies on: fsync a file, fsync its directory,
+//! replace a file atomically.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// fsync the directory holding `path`, so that a rename or a create inside it survives a crash.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// fsync a file's data and metadata.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Atomically replace `dest` with `src` (both in the same directory) and make the rename durable.
+pub fn replace_file(src: &Path, dest: &Path) -> io::Result<()> {
+    std::fs::rename(src, dest)?;
+    sync_parent_dir(dest)
+}

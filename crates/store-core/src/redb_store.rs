@@ -1,0 +1,395 @@
+//! [`TableStore`] on redb 4.x: one redb file per table, holding a `data` table of byte keys
+//! and values and a `meta` table with the counters behind the fragmentation metrics.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::{
+    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageBackend, TableDefinition, WriteTransaction,
+};
+
+use crate::copy::CopyStats;
+use crate::error::{
+    CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, SwapError,
+    WriteError,
+};
+use crate::fsutil;
+use crate::metrics::TableCounters;
+use crate::store::{KeyRange, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_LIVE_BYTES: &str = "live_bytes";
+const META_DEAD_BYTES: &str = "dead_bytes";
+const META_DEAD_RECORDS: &str = "dead_records";
+/// Records per intermediate (non-durable) commit while copying into a fresh file.
+const COPY_CHUNK: usize = 20_000;
+
+/// A table file on redb.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+    counters: TableCounters,
+}
+
+impl RedbStore {
+    fn builder(options: &StoreOptions) -> Builder {
+        let mut builder = Builder::new();
+        builder.set_cache_size(options.cache_bytes);
+        builder.set_check_integrity_on_open(options.check_integrity_on_open);
+        builder
+    }
+
+    /// Open the file at `path` through a caller-supplied backend (for fault injection);
+    /// `path` is only used for metrics and error messages.
+    pub fn open_with_backend(
+        path: &Path,
+        backend: impl StorageBackend,
+        options: &StoreOptions,
+    ) -> Result<RedbStore, OpenError> {
+        let db = Self::builder(options)
+            .create_with_backend(backend)
+            .map_err(|e| OpenError::from_redb(path, e))?;
+        Self::from_database(db, path)
+    }
+
+    fn from_database(db: Database, path: &Path) -> Result<RedbStore, OpenError> {
+        let wrap = |e: WriteError| match e {
+            WriteError::Corrupted(detail) => OpenError::Corrupted { path: path.to_path_buf(), detail },
+            WriteError::Storage(detail) => OpenError::Storage { path: path.to_path_buf(), detail },
+        };
+        let counters = {
+            let txn = db.begin_read().map_err(|e| wrap(e.into()))?;
+            match txn.open_table(DATA) {
+                Ok(data) => {
+                    let meta = txn.open_table(META).map_err(|e| wrap(e.into()))?;
+                    read_counters(&data, &meta).map_err(wrap)?
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => TableCounters::default(),
+                Err(e) => return Err(wrap(e.into())),
+            }
+        };
+        let mut store = RedbStore { db, path: path.to_path_buf(), counters };
+        if counters == TableCounters::default() {
+            // Creates both tables in a new file, so snapshots never see them missing.
+            store.begin_batch().map_err(wrap)?.commit().map_err(wrap)?;
+        }
+        Ok(store)
+    }
+
+    /// Create a new, empty table file at `path`, which must not exist yet.
+    pub fn create_new(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| OpenError::storage(path, e))?;
+        Self::open(path, options)
+    }
+
+    /// Forget the dead-space counters; used when the whole file has just been rewritten.
+    pub fn counters_mut(&mut self) -> &mut TableCounters {
+        &mut self.counters
+    }
+}
+
+fn read_counters(
+    data: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<TableCounters, WriteError> {
+    let get = |name: &str| -> Result<Option<u64>, WriteError> {
+        Ok(meta.get(name)?.map(|v| v.value()))
+    };
+    let records = data.len()?;
+    let live_bytes = match get(META_LIVE_BYTES)? {
+        Some(v) => v,
+        // A file written by another tool: count once.
+        None => {
+            let mut total = 0;
+            for entry in data.iter()? {
+                let (k, v) = entry?;
+                total += (k.value().len() + v.value().len()) as u64;
+            }
+            total
+        }
+    };
+    Ok(TableCounters {
+        records,
+        live_bytes,
+        dead_records: get(META_DEAD_RECORDS)?.unwrap_or(0),
+        dead_bytes: get(META_DEAD_BYTES)?.unwrap_or(0),
+    })
+}
+
+impl TableStore for RedbStore {
+    type Snapshot = RedbSnapshot;
+    type Batch<'a> = RedbBatch<'a>;
+
+    fn open(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
+        let db = Self::builder(options).create(path).map_err(|e| OpenError::from_redb(path, e))?;
+        Self::from_database(db, path)
+    }
+
+    fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
+        fsutil::replace_file(&fresh.path, &self.path)?;
+        fresh.path = self.path.clone();
+        let old = std::mem::replace(self, fresh);
+        drop(old);
+        Ok(())
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        let txn = self.db.begin_read()?;
+        snapshot_get(&txn, key)
+    }
+
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DATA)?;
+        scan_table(&table, range, limit)
+    }
+
+    fn begin_batch(&mut self) -> Result<RedbBatch<'_>, WriteError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| WriteError::Storage(e.to_string()))?;
+        txn.set_quick_repair(true);
+        let pending = self.counters;
+        Ok(RedbBatch { txn, counters: &mut self.counters, pending })
+    }
+
+    fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
+        Ok(RedbSnapshot { txn: self.db.begin_read()?, counters: self.counters })
+    }
+
+    fn counters(&self) -> TableCounters {
+        self.counters
+    }
+
+    fn compact_in_place(&mut self) -> Result<(), CompactError> {
+        self.db.compact()?;
+        Ok(())
+    }
+
+    fn check_integrity(&mut self) -> Result<(), IntegrityError> {
+        match self.db.check_integrity() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(IntegrityError::Corrupted(
+                "redb found damage and repaired its allocator state".into(),
+            )),
+            Err(redb::DatabaseError::TransactionInProgress) => {
+                Err(IntegrityError::Storage("a transaction is still alive".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn close(self) -> Result<(), CloseError> {
+        self.db.close().map_err(|e| CloseError::Storage(e.to_string()))
+    }
+}
+
+/// An open redb write transaction with the counter bookkeeping of its writes.
+pub struct RedbBatch<'a> {
+    txn: WriteTransaction,
+    counters: &'a mut TableCounters,
+    pending: TableCounters,
+}
+
+impl std::fmt::Debug for RedbBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbBatch").field("pending", &self.pending).finish_non_exhaustive()
+    }
+}
+
+impl WriteBatch for RedbBatch<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError> {
+        let table = self.txn.open_table(DATA)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, WriteError> {
+        let table = self.txn.open_table(DATA)?;
+        Ok(scan_table(&table, range, limit)?)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        let mut table = self.txn.open_table(DATA)?;
+        let old = table.insert(key, value)?.map(|v| v.value().len() as u64);
+        let p = &mut self.pending;
+        if let Some(old_len) = old {
+            p.dead_records += 1;
+            p.dead_bytes += key.len() as u64 + old_len;
+            p.live_bytes -= key.len() as u64 + old_len;
+        } else {
+            p.records += 1;
+        }
+        p.live_bytes += (key.len() + value.len()) as u64;
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<bool, WriteError> {
+        let mut table = self.txn.open_table(DATA)?;
+        let old = table.remove(key)?.map(|v| v.value().len() as u64);
+        if let Some(old_len) = old {
+            let p = &mut self.pending;
+            p.records -= 1;
+            p.live_bytes -= key.len() as u64 + old_len;
+            p.dead_records += 1;
+            p.dead_bytes += key.len() as u64 + old_len;
+        }
+        Ok(old.is_some())
+    }
+
+    fn commit(self) -> Result<(), WriteError> {
+        {
+            let mut meta = self.txn.open_table(META)?;
+            meta.insert(META_LIVE_BYTES, self.pending.live_bytes)?;
+            meta.insert(META_DEAD_BYTES, self.pending.dead_bytes)?;
+            meta.insert(META_DEAD_RECORDS, self.pending.dead_records)?;
+            // Make sure the data table exists even for an empty first commit.
+            self.txn.open_table(DATA)?;
+        }
+        self.txn.commit()?;
+        *self.counters = self.pending;
+        Ok(())
+    }
+
+    fn abort(self) {
+        let _ = self.txn.abort();
+    }
+}
+
+/// A redb read transaction: a consistent view that can be read from any thread.
+#[derive(Debug)]
+pub struct RedbSnapshot {
+    txn: ReadTransaction,
+    counters: TableCounters,
+}
+
+impl RedbSnapshot {
+    /// The store's counters at the time of the snapshot.
+    pub fn counters(&self) -> TableCounters {
+        self.counters
+    }
+}
+
+fn snapshot_get(txn: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+    let table = txn.open_table(DATA)?;
+    Ok(table.get(key)?.map(|v| v.value().to_vec()))
+}
+
+fn scan_table(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    range: &KeyRange,
+    limit: usize,
+) -> Result<Vec<Record>, ReadError> {
+    if range.is_inverted() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let bounds = (
+        range.start.as_ref().map(|k| k.as_slice()),
+        range.end.as_ref().map(|k| k.as_slice()),
+    );
+    let iter = table.range::<&[u8]>(bounds)?;
+    let mut out = Vec::new();
+    let mut push = |entry: Result<(redb::AccessGuard<'_, &'static [u8]>, redb::AccessGuard<'_, &'static [u8]>), redb::StorageError>| -> Result<bool, ReadError> {
+        let (k, v) = entry?;
+        out.push(Record { key: k.value().to_vec(), value: v.value().to_vec() });
+        Ok(out.len() < limit)
+    };
+    if range.reverse {
+        for entry in iter.rev() {
+            if !push(entry)? {
+                break;
+            }
+        }
+    } else {
+        for entry in iter {
+            if !push(entry)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl StoreSnapshot for RedbSnapshot {
+    fn len(&self) -> Result<u64, ReadError> {
+        Ok(self.txn.open_table(DATA)?.len()?)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        snapshot_get(&self.txn, key)
+    }
+
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
+        let table = self.txn.open_table(DATA)?;
+        scan_table(&table, range, limit)
+    }
+
+    fn copy_to_file(
+        &self,
+        dest: &Path,
+        keep_going: &dyn Fn(u64) -> bool,
+    ) -> Result<CopyStats, CopyError> {
+        let started = Instant::now();
+        let options = StoreOptions { check_integrity_on_open: false, cache_bytes: 16 << 20 };
+        let target = RedbStore::create_new(dest, &options)?;
+        let source = self.txn.open_table(DATA)?;
+        let mut iter = source.iter()?;
+        let mut counters = TableCounters::default();
+        loop {
+            if !keep_going(counters.records) {
+                drop(target);
+                let _ = std::fs::remove_file(dest);
+                return Err(CopyError::Cancelled);
+            }
+            let mut txn = target.db.begin_write()?;
+            let mut done = false;
+            {
+                let mut table = txn.open_table(DATA)?;
+                for _ in 0..COPY_CHUNK {
+                    let Some(entry) = iter.next() else {
+                        done = true;
+                        break;
+                    };
+                    let (k, v) = entry?;
+                    let (k, v) = (k.value(), v.value());
+                    table.insert(k, v)?;
+                    counters.records += 1;
+                    counters.live_bytes += (k.len() + v.len()) as u64;
+                }
+            }
+            if done {
+                txn.set_durability(Durability::Immediate)
+                    .map_err(|e| CopyError::Storage(e.to_string()))?;
+                {
+                    let mut meta = txn.open_table(META)?;
+                    meta.insert(META_LIVE_BYTES, counters.live_bytes)?;
+                    meta.insert(META_DEAD_BYTES, 0)?;
+                    meta.insert(META_DEAD_RECORDS, 0)?;
+                }
+                txn.commit()?;
+                break;
+            }
+            txn.set_durability(Durability::None)
+                .map_err(|e| CopyError::Storage(e.to_string()))?;
+            txn.commit()?;
+        }
+        target.db.close().map_err(|e| CopyError::Storage(e.to_string()))?;
+        let file_bytes = std::fs::metadata(dest).map_err(|e| CopyError::Storage(e.to_string()))?.len();
+        Ok(CopyStats {
+            records: counters.records,
+            live_bytes: counters.live_bytes,
+            file_bytes,
+            duration: started.elapsed(),
+        })
+    }
+}

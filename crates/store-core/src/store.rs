@@ -1,0 +1,265 @@
+//! The storage trait an owner thread needs from one table file.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use crate::copy::CopyStats;
+use crate::error::{
+    CloseError, CompactError, CopyError, IntegrityError, MetricsError, OpenError, ReadError,
+    SwapError, WriteError,
+};
+use crate::metrics::{TableCounters, TableMetrics};
+
+/// One key/value pair as stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Record {
+    /// The key bytes; tables order records by them.
+    pub key: Vec<u8>,
+    /// The value bytes.
+    pub value: Vec<u8>,
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Insert or overwrite `key`.
+    Put {
+        /// The key to write.
+        key: Vec<u8>,
+        /// Its new value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` if present.
+    Delete {
+        /// The key to remove.
+        key: Vec<u8>,
+    },
+}
+
+impl WriteOp {
+    /// A put of borrowed bytes.
+    pub fn put(key: &[u8], value: &[u8]) -> WriteOp {
+        WriteOp::Put { key: key.to_vec(), value: value.to_vec() }
+    }
+
+    /// A delete of borrowed bytes.
+    pub fn delete(key: &[u8]) -> WriteOp {
+        WriteOp::Delete { key: key.to_vec() }
+    }
+
+    /// The key this write touches.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+        }
+    }
+}
+
+/// A range of keys for an ordered scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Lower bound.
+    pub start: Bound<Vec<u8>>,
+    /// Upper bound.
+    pub end: Bound<Vec<u8>>,
+    /// Scan from the end of the range backwards.
+    pub reverse: bool,
+}
+
+impl KeyRange {
+    /// Every key, ascending.
+    pub fn all() -> KeyRange {
+        KeyRange { start: Bound::Unbounded, end: Bound::Unbounded, reverse: false }
+    }
+
+    /// Keys in `[start, end)`, ascending.
+    pub fn between(start: &[u8], end: &[u8]) -> KeyRange {
+        KeyRange {
+            start: Bound::Included(start.to_vec()),
+            end: Bound::Excluded(end.to_vec()),
+            reverse: false,
+        }
+    }
+
+    /// Keys starting with `prefix`, ascending.
+    pub fn prefix(prefix: &[u8]) -> KeyRange {
+        let end = prefix_successor(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        KeyRange { start: Bound::Included(prefix.to_vec()), end, reverse: false }
+    }
+
+    /// The same range scanned backwards.
+    pub fn reversed(mut self) -> KeyRange {
+        self.reverse = !self.reverse;
+        self
+    }
+
+    /// True if the range is empty by construction (start after end). redb panics on such
+    /// ranges, so stores return nothing for them instead.
+    pub fn is_inverted(&self) -> bool {
+        let start = match &self.start {
+            Bound::Included(s) | Bound::Excluded(s) => s,
+            Bound::Unbounded => return false,
+        };
+        match &self.end {
+            Bound::Included(e) => start > e || (start == e && matches!(self.start, Bound::Excluded(_))),
+            Bound::Excluded(e) => start >= e,
+            Bound::Unbounded => false,
+        }
+    }
+
+    /// Whether `key` falls in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let above = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let below = match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        above && below
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if any.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// How a table file is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Verify every page's checksum when the file is opened (slow for large files, but it
+    /// catches corruption before any data is served).
+    pub check_integrity_on_open: bool,
+    /// redb page cache size in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { check_integrity_on_open: false, cache_bytes: 64 << 20 }
+    }
+}
+
+/// Point reads and scans of committed state, as an owner's read commands see it.
+pub trait ReadView {
+    /// Point read.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+    /// Ordered scan of at most `limit` records.
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
+}
+
+/// Reads and writes inside one open write transaction.
+pub trait WriteBatch {
+    /// The current value of `key`, including writes made earlier in this batch.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError>;
+    /// Up to `limit` records of `range`, including writes made earlier in this batch.
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, WriteError>;
+    /// Insert or overwrite a record.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError>;
+    /// Remove a record; returns whether it existed.
+    fn delete(&mut self, key: &[u8]) -> Result<bool, WriteError>;
+    /// Commit durably (fsync) and return only once the data is on disk.
+    fn commit(self) -> Result<(), WriteError>
+    where
+        Self: Sized;
+    /// Throw every write of this batch away.
+    fn abort(self)
+    where
+        Self: Sized;
+}
+
+/// A consistent, read-only view of a table at one commit. It can be sent to another thread
+/// and read there while the owner keeps writing.
+pub trait StoreSnapshot: Send + Sync + 'static {
+    /// Number of live records.
+    fn len(&self) -> Result<u64, ReadError>;
+    /// True when the snapshot holds no record.
+    fn is_empty(&self) -> Result<bool, ReadError> {
+        Ok(self.len()? == 0)
+    }
+    /// Point read.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+    /// Ordered scan.
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
+    /// Copy every record into a new table file at `dest` (which must not exist), committing
+    /// durably at the end. `keep_going` is polled between chunks; returning false cancels.
+    fn copy_to_file(
+        &self,
+        dest: &Path,
+        keep_going: &dyn Fn(u64) -> bool,
+    ) -> Result<CopyStats, CopyError>;
+}
+
+/// One table file. Implementations are driven by a single owner thread.
+pub trait TableStore: Sized + Send + 'static {
+    /// A sendable read snapshot.
+    type Snapshot: StoreSnapshot;
+    /// An open write transaction.
+    type Batch<'a>: WriteBatch
+    where
+        Self: 'a;
+
+    /// Open the file at `path`, creating it when missing.
+    fn open(path: &Path, options: &StoreOptions) -> Result<Self, OpenError>;
+    /// Replace this store's file with `fresh`, a complete file written beside it: atomic
+    /// rename over the live path, directory fsync; reads and writes then go to the fresh file.
+    /// On error the live file is unchanged.
+    fn swap_in(&mut self, fresh: Self) -> Result<(), SwapError>;
+    /// The file this store reads and writes.
+    fn path(&self) -> &Path;
+    /// Point read of the latest committed state.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+    /// Ordered scan of the latest committed state, at most `limit` records.
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
+    /// Start a write transaction; nothing is visible until [`WriteBatch::commit`].
+    fn begin_batch(&mut self) -> Result<Self::Batch<'_>, WriteError>;
+    /// Apply `ops` in one durable commit.
+    fn apply(&mut self, ops: &[WriteOp]) -> Result<(), WriteError> {
+        let mut batch = self.begin_batch()?;
+        for op in ops {
+            match op {
+                WriteOp::Put { key, value } => batch.put(key, value)?,
+                WriteOp::Delete { key } => {
+                    batch.delete(key)?;
+                }
+            }
+        }
+        batch.commit()
+    }
+    /// A read snapshot of the latest committed state.
+    fn snapshot(&self) -> Result<Self::Snapshot, ReadError>;
+    /// The exact counters kept by the store (records, live bytes, dead bytes). Cheap.
+    fn counters(&self) -> TableCounters;
+    /// Size and fragmentation. Cheap: never walks the file.
+    fn metrics(&self) -> Result<TableMetrics, MetricsError> {
+        let file_bytes = std::fs::metadata(self.path())?.len();
+        Ok(TableMetrics::compute(file_bytes, self.counters()))
+    }
+    /// redb's own exclusive in-place compaction. Blocks for its whole run.
+    fn compact_in_place(&mut self) -> Result<(), CompactError>;
+    /// Verify every page's checksum and the tree structure.
+    fn check_integrity(&mut self) -> Result<(), IntegrityError>;
+    /// Close the file after its last commit.
+    fn close(self) -> Result<(), CloseError>;
+}
+
+impl<S: TableStore> ReadView for S {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        TableStore::get(self, key)
+    }
+
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
+        TableStore::scan(self, range, limit)
+    }
+}
