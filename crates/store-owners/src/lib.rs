@@ -19,7 +19,7 @@ pub mod stores;
 pub mod tables;
 
 pub use error::{CallError, MaintenanceError, OpenStoresError};
-pub use online::OnlineConfig;
+pub use online::{OnlineConfig, Step, StepHook};
 pub use owner::{CompactReport, OwnerConfig, OwnerHandle, ReplaceReport, ReplaceRequest};
 pub use shared::{Shared, TableStatus};
 pub use stores::{Stores, StoresOptions};

@@ -15,6 +15,10 @@
 //! Crash safety: before the rename the old file is complete and holds every acknowledged
 //! write; the fresh file is complete and durable before it is renamed in. Leftover fresh files
 //! are removed by [`remove_leftovers`] when the table is next opened.
+//!
+//! Failure at any step (copy, catch-up, final copy, swap) abandons the attempt: the fresh file
+//! is removed and the old file keeps serving. Tests inject failures (or kill the process) at
+//! each [`Step`] through [`OnlineConfig::hook`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -31,7 +35,7 @@ use crate::owner::{CompactReport, OwnerThread, file_len};
 use crate::shared::TableStatus;
 
 /// Tuning of an online compaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OnlineConfig {
     /// Longest the final pause may last; past it the attempt is abandoned safely.
     pub pause_limit: Duration,
@@ -39,12 +43,63 @@ pub struct OnlineConfig {
     pub final_keys: usize,
     /// Catch-up rounds stop after this many, whatever is left.
     pub max_rounds: u32,
+    /// Test hook: called at each [`Step`]; an `Err` makes that step fail (the attempt is
+    /// abandoned safely, as with a real I/O failure there). `None` in production.
+    pub hook: Option<StepHook>,
 }
 
 impl Default for OnlineConfig {
     fn default() -> Self {
-        OnlineConfig { pause_limit: Duration::from_secs(1), final_keys: 512, max_rounds: 16 }
+        OnlineConfig {
+            pause_limit: Duration::from_secs(1),
+            final_keys: 512,
+            max_rounds: 16,
+            hook: None,
+        }
     }
+}
+
+/// The steps of an online compaction at which [`OnlineConfig::hook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Worker thread, between chunks of the snapshot copy (first call before any record is
+    /// copied, with the fresh file just created). Carries the records copied so far.
+    CopyChunk(u64),
+    /// Worker thread: the fresh file holds the whole snapshot, durably; catch-up is next.
+    Copied,
+    /// Worker thread: a catch-up round is about to be applied to the fresh file.
+    CatchUp,
+    /// Owner thread, in the final pause: the last changed keys are about to be copied.
+    FinalCopy,
+    /// Owner thread, in the final pause: the fresh file is complete and durable and is about
+    /// to be renamed over the table.
+    Swap,
+}
+
+/// A function called at each [`Step`] of an online compaction (tests only).
+#[derive(Clone)]
+pub struct StepHook(Arc<dyn Fn(Step) -> Result<(), String> + Send + Sync>);
+
+impl StepHook {
+    /// Wrap `f`: returning `Err(reason)` makes the step fail with that reason.
+    pub fn new(f: impl Fn(Step) -> Result<(), String> + Send + Sync + 'static) -> StepHook {
+        StepHook(Arc::new(f))
+    }
+
+    fn call(&self, step: Step) -> Result<(), MaintenanceError> {
+        (self.0)(step).map_err(|reason| MaintenanceError::Io(format!("injected failure at {step:?}: {reason}")))
+    }
+}
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook(..)")
+    }
+}
+
+fn run_hook(hook: Option<&StepHook>, step: Step) -> Result<(), MaintenanceError> {
+    hook.map_or(Ok(()), |h| h.call(step))
 }
 
 /// What the worker tells the owner.
@@ -75,7 +130,9 @@ pub(crate) struct OnlineCompaction<S: TableStore> {
     started: Instant,
     bytes_before: u64,
     rounds: u32,
-    max_pause: Duration,
+    /// The table's status before the compaction, put back when it ends (a degraded table
+    /// stays degraded).
+    status_before: TableStatus,
 }
 
 const FRESH_MARKER: &str = ".compact-";
@@ -121,12 +178,15 @@ pub(crate) fn start<S: TableStore>(
     let (commands, command_rx) = unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
     let worker = {
-        let fresh_path = fresh_path.clone();
-        let cancel = cancel.clone();
-        let options = owner.config.store.clone();
+        let job = WorkerJob {
+            fresh_path: fresh_path.clone(),
+            options: owner.config.store.clone(),
+            cancel: cancel.clone(),
+            hook: config.hook.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("compact-{}", owner.table))
-            .spawn(move || worker::<S>(snapshot, fresh_path, options, cancel, command_rx, event_tx))
+            .spawn(move || worker::<S>(snapshot, job, command_rx, event_tx))
     };
     let worker = match worker {
         Ok(w) => w,
@@ -135,6 +195,7 @@ pub(crate) fn start<S: TableStore>(
             return;
         }
     };
+    let status_before = owner.shared.status();
     owner.shared.set_status(TableStatus::Compacting);
     owner.compaction = Some(OnlineCompaction {
         events,
@@ -148,23 +209,49 @@ pub(crate) fn start<S: TableStore>(
         started: Instant::now(),
         bytes_before: file_len(&owner.path),
         rounds: 0,
-        max_pause: Duration::ZERO,
+        status_before,
     });
+}
+
+/// What the worker thread needs besides its channels.
+struct WorkerJob {
+    fresh_path: PathBuf,
+    options: StoreOptions,
+    cancel: Arc<AtomicBool>,
+    hook: Option<StepHook>,
 }
 
 /// The worker thread: copy the snapshot, then apply catch-up rounds, then hand the file over.
 fn worker<S: TableStore>(
     snapshot: S::Snapshot,
-    fresh_path: PathBuf,
-    options: StoreOptions,
-    cancel: Arc<AtomicBool>,
+    job: WorkerJob,
     commands: Receiver<WorkerCommand<S::Snapshot>>,
     events: Sender<WorkerEvent<S>>,
 ) {
-    let keep_going = |_: u64| !cancel.load(Ordering::Relaxed);
+    let WorkerJob { fresh_path, options, cancel, hook } = job;
+    let injected = std::sync::Mutex::new(None);
+    let keep_going = |records: u64| {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        match run_hook(hook.as_ref(), Step::CopyChunk(records)) {
+            Ok(()) => true,
+            Err(e) => {
+                *injected.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                false
+            }
+        }
+    };
     let copied = snapshot.copy_to_file(&fresh_path, &keep_going);
     drop(snapshot);
-    let copied = copied.map_err(|e| MaintenanceError::Storage(e.to_string()));
+    let copied = match copied {
+        Ok(stats) => run_hook(hook.as_ref(), Step::Copied).map(|()| stats),
+        Err(e) => Err(injected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| MaintenanceError::Storage(e.to_string()))),
+    };
     let failed = copied.is_err();
     let _ = events.send(WorkerEvent::Copied(copied));
     if failed {
@@ -182,7 +269,8 @@ fn worker<S: TableStore>(
     for command in commands.iter() {
         match command {
             WorkerCommand::CatchUp { keys, snapshot } => {
-                let result = copy_keys(&snapshot, &keys, &mut fresh);
+                let result = run_hook(hook.as_ref(), Step::CatchUp)
+                    .and_then(|()| copy_keys(&snapshot, &keys, &mut fresh));
                 drop(snapshot);
                 let failed = result.is_err();
                 let _ = events.send(WorkerEvent::CaughtUp(result.map(|()| keys.len())));
@@ -295,8 +383,10 @@ impl<S: TableStore> OwnerThread<S> {
     /// The final pause: copy the last changed keys from the live file, commit, swap.
     fn swap(&mut self, c: &OnlineCompaction<S>, mut fresh: S) -> Result<CompactReport, MaintenanceError> {
         let paused = Instant::now();
+        let hook = c.config.hook.as_ref();
         let store = self.store.as_mut().ok_or_else(|| MaintenanceError::Unavailable("table closed".into()))?;
         let keys: Vec<Vec<u8>> = c.changed.iter().cloned().collect();
+        run_hook(hook, Step::FinalCopy)?;
         copy_keys(&LiveStore(&*store), &keys, &mut fresh)?;
         let elapsed = paused.elapsed();
         if elapsed > c.config.pause_limit {
@@ -306,33 +396,69 @@ impl<S: TableStore> OwnerThread<S> {
                 c.config.pause_limit.as_millis()
             )));
         }
-        let mut counters = fresh.counters();
-        counters.dead_bytes = 0;
-        counters.dead_records = 0;
-        store.swap_in(fresh).map_err(|e| MaintenanceError::Io(e.to_string()))?;
+        run_hook(hook, Step::Swap)?;
+        let records = fresh.counters().records;
+        if let Err(e) = store.swap_in(fresh) {
+            // The rename may have happened before the failure (a failed directory fsync): then
+            // the table path holds the fresh file, which has every acknowledged write, and the
+            // old store writes to an unlinked file. Serve what is at the table path.
+            if !c.fresh_path.exists() {
+                tracing::warn!(table = self.table, error = %e, "swap failed after the rename; reopening the table file");
+                self.reopen_after_swap_failure();
+            }
+            return Err(MaintenanceError::Io(e.to_string()));
+        }
         let pause = paused.elapsed();
         self.shared.publish_counters(store.counters());
         Ok(CompactReport {
             bytes_before: c.bytes_before,
             bytes_after: file_len(&self.path),
-            records: counters.records,
+            records,
             duration: c.started.elapsed(),
-            max_pause: pause.max(c.max_pause),
+            max_pause: pause,
             catch_up_rounds: c.rounds,
         })
     }
 
-    fn finish(&mut self, mut c: OnlineCompaction<S>, result: Result<CompactReport, MaintenanceError>) {
+    /// Close the store and open the table path again.
+    fn reopen_after_swap_failure(&mut self) {
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close()
+        {
+            tracing::warn!(table = self.table, error = %e, "closing the replaced file failed");
+        }
+        match S::open(&self.path, &self.config.store) {
+            Ok(store) => {
+                self.shared.publish_counters(store.counters());
+                self.store = Some(store);
+            }
+            Err(e) => {
+                tracing::error!(table = self.table, error = %e, "table file does not reopen after a failed swap");
+                self.shared.set_status(TableStatus::Unavailable(e.to_string()));
+            }
+        }
+    }
+
+    fn finish(&mut self, c: OnlineCompaction<S>, result: Result<CompactReport, MaintenanceError>) {
+        let OnlineCompaction { commands, worker, reply, fresh_path, cancel, status_before, .. } = c;
+        cancel.store(true, Ordering::Relaxed);
+        // The worker is idle (waiting for a command) or has exited: closing its command
+        // channel ends it, and joining closes its copy of the fresh file before removal.
+        drop(commands);
+        if let Some(worker) = worker {
+            let _ = worker.join();
+        }
         if result.is_err() {
-            c.cancel.store(true, Ordering::Relaxed);
-            let _ = std::fs::remove_file(&c.fresh_path);
+            let _ = std::fs::remove_file(&fresh_path);
         }
-        if !matches!(self.shared.status(), TableStatus::Corrupted(_)) {
-            self.shared.set_status(TableStatus::Ok);
+        // A status set while compacting (corruption found, table unavailable) wins.
+        if self.shared.status() == TableStatus::Compacting {
+            self.shared.set_status(status_before);
         }
-        // The worker has exited or will at its next check; it is not waited for here.
-        drop(c.worker.take());
-        let _ = c.reply.send(result);
+        if let Err(e) = &result {
+            tracing::warn!(table = self.table, error = %e, "online compaction did not complete");
+        }
+        let _ = reply.send(result);
     }
 }
 

@@ -566,9 +566,10 @@ impl<S: TableStore> OwnerThread<S> {
         let store = self.store.as_mut().ok_or_else(|| MaintenanceError::Unavailable("table is not open".into()))?;
         let started = Instant::now();
         let bytes_before = file_len(&self.path);
+        let status_before = self.shared.status();
         self.shared.set_status(TableStatus::Compacting);
         let result = store.compact_in_place();
-        self.shared.set_status(TableStatus::Ok);
+        self.shared.set_status(status_before);
         result?;
         let duration = started.elapsed();
         Ok(CompactReport {
