@@ -136,7 +136,12 @@ impl TableStore for RedbStore {
         fsutil::replace_file(&fresh.path, &self.path)?;
         fresh.path = self.path.clone();
         let old = std::mem::replace(self, fresh);
-        drop(old);
+        // Closing a large redb file writes its allocator state and takes ~100 ms; the old file
+        // is already unlinked, so close it off the caller's thread to keep the pause short.
+        // If the thread cannot be spawned, the closure (and the old file) is dropped right here.
+        let _ = std::thread::Builder::new()
+            .name("close-replaced".into())
+            .spawn(move || drop(old));
         Ok(())
     }
 
