@@ -37,25 +37,25 @@ pub enum Event {
         /// The run's failed tables only.
         failures: Vec<crate::history::TableResult>,
     },
-    /// A backup run ended.
+    /// A backup run ended (always sent, with every table's result).
     BackupComplete {
-        /// Per-table outcomes.
-        results: Vec<serde_json::Value>,
+        /// The run: backups made and failures.
+        run: crate::backup::BackupRun,
     },
-    /// A backup run had failures.
+    /// A backup run had failures (sent in addition to `backup_complete`).
     BackupFailed {
         /// Per-table failures.
-        failures: Vec<serde_json::Value>,
+        failures: Vec<crate::backup::BackupFailure>,
     },
     /// A restore succeeded.
     RecoveryComplete {
         /// What was restored, from where, and why.
-        report: serde_json::Value,
+        report: crate::recovery::RecoveryReport,
     },
-    /// A restore failed (or ended in degraded mode, with data lost).
+    /// A restore failed (or ended in degraded mode, with data lost: `report.data_lost`).
     RecoveryFailed {
         /// What was attempted and what happened.
-        report: serde_json::Value,
+        report: crate::recovery::RecoveryReport,
     },
 }
 

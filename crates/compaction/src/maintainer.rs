@@ -26,6 +26,8 @@ pub struct Maintainer {
     pub(crate) op_lock: Mutex<()>,
     /// Where backups live.
     pub(crate) backup_dir: PathBuf,
+    /// A fault injected into the next restores (tests only; see [`crate::recovery`]).
+    pub(crate) restore_fault: Mutex<Option<crate::recovery::RestoreFault>>,
 }
 
 impl Maintainer {
@@ -36,7 +38,14 @@ impl Maintainer {
         } else {
             config.backup.dir.clone()
         };
-        Maintainer { stores, config, bus: EventBus::new(), op_lock: Mutex::new(()), backup_dir }
+        Maintainer {
+            stores,
+            config,
+            bus: EventBus::new(),
+            op_lock: Mutex::new(()),
+            backup_dir,
+            restore_fault: Mutex::new(None),
+        }
     }
 
     /// The tables.
