@@ -290,6 +290,9 @@ fn snapshot_get(txn: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, Re
     Ok(table.get(key)?.map(|v| v.value().to_vec()))
 }
 
+/// A borrowed key or value of the data table.
+type Guard<'a> = redb::AccessGuard<'a, &'static [u8]>;
+
 fn scan_table(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     range: &KeyRange,
@@ -304,7 +307,7 @@ fn scan_table(
     );
     let iter = table.range::<&[u8]>(bounds)?;
     let mut out = Vec::new();
-    let mut push = |entry: Result<(redb::AccessGuard<'_, &'static [u8]>, redb::AccessGuard<'_, &'static [u8]>), redb::StorageError>| -> Result<bool, ReadError> {
+    let mut push = |entry: Result<(Guard<'_>, Guard<'_>), redb::StorageError>| -> Result<bool, ReadError> {
         let (k, v) = entry?;
         out.push(Record { key: k.value().to_vec(), value: v.value().to_vec() });
         Ok(out.len() < limit)

@@ -1,11 +1,53 @@
 //! The nine hub tables: each a small spec (name, key layout, serde record) over the one
 //! generic owner, with a typed handle for what the hub does with it.
+//!
+//! # Layout
+//!
+//! - [`keys`]: the order-preserving key encoding every table uses (tag byte, escaped strings,
+//!   big-endian integers), and its reader.
+//! - [`seqlog`]: a per-scope log with its own sequence counter, shared by the mailbox, the
+//!   channel history and the thread messages.
+//! - [`mailbox`] (`agent_mailbox`), [`history`] (`message_history`), [`channels`]
+//!   (`agent_channels`, `channel_history`), [`config`] (`agentcom_config`), [`threads`]
+//!   (`thread_messages`, `thread_replies`), [`tasks`] (`task_queue`, `task_dead_letter`).
+//!
+//! Every module documents its key layout. Records are encoded with postcard.
+//!
+//! # Writing a typed operation
+//!
+//! Reads go through [`query`], writes through [`mutate`]; both run a closure on the owner
+//! thread. A write closure runs inside the owner's open transaction, so a read-modify-write in
+//! it is atomic, and it shares the durable commit of the writes queued with it (group commit).
+//! It may run more than once (see [`OwnerHandle::write`]) and must decide to reject (a domain
+//! error, [`JobError::Reject`]) before its first write: a rejected job's batch still commits,
+//! with the other jobs of the group, so writes made before the rejection would stick.
 
-use serde::Serialize;
+pub mod channels;
+pub mod config;
+pub mod history;
+pub mod keys;
+pub mod mailbox;
+pub mod seqlog;
+pub mod tasks;
+pub mod threads;
+
+use std::cell::RefCell;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use store_core::{KeyRange, ReadError, ReadView, Record, WriteBatch, WriteError};
 
 use crate::error::CallError;
 use crate::owner::OwnerHandle;
+
+pub use channels::{AgentChannels, ChannelHistory, ChannelMessage, Subscription};
+pub use config::{AgentcomConfig, ConfigEntry};
+pub use history::{HistoryMessage, MessageHistory};
+pub use mailbox::{AgentMailbox, MailboxMessage};
+pub use tasks::{
+    DeadTask, FailOutcome, NewTask, Task, TaskDeadLetter, TaskError, TaskQueue, TaskState,
+};
+pub use threads::{Reply, ReplyRecord, ThreadMessage, ThreadMessages, ThreadReplies};
 
 /// The nine table names, in the order the hub lists them.
 pub const TABLE_NAMES: [&str; 9] = [
@@ -30,81 +72,140 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
     postcard::from_bytes(bytes).map_err(|e| CallError::Decode(e.to_string()))
 }
 
+/// A record with the sequence number (or id) its table assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequenced<T> {
+    /// Assigned by the table, strictly increasing within its scope, starting at 1.
+    pub seq: u64,
+    /// The record.
+    pub record: T,
+}
+
+/// Why a write closure gave up.
+#[derive(Debug)]
+pub enum JobError<E> {
+    /// A storage failure: the whole batch is rolled back and every job of the group gets it.
+    Abort(WriteError),
+    /// A domain error (or a record that does not decode): this job answers with it; the batch
+    /// still commits with the other jobs of the group. Only valid before the job's first write.
+    Reject(E),
+}
+
+impl<E> From<WriteError> for JobError<E> {
+    fn from(e: WriteError) -> Self {
+        JobError::Abort(e)
+    }
+}
+
+impl<E: From<CallError>> From<CallError> for JobError<E> {
+    fn from(e: CallError) -> Self {
+        JobError::Reject(E::from(e))
+    }
+}
+
+/// Run a read-only closure on the owner thread against the committed state.
+pub(crate) fn query<T, E, F>(owner: &OwnerHandle, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<CallError> + Send + 'static,
+    F: FnOnce(&dyn ReadView) -> Result<T, E> + Send + 'static,
+{
+    owner
+        .read(move |view| {
+            let watched = Watched {
+                inner: view,
+                corrupted: RefCell::new(None),
+            };
+            let result = f(&watched);
+            match watched.corrupted.into_inner() {
+                // Surfaced as the read's own error, so the owner reports the corruption.
+                Some(detail) => Err(ReadError::Corrupted(detail)),
+                None => Ok(result),
+            }
+        })
+        .unwrap_or_else(|e| Err(E::from(e)))
+}
+
+/// A read view that remembers corruption met by a closure, even if the closure converted the
+/// error into its own type.
+struct Watched<'a> {
+    inner: &'a dyn ReadView,
+    corrupted: RefCell<Option<String>>,
+}
+
+impl Watched<'_> {
+    fn watch<T>(&self, result: Result<T, ReadError>) -> Result<T, ReadError> {
+        if let Err(ReadError::Corrupted(detail)) = &result {
+            *self.corrupted.borrow_mut() = Some(detail.clone());
+        }
+        result
+    }
+}
+
+impl ReadView for Watched<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.watch(self.inner.get(key))
+    }
+
+    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
+        self.watch(self.inner.scan(range, limit))
+    }
+}
+
+/// Run a write closure inside the owner's transaction; returns once its commit is durable.
+pub(crate) fn mutate<T, E, F>(owner: &OwnerHandle, mut f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<CallError> + Send + 'static,
+    F: FnMut(&mut dyn WriteBatch) -> Result<T, JobError<E>> + Send + 'static,
+{
+    owner
+        .write(move |batch| match f(batch) {
+            Ok(value) => Ok(Ok(value)),
+            Err(JobError::Reject(e)) => Ok(Err(e)),
+            Err(JobError::Abort(e)) => Err(e),
+        })
+        .unwrap_or_else(|e| Err(E::from(e)))
+}
+
+/// Point read of a typed record through a read view.
+pub(crate) fn get_record<T: DeserializeOwned>(
+    view: &dyn ReadView,
+    key: &[u8],
+) -> Result<Option<T>, CallError> {
+    view.get(key)?.map(|bytes| decode(&bytes)).transpose()
+}
+
+/// Point read of a typed record inside a write batch.
+pub(crate) fn get_record_in<T: DeserializeOwned, E: From<CallError>>(
+    batch: &dyn WriteBatch,
+    key: &[u8],
+) -> Result<Option<T>, JobError<E>> {
+    match batch.get(key)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
 macro_rules! table_handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name {
-            owner: OwnerHandle,
+            owner: $crate::owner::OwnerHandle,
         }
 
         impl $name {
             /// Wrap the owner of this table.
-            pub fn new(owner: OwnerHandle) -> Self {
+            pub fn new(owner: $crate::owner::OwnerHandle) -> Self {
                 Self { owner }
             }
 
             /// The generic owner behind this handle (maintenance commands, raw access).
-            pub fn owner(&self) -> &OwnerHandle {
+            pub fn owner(&self) -> &$crate::owner::OwnerHandle {
                 &self.owner
             }
         }
     };
 }
-
-table_handle!(
-    /// `agent_mailbox`: per-agent queue of messages.
-    AgentMailbox
-);
-table_handle!(
-    /// `message_history`: every message, queried by time range.
-    MessageHistory
-);
-table_handle!(
-    /// `agent_channels`: channel subscriptions.
-    AgentChannels
-);
-table_handle!(
-    /// `channel_history`: per-channel message log.
-    ChannelHistory
-);
-table_handle!(
-    /// `agentcom_config`: configuration keys with defaults.
-    AgentcomConfig
-);
-table_handle!(
-    /// `thread_messages`: messages of conversation threads.
-    ThreadMessages
-);
-table_handle!(
-    /// `thread_replies`: the reply index of threads.
-    ThreadReplies
-);
-table_handle!(
-    /// `task_dead_letter`: tasks whose retries are spent.
-    TaskDeadLetter
-);
-
-/// `task_queue`: tasks to run; a task whose retries are spent moves to `task_dead_letter`.
-#[derive(Debug, Clone)]
-pub struct TaskQueue {
-    owner: OwnerHandle,
-    dead_letter: OwnerHandle,
-}
-
-impl TaskQueue {
-    /// Wrap the owners of the queue and of its dead-letter table.
-    pub fn new(owner: OwnerHandle, dead_letter: OwnerHandle) -> Self {
-        TaskQueue { owner, dead_letter }
-    }
-
-    /// The generic owner behind this handle.
-    pub fn owner(&self) -> &OwnerHandle {
-        &self.owner
-    }
-
-    /// The dead-letter owner failed tasks move to.
-    pub fn dead_letter(&self) -> &OwnerHandle {
-        &self.dead_letter
-    }
-}
+pub(crate) use table_handle;
