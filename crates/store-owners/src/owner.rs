@@ -254,6 +254,11 @@ impl OwnerHandle {
         &self.shared
     }
 
+    /// Commands waiting in the queue, not yet taken by the owner thread.
+    pub fn queued_commands(&self) -> usize {
+        self.sender.len()
+    }
+
     fn send(&self, command: Command) -> Result<(), CallError> {
         self.sender.send(command).map_err(|_| CallError::Closed)
     }
@@ -603,13 +608,19 @@ impl<S: TableStore> OwnerThread<S> {
         }
         let quarantined = if self.path.exists() {
             if let Some(parent) = request.quarantine.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io("creating quarantine", e))?;
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    self.reopen_after_failed_replace(None);
+                    io("creating quarantine", e)
+                })?;
             }
             std::fs::rename(&self.path, &request.quarantine).map_err(|e| {
                 self.reopen_after_failed_replace(None);
                 io("moving the table file to quarantine", e)
             })?;
-            store_core::fsutil::sync_parent_dir(&request.quarantine).map_err(|e| io("fsync", e))?;
+            store_core::fsutil::sync_parent_dir(&request.quarantine).map_err(|e| {
+                self.reopen_after_failed_replace(Some(&request.quarantine));
+                io("fsync", e)
+            })?;
             Some(request.quarantine.clone())
         } else {
             None
