@@ -88,7 +88,9 @@ impl StepHook {
     }
 
     fn call(&self, step: Step) -> Result<(), MaintenanceError> {
-        (self.0)(step).map_err(|reason| MaintenanceError::Io(format!("injected failure at {step:?}: {reason}")))
+        (self.0)(step).map_err(|reason| {
+            MaintenanceError::Io(format!("injected failure at {step:?}: {reason}"))
+        })
     }
 }
 
@@ -139,9 +141,13 @@ const FRESH_MARKER: &str = ".compact-";
 
 /// Remove fresh files a crashed compaction left beside `table_path`.
 pub fn remove_leftovers(table_path: &Path) {
-    let (Some(dir), Some(name)) = (table_path.parent(), table_path.file_name()) else { return };
+    let (Some(dir), Some(name)) = (table_path.parent(), table_path.file_name()) else {
+        return;
+    };
     let prefix = format!("{}{FRESH_MARKER}", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             tracing::info!(file = %entry.path().display(), "removing a leftover compaction file");
@@ -157,7 +163,9 @@ pub(crate) fn start<S: TableStore>(
     reply: Sender<Result<CompactReport, MaintenanceError>>,
 ) {
     let Some(store) = &owner.store else {
-        let _ = reply.send(Err(MaintenanceError::Unavailable(owner.shared.status().to_string())));
+        let _ = reply.send(Err(MaintenanceError::Unavailable(
+            owner.shared.status().to_string(),
+        )));
         return;
     };
     let snapshot = match store.snapshot() {
@@ -191,7 +199,9 @@ pub(crate) fn start<S: TableStore>(
     let worker = match worker {
         Ok(w) => w,
         Err(e) => {
-            let _ = reply.send(Err(MaintenanceError::Io(format!("spawning the worker: {e}"))));
+            let _ = reply.send(Err(MaintenanceError::Io(format!(
+                "spawning the worker: {e}"
+            ))));
             return;
         }
     };
@@ -228,7 +238,12 @@ fn worker<S: TableStore>(
     commands: Receiver<WorkerCommand<S::Snapshot>>,
     events: Sender<WorkerEvent<S>>,
 ) {
-    let WorkerJob { fresh_path, options, cancel, hook } = job;
+    let WorkerJob {
+        fresh_path,
+        options,
+        cancel,
+        hook,
+    } = job;
     let injected = std::sync::Mutex::new(None);
     let keep_going = |records: u64| {
         if cancel.load(Ordering::Relaxed) {
@@ -261,7 +276,9 @@ fn worker<S: TableStore>(
     let mut fresh = match S::open(&fresh_path, &options) {
         Ok(f) => f,
         Err(e) => {
-            let _ = events.send(WorkerEvent::CaughtUp(Err(MaintenanceError::Storage(e.to_string()))));
+            let _ = events.send(WorkerEvent::CaughtUp(Err(MaintenanceError::Storage(
+                e.to_string(),
+            ))));
             let _ = std::fs::remove_file(&fresh_path);
             return;
         }
@@ -329,10 +346,17 @@ impl<S: TableStore> SnapshotGet for LiveStore<'_, S> {
 
 impl<S: TableStore> OwnerThread<S> {
     pub(crate) fn on_worker_event(&mut self, event: WorkerEvent<S>) {
-        let Some(c) = self.compaction.as_mut() else { return };
+        let Some(c) = self.compaction.as_mut() else {
+            return;
+        };
         match event {
             WorkerEvent::Copied(Ok(stats)) => {
-                tracing::debug!(table = self.table, records = stats.records, ms = stats.duration.as_millis() as u64, "snapshot copied");
+                tracing::debug!(
+                    table = self.table,
+                    records = stats.records,
+                    ms = stats.duration.as_millis() as u64,
+                    "snapshot copied"
+                );
                 self.next_round();
             }
             WorkerEvent::CaughtUp(Ok(n)) => {
@@ -345,7 +369,12 @@ impl<S: TableStore> OwnerThread<S> {
             }
             WorkerEvent::Vanished => {
                 let c = self.compaction.take().expect("checked above");
-                self.finish(c, Err(MaintenanceError::Storage("the compaction worker stopped".into())));
+                self.finish(
+                    c,
+                    Err(MaintenanceError::Storage(
+                        "the compaction worker stopped".into(),
+                    )),
+                );
             }
             WorkerEvent::Ready(fresh) => {
                 let c = self.compaction.take().expect("checked above");
@@ -357,7 +386,10 @@ impl<S: TableStore> OwnerThread<S> {
 
     /// Start another catch-up round, or ask for the fresh file when few keys are left.
     fn next_round(&mut self) {
-        let c = self.compaction.as_mut().expect("called during a compaction");
+        let c = self
+            .compaction
+            .as_mut()
+            .expect("called during a compaction");
         if c.changed.len() <= c.config.final_keys || c.rounds >= c.config.max_rounds {
             let _ = c.commands.send(WorkerCommand::HandOver);
             return;
@@ -381,10 +413,17 @@ impl<S: TableStore> OwnerThread<S> {
     }
 
     /// The final pause: copy the last changed keys from the live file, commit, swap.
-    fn swap(&mut self, c: &OnlineCompaction<S>, mut fresh: S) -> Result<CompactReport, MaintenanceError> {
+    fn swap(
+        &mut self,
+        c: &OnlineCompaction<S>,
+        mut fresh: S,
+    ) -> Result<CompactReport, MaintenanceError> {
         let paused = Instant::now();
         let hook = c.config.hook.as_ref();
-        let store = self.store.as_mut().ok_or_else(|| MaintenanceError::Unavailable("table closed".into()))?;
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| MaintenanceError::Unavailable("table closed".into()))?;
         let keys: Vec<Vec<u8>> = c.changed.iter().cloned().collect();
         run_hook(hook, Step::FinalCopy)?;
         copy_keys(&LiveStore(&*store), &keys, &mut fresh)?;
@@ -434,13 +473,22 @@ impl<S: TableStore> OwnerThread<S> {
             }
             Err(e) => {
                 tracing::error!(table = self.table, error = %e, "table file does not reopen after a failed swap");
-                self.shared.set_status(TableStatus::Unavailable(e.to_string()));
+                self.shared
+                    .set_status(TableStatus::Unavailable(e.to_string()));
             }
         }
     }
 
     fn finish(&mut self, c: OnlineCompaction<S>, result: Result<CompactReport, MaintenanceError>) {
-        let OnlineCompaction { commands, worker, reply, fresh_path, cancel, status_before, .. } = c;
+        let OnlineCompaction {
+            commands,
+            worker,
+            reply,
+            fresh_path,
+            cancel,
+            status_before,
+            ..
+        } = c;
         cancel.store(true, Ordering::Relaxed);
         // The worker is idle (waiting for a command) or has exited: closing its command
         // channel ends it, and joining closes its copy of the fresh file before removal.
@@ -465,7 +513,14 @@ impl<S: TableStore> OwnerThread<S> {
 /// Cancel a compaction at shutdown and wait for its worker, so the table file can be closed.
 pub(crate) fn abandon<S: TableStore>(c: OnlineCompaction<S>, why: &str) {
     c.cancel.store(true, Ordering::Relaxed);
-    let OnlineCompaction { commands, worker, reply, fresh_path, events, .. } = c;
+    let OnlineCompaction {
+        commands,
+        worker,
+        reply,
+        fresh_path,
+        events,
+        ..
+    } = c;
     drop(commands);
     drop(events);
     if let Some(worker) = worker {
