@@ -26,6 +26,8 @@ pub struct Maintainer {
     pub(crate) op_lock: Mutex<()>,
     /// Where backups live.
     pub(crate) backup_dir: PathBuf,
+    /// The last compaction runs, persisted in the data dir (loaded here, at creation).
+    pub(crate) history: crate::history::History,
     /// A fault injected into the next restores (tests only; see [`crate::recovery`]).
     pub(crate) restore_fault: Mutex<Option<crate::recovery::RestoreFault>>,
 }
@@ -38,12 +40,14 @@ impl Maintainer {
         } else {
             config.backup.dir.clone()
         };
+        let history = crate::history::History::load(stores.data_dir());
         Maintainer {
             stores,
             config,
             bus: EventBus::new(),
             op_lock: Mutex::new(()),
             backup_dir,
+            history,
             restore_fault: Mutex::new(None),
         }
     }

@@ -1,0 +1,144 @@
+//! [`Maintainer::health_metrics`]: size, fragmentation and status of every table, the last
+//! compaction and backup of each, and the compaction history. Built from what each owner
+//! publishes in its [`store_owners::Shared`] state (one `stat` per table file), never through
+//! an owner's queue, so it answers while a table is busy or stuck.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use store_owners::TableStatus;
+
+use crate::backup::BackupInfo;
+use crate::history::{CompactionRun, TableOutcome, TableResult};
+use crate::maintainer::Maintainer;
+
+/// A table's health in one word, with the detail kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving.
+    Ok,
+    /// Serving, with a compaction in progress.
+    Compacting,
+    /// Not serving (did not open, being replaced).
+    Unavailable,
+    /// Serving an empty table: its data was lost and no backup could be restored.
+    Degraded,
+    /// Corruption detected; waiting for a restore.
+    Corrupted,
+    /// The owner has stopped.
+    Closed,
+}
+
+impl HealthStatus {
+    /// The one-word status of `status`, and its detail if it has one.
+    pub fn of(status: &TableStatus) -> (HealthStatus, Option<String>) {
+        match status {
+            TableStatus::Ok => (HealthStatus::Ok, None),
+            TableStatus::Compacting => (HealthStatus::Compacting, None),
+            TableStatus::Unavailable(d) => (HealthStatus::Unavailable, Some(d.clone())),
+            TableStatus::Degraded(d) => (HealthStatus::Degraded, Some(d.clone())),
+            TableStatus::Corrupted(d) => (HealthStatus::Corrupted, Some(d.clone())),
+            TableStatus::Closed => (HealthStatus::Closed, None),
+        }
+    }
+}
+
+/// One table's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableHealth {
+    /// The table.
+    pub table: String,
+    /// Ok, compacting, unavailable, degraded, corrupted or closed.
+    pub status: HealthStatus,
+    /// Why, for the statuses that carry a reason.
+    pub status_detail: Option<String>,
+    /// Live records.
+    pub records: u64,
+    /// Size of the table file.
+    pub file_bytes: u64,
+    /// Key plus value bytes of the live records.
+    pub live_bytes: u64,
+    /// Estimated bytes a compaction would give back.
+    pub reclaimable_bytes: u64,
+    /// `reclaimable_bytes / file_bytes`, in `[0, 1]`; compared with the threshold.
+    pub fragmentation_ratio: f64,
+    /// Start of the newest run that compacted this table.
+    #[serde(default, with = "humantime_serde")]
+    pub last_compacted_at: Option<SystemTime>,
+    /// This table's result in the newest run that visited it (compacted, skipped or failed).
+    pub last_result: Option<TableResult>,
+    /// The newest backup of the table whose manifest and size check out (not fully verified).
+    pub last_backup: Option<BackupInfo>,
+}
+
+/// What [`Maintainer::health_metrics`] reports. Serializes to JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// When the report was made.
+    #[serde(with = "humantime_serde")]
+    pub generated_at: SystemTime,
+    /// The nine tables, in [`store_owners::TABLE_NAMES`] order.
+    pub tables: Vec<TableHealth>,
+    /// Start of the newest compaction run.
+    #[serde(default, with = "humantime_serde")]
+    pub last_compaction: Option<SystemTime>,
+    /// The kept compaction runs, oldest first.
+    pub history: Vec<CompactionRun>,
+}
+
+impl HealthReport {
+    /// The entry of `table`, if it is one of the nine.
+    pub fn table(&self, table: &str) -> Option<&TableHealth> {
+        self.tables.iter().find(|t| t.table == table)
+    }
+}
+
+impl Maintainer {
+    /// Size, fragmentation and status of every table, their last compaction and backup, and
+    /// the compaction history. Never waits for an owner.
+    pub fn health_metrics(&self) -> HealthReport {
+        let history = self.history.runs();
+        let tables = self
+            .stores
+            .owners()
+            .into_iter()
+            .map(|owner| {
+                let shared = owner.shared();
+                let metrics = shared.metrics();
+                let (status, status_detail) = HealthStatus::of(&shared.status());
+                let table = owner.table();
+                let last_result = history
+                    .iter()
+                    .rev()
+                    .find_map(|run| run.results.iter().find(|r| r.table == table))
+                    .cloned();
+                let last_compacted_at = history.iter().rev().find_map(|run| {
+                    run.results
+                        .iter()
+                        .any(|r| r.table == table && r.outcome == TableOutcome::Compacted)
+                        .then_some(run.started_at)
+                });
+                TableHealth {
+                    table: table.to_string(),
+                    status,
+                    status_detail,
+                    records: metrics.live_records,
+                    file_bytes: metrics.file_bytes,
+                    live_bytes: metrics.live_bytes,
+                    reclaimable_bytes: metrics.reclaimable_bytes,
+                    fragmentation_ratio: metrics.fragmentation_ratio,
+                    last_compacted_at,
+                    last_result,
+                    last_backup: self.last_backup(table),
+                }
+            })
+            .collect();
+        HealthReport {
+            generated_at: SystemTime::now(),
+            tables,
+            last_compaction: history.last().map(|run| run.started_at),
+            history,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! A named thread that runs a job on a fixed interval: [`Schedule`]. The daemon starts one for
+//! compaction ([`Maintainer::start_compaction_schedule`]) and may start others.
+//!
+//! The next run is planned one interval after the previous run *ended*: a slow run delays the
+//! next one and missed ticks are never queued, so runs never pile up. A job that panics is
+//! logged and the schedule carries on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+use crate::compact::{CompactOptions, Trigger};
+use crate::maintainer::Maintainer;
+
+/// A running schedule. Dropping it (or [`Schedule::stop`]) stops the thread and joins it; a
+/// run in progress is finished first, never interrupted.
+#[derive(Debug)]
+pub struct Schedule {
+    // Field order matters: `stop` must drop before the thread is joined in `Drop`, so that
+    // the thread sees its channel close.
+    /// Closing it tells the thread to stop.
+    stop: Option<Sender<()>>,
+    /// What the thread publishes for [`Schedule::next_run`] and [`Schedule::n_runs`].
+    state: Arc<ScheduleState>,
+    /// Joined on drop.
+    thread: Option<JoinHandle<()>>,
+    /// The schedule's name (also the thread's name).
+    name: String,
+}
+
+#[derive(Debug, Default)]
+struct ScheduleState {
+    /// When the next run is due; `None` while a run is in progress or once stopped.
+    next_run: Mutex<Option<SystemTime>>,
+    /// Runs finished so far.
+    n_runs: AtomicU64,
+}
+
+impl ScheduleState {
+    fn set_next(&self, next: Option<SystemTime>) {
+        *self.next_run.lock().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+}
+
+/// Starting a schedule failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartScheduleError {
+    /// The thread could not be spawned.
+    #[error("cannot spawn the schedule thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+impl Schedule {
+    /// Run `job` every `interval`, the first time one interval from now, on a thread named
+    /// `name`.
+    pub fn start(
+        name: &str,
+        interval: Duration,
+        job: impl FnMut() + Send + 'static,
+    ) -> Result<Schedule, StartScheduleError> {
+        let (stop, stopped) = bounded::<()>(0);
+        let state = Arc::new(ScheduleState::default());
+        state.set_next(Some(SystemTime::now() + interval));
+        let thread = {
+            let state = state.clone();
+            let name = name.to_string();
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || run(&name, interval, job, &stopped, &state))?
+        };
+        Ok(Schedule {
+            stop: Some(stop),
+            state,
+            thread: Some(thread),
+            name: name.to_string(),
+        })
+    }
+
+    /// The schedule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When the next run is due; `None` while a run is in progress or after the schedule
+    /// stopped.
+    pub fn next_run(&self) -> Option<SystemTime> {
+        *self
+            .state
+            .next_run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs finished so far.
+    pub fn n_runs(&self) -> u64 {
+        self.state.n_runs.load(Ordering::SeqCst)
+    }
+
+    /// Stop: wait for a run in progress to end, then for the thread to exit.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Schedule {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(
+    name: &str,
+    interval: Duration,
+    mut job: impl FnMut(),
+    stopped: &Receiver<()>,
+    state: &ScheduleState,
+) {
+    // Anything but a timeout means the handle dropped its sender (or sent a stop): leave.
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        state.set_next(None);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(&mut job)) {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(schedule = name, panic = %text, "scheduled job panicked");
+        }
+        state.n_runs.fetch_add(1, Ordering::SeqCst);
+        // Planned from the end of this run: a slow run delays the next one.
+        state.set_next(Some(SystemTime::now() + interval));
+    }
+    state.set_next(None);
+    tracing::info!(schedule = name, "schedule stopped");
+}
+
+impl Maintainer {
+    /// Start the compaction schedule: every [`crate::CompactionConfig::interval`],
+    /// [`Maintainer::compact_all`] with [`Trigger::Schedule`] (waiting for a maintenance
+    /// operation in progress to end). The first run is one interval from now. The schedule
+    /// holds the maintainer weakly: once the maintainer is gone, runs do nothing.
+    pub fn start_compaction_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
+        let maintainer: Weak<Maintainer> = Arc::downgrade(self);
+        Schedule::start(
+            "compaction-schedule",
+            self.config.compaction.interval,
+            move || {
+                let Some(maintainer) = maintainer.upgrade() else {
+                    return;
+                };
+                let options = CompactOptions {
+                    trigger: Trigger::Schedule,
+                    ..CompactOptions::default()
+                };
+                if let Err(e) = maintainer.compact_all(options) {
+                    tracing::error!(error = %e, "scheduled compaction did not run");
+                }
+            },
+        )
+    }
+}
