@@ -1,0 +1,137 @@
+//! Section 3, backups: throughput of a hot backup of one table against `cp` of a file of the
+//! same size, and the latency of an open-loop client (gets and puts at a fixed rate) on that
+//! table during the backup, against a window of the same length after it.
+
+use std::path::Path;
+
+use serde::Serialize;
+use store_owners::OwnerHandle;
+
+use super::stall::{N_CLIENT_WORKERS, VALUE_SIZE, baseline_len, client_op};
+use super::{Profile, time_cp};
+use crate::loadgen::{LatencyStats, bench_key, bench_value, open_loop};
+use crate::plot;
+
+/// The table backed up.
+const TABLE: &str = "message_history";
+
+/// The section's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupResult {
+    /// What made the backup.
+    pub method: String,
+    /// Records in the table.
+    pub n_records: u64,
+    /// Size of the table file.
+    pub table_bytes: u64,
+    /// Size of the backup file.
+    pub backup_bytes: u64,
+    /// Wall time of the backup.
+    pub backup_s: f64,
+    /// Table file bytes per second of backup.
+    pub backup_mb_per_s: f64,
+    /// Time of `cp` (plus `sync`) of a file the size of the table.
+    pub cp_s: f64,
+    /// Bytes per second of that copy.
+    pub cp_mb_per_s: f64,
+    /// Client latency during the backup.
+    pub during: LatencyStats,
+    /// Client latency over a window of the same length (at least 1 s) after it.
+    pub baseline: LatencyStats,
+    /// The latency-over-time plot.
+    pub plot: String,
+}
+
+/// What a backup produced.
+struct Made {
+    bytes: u64,
+}
+
+/// Run the section.
+pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<BackupResult> {
+    let data_dir = scratch.join("backup");
+    let stores = crate::load::open_stores(&data_dir)?;
+    let owner = stores.owner(TABLE).expect("one of the nine tables").clone();
+    let n = profile.backup_records;
+    fill(&owner, n)?;
+    let table_bytes = owner.shared().metrics().file_bytes;
+    let cp = time_cp(scratch, table_bytes)?;
+    let backup_dir = data_dir.join("bench-backups");
+    std::fs::create_dir_all(&backup_dir)?;
+    let (method, backup) = backup_fn(&stores, &backup_dir);
+    let op = |i: u64| client_op(&owner, n, i);
+    let ((window, made), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |start| {
+        std::thread::sleep(profile.warmup);
+        let from = start.elapsed();
+        let made = backup(&owner);
+        let to = start.elapsed();
+        std::thread::sleep(baseline_len(to - from));
+        ((from, to), made)
+    });
+    let made = made?;
+    drop(backup);
+    drop(owner);
+    stores.close();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let (from, to) = window;
+    let plot_file = "backup.png".to_string();
+    plot::latency_over_time(
+        &out.join(&plot_file),
+        &format!("operation latency during a backup, {n} records"),
+        &samples,
+        Some(window),
+        "backup",
+    )?;
+    let backup_s = (to - from).as_secs_f64();
+    Ok(BackupResult {
+        method,
+        n_records: n,
+        table_bytes,
+        backup_bytes: made.bytes,
+        backup_s,
+        backup_mb_per_s: table_bytes as f64 / 1e6 / backup_s,
+        cp_s: cp.as_secs_f64(),
+        cp_mb_per_s: table_bytes as f64 / 1e6 / cp.as_secs_f64(),
+        during: LatencyStats::of_window(&samples, from, to),
+        baseline: LatencyStats::of_window(&samples, to, to + baseline_len(to - from)),
+        plot: plot_file,
+    })
+}
+
+/// Write `n` bench records through the owner, 5000 per write job.
+fn fill(owner: &OwnerHandle, n: u64) -> anyhow::Result<()> {
+    let mut start = 0;
+    while start < n {
+        let end = (start + crate::load::BATCH).min(n);
+        owner.write(move |batch| {
+            for i in start..end {
+                batch.put(&bench_key(i), &bench_value(i, VALUE_SIZE))?;
+            }
+            Ok(())
+        })?;
+        start = end;
+    }
+    Ok(())
+}
+
+type BackupFn<'a> = Box<dyn Fn(&OwnerHandle) -> anyhow::Result<Made> + 'a>;
+
+/// How the backup is made: the snapshot copy a backup is made of (the compaction crate's
+/// backup API was not available when this was written).
+fn backup_fn<'a>(
+    _stores: &'a store_owners::Stores,
+    backup_dir: &'a Path,
+) -> (String, BackupFn<'a>) {
+    let method =
+        "owner snapshot + copy_to_file (what a backup does, without verification)".to_string();
+    let f = move |owner: &OwnerHandle| -> anyhow::Result<Made> {
+        let dest = backup_dir.join(format!("{TABLE}.redb"));
+        let snapshot = owner.snapshot()?;
+        let stats = snapshot.copy_to_file(&dest, &|_| true)?;
+        drop(snapshot);
+        Ok(Made {
+            bytes: stats.file_bytes,
+        })
+    };
+    (method, Box::new(f))
+}

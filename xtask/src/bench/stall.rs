@@ -1,0 +1,274 @@
+//! Section 1, compaction stall: one table of N records (200-byte values, half deleted at
+//! random) served by an owner to an open-loop client (gets and puts at a fixed rate) while it
+//! is compacted online, in place, and, for comparison, a DETS table closed and reopened with
+//! `repair: force` (by an escript); `cp` of the compacted size is the physical floor.
+//!
+//! Each row starts from a copy of the same fragmented file (copied while closed). The client
+//! runs for a warm-up, then through the compaction, then for a baseline window of the same
+//! length as the compaction (at least [`MIN_BASELINE`]) right after it: "without compaction".
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use store_core::{RedbStore, StoreOptions, TableStore, WriteBatch};
+use store_owners::{CompactReport, OnlineConfig, OwnerConfig, OwnerHandle};
+
+use super::{Profile, dets, time_cp};
+use crate::loadgen::{LatencyStats, Sample, bench_key, bench_value, mix, open_loop};
+use crate::plot;
+
+/// Value size of the stall table.
+pub const VALUE_SIZE: usize = 200;
+/// Client threads issuing the open-loop schedule.
+pub const N_CLIENT_WORKERS: usize = 8;
+/// Client load before the compaction starts.
+pub const WARMUP: Duration = Duration::from_secs(1);
+/// Shortest baseline window.
+pub const MIN_BASELINE: Duration = Duration::from_secs(1);
+/// One operation in this many is a put; the others are gets.
+pub const PUT_EVERY: u64 = 5;
+
+/// One row of the stall table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StallRow {
+    /// online, in-place, dets, cp.
+    pub name: String,
+    /// "ok", "not run: ...", or "failed: ...".
+    pub status: String,
+    /// Wall time of the compaction (or copy).
+    pub compaction_s: Option<f64>,
+    /// File size before.
+    pub bytes_before: Option<u64>,
+    /// File size after.
+    pub bytes_after: Option<u64>,
+    /// Longest pause the compaction itself reports (owner rows).
+    pub reported_max_pause_us: Option<u64>,
+    /// Client latency without compaction (window of the same length, right after).
+    pub baseline: Option<LatencyStats>,
+    /// Client latency during the compaction.
+    pub during: Option<LatencyStats>,
+    /// The latency-over-time plot, relative to the report.
+    pub plot: Option<String>,
+}
+
+impl StallRow {
+    /// A row with no figures, only a status.
+    pub fn not_run(name: &str, why: String) -> StallRow {
+        StallRow {
+            name: name.into(),
+            status: why,
+            compaction_s: None,
+            bytes_before: None,
+            bytes_after: None,
+            reported_max_pause_us: None,
+            baseline: None,
+            during: None,
+            plot: None,
+        }
+    }
+}
+
+/// The stall figures for one table size.
+#[derive(Debug, Clone, Serialize)]
+pub struct StallResult {
+    /// Records written (half then deleted).
+    pub n_records: u64,
+    /// Open-loop rate of the client, operations per second.
+    pub rate: f64,
+    /// Time to build the fragmented table.
+    pub build_s: f64,
+    /// Size of the fragmented file.
+    pub fragmented_bytes: u64,
+    /// The rows.
+    pub rows: Vec<StallRow>,
+}
+
+/// Run the section for a table of `n_records`.
+pub fn run(
+    profile: &Profile,
+    n_records: u64,
+    scratch: &Path,
+    out: &Path,
+) -> anyhow::Result<StallResult> {
+    let dir = scratch.join(format!("stall-{n_records}"));
+    std::fs::create_dir_all(&dir)?;
+    let master = dir.join("master.redb");
+    let started = Instant::now();
+    build_fragmented(&master, n_records, profile.seed)?;
+    let build_s = started.elapsed().as_secs_f64();
+    let fragmented_bytes = std::fs::metadata(&master)?.len();
+    eprintln!(
+        "  stall N={n_records}: built {:.0} MB in {build_s:.1} s",
+        fragmented_bytes as f64 / 1e6
+    );
+
+    let mut rows = Vec::new();
+    for kind in [Kind::Online, Kind::InPlace] {
+        let path = dir.join(format!("{}.redb", kind.name()));
+        std::fs::copy(&master, &path).context("copying the fragmented table")?;
+        let row = owner_row(profile, kind, &path, n_records, out)
+            .unwrap_or_else(|e| StallRow::not_run(kind.name(), format!("failed: {e:#}")));
+        eprintln!("  stall N={n_records}: {} {}", row.name, row.status);
+        rows.push(row);
+        let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_file(&master);
+
+    let dets_row = dets::stall_row(profile, n_records, &dir, out)
+        .unwrap_or_else(|e| StallRow::not_run("dets", format!("failed: {e:#}")));
+    eprintln!("  stall N={n_records}: dets {}", dets_row.status);
+    rows.push(dets_row);
+
+    let live = rows
+        .iter()
+        .find(|r| r.name == "online")
+        .and_then(|r| r.bytes_after);
+    let cp = match live {
+        Some(bytes) => match time_cp(&dir, bytes) {
+            Ok(d) => StallRow {
+                status: "ok".into(),
+                compaction_s: Some(d.as_secs_f64()),
+                bytes_before: Some(bytes),
+                bytes_after: Some(bytes),
+                ..StallRow::not_run("cp", String::new())
+            },
+            Err(e) => StallRow::not_run("cp", format!("failed: {e:#}")),
+        },
+        None => StallRow::not_run("cp", "not run: no compacted size to copy".into()),
+    };
+    rows.push(cp);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(StallResult {
+        n_records,
+        rate: profile.rate,
+        build_s,
+        fragmented_bytes,
+        rows,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Online,
+    InPlace,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Online => "online",
+            Kind::InPlace => "in-place",
+        }
+    }
+}
+
+/// Write `n` records in random key order, then delete half of them at random; close.
+fn build_fragmented(path: &Path, n: u64, seed: u64) -> anyhow::Result<()> {
+    let mut store = RedbStore::open(path, &StoreOptions::default())?;
+    let chunk = crate::load::BATCH;
+    let mut start = 0;
+    while start < n {
+        let mut batch = store.begin_batch()?;
+        for i in start..(start + chunk).min(n) {
+            batch.put(&bench_key(i), &bench_value(i, VALUE_SIZE))?;
+        }
+        batch.commit()?;
+        start += chunk;
+    }
+    let mut order: Vec<u64> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    for doomed in order[..(n / 2) as usize].chunks(chunk as usize) {
+        let mut batch = store.begin_batch()?;
+        for &i in doomed {
+            batch.delete(&bench_key(i))?;
+        }
+        batch.commit()?;
+    }
+    store.close()?;
+    Ok(())
+}
+
+/// The client's operation `i` on a table of `n` records: a put one time in [`PUT_EVERY`],
+/// otherwise a get, of a key chosen at random among the `n` (live or deleted).
+pub fn client_op(owner: &OwnerHandle, n: u64, i: u64) -> bool {
+    let h = mix(i ^ 0x5eed);
+    let key = bench_key(h % n);
+    if h % PUT_EVERY == 0 {
+        owner.put(&key, &bench_value(h, VALUE_SIZE)).is_ok()
+    } else {
+        owner.get(&key).is_ok()
+    }
+}
+
+fn owner_row(
+    profile: &Profile,
+    kind: Kind,
+    path: &Path,
+    n: u64,
+    out: &Path,
+) -> anyhow::Result<StallRow> {
+    let owner = OwnerHandle::start::<RedbStore>("stall", path, OwnerConfig::default());
+    let op = |i: u64| client_op(&owner, n, i);
+    let ((window, report), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |start| {
+        std::thread::sleep(WARMUP);
+        let from = start.elapsed();
+        let report: anyhow::Result<CompactReport> = match kind {
+            Kind::Online => owner
+                .compact_online(OnlineConfig::default())
+                .map_err(Into::into),
+            Kind::InPlace => owner.compact_in_place().map_err(Into::into),
+        };
+        let to = start.elapsed();
+        std::thread::sleep(baseline_len(to - from));
+        ((from, to), report)
+    });
+    owner.close();
+    let report = report?;
+    let row = finish_row(kind.name(), n, window, &samples, out)?;
+    Ok(StallRow {
+        compaction_s: Some(report.duration.as_secs_f64()),
+        bytes_before: Some(report.bytes_before),
+        bytes_after: Some(report.bytes_after),
+        reported_max_pause_us: Some(report.max_pause.as_micros() as u64),
+        ..row
+    })
+}
+
+/// The baseline window for a compaction that lasted `compaction`.
+pub fn baseline_len(compaction: Duration) -> Duration {
+    compaction.max(MIN_BASELINE)
+}
+
+/// Latency figures and plot of a row whose compaction ran over `window` of the client's time.
+pub fn finish_row(
+    name: &str,
+    n: u64,
+    window: (Duration, Duration),
+    samples: &[Sample],
+    out: &Path,
+) -> anyhow::Result<StallRow> {
+    let (from, to) = window;
+    let during = LatencyStats::of_window(samples, from, to);
+    let baseline = LatencyStats::of_window(samples, to, to + baseline_len(to - from));
+    let file = format!("stall-{n}-{name}.png");
+    plot::latency_over_time(
+        &out.join(&file),
+        &format!("compaction stall, {n} records, {name}"),
+        samples,
+        Some(window),
+        "compaction",
+    )?;
+    Ok(StallRow {
+        status: "ok".into(),
+        compaction_s: Some((to - from).as_secs_f64()),
+        baseline: Some(baseline),
+        during: Some(during),
+        plot: Some(file),
+        ..StallRow::not_run(name, String::new())
+    })
+}

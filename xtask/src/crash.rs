@@ -1,0 +1,488 @@
+//! `cargo xtask crash`: the crash campaign.
+//!
+//! Each iteration starts a child process (this binary, `crash-child`) that opens the nine
+//! tables of one data dir and runs concurrent writers on every table while other threads
+//! compact the tables (online, and now and then in place) over and over. The child prints
+//! `ack <table> <key>` for every write only after the write returned `Ok` (durable). At a
+//! random moment (10 to 500 ms after the start by default, so sometimes while the tables are
+//! still opening) the parent kills the child with SIGKILL, then reopens the data dir, checks
+//! that every table opened on its own (status ok) and that the acknowledged writes are there
+//! with their values, and goes on with the next iteration on the same data dir.
+//!
+//! Every write of this iteration is checked, plus a random sample of earlier ones; after the
+//! last iteration every acknowledged write of the campaign is checked once more. Keys are
+//! never written twice with different values and never deleted, so "present with its value"
+//! is exactly "not lost".
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use store_core::StoreSnapshot;
+use store_owners::{OnlineConfig, OwnerHandle, Stores, StoresOptions, TableStatus};
+
+/// Arguments of `cargo xtask crash`.
+#[derive(Debug, Clone, Args)]
+pub struct CrashArgs {
+    /// Kills (iterations) to run.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: u64,
+    /// The data dir the campaign runs on (emptied first). Default: target/crash/data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the kill times and of the sampled checks.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Earliest kill, in ms after the child starts.
+    #[arg(long, default_value_t = 10)]
+    pub min_kill_ms: u64,
+    /// Latest kill, in ms after the child starts.
+    #[arg(long, default_value_t = 500)]
+    pub max_kill_ms: u64,
+    /// Writer threads per table in the child.
+    #[arg(long, default_value_t = 2)]
+    pub writers: u64,
+}
+
+/// Arguments of the child (`crash-child`).
+#[derive(Debug, Clone, Args)]
+pub struct ChildArgs {
+    /// The data dir.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Iteration number (keeps keys unique across iterations).
+    #[arg(long)]
+    pub iteration: u64,
+    /// Writer threads per table.
+    #[arg(long, default_value_t = 2)]
+    pub writers: u64,
+    /// Exit on its own after this long, in case the parent went away.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_life_ms: u64,
+}
+
+/// Compaction threads in the child.
+const N_COMPACTORS: usize = 3;
+
+/// Earlier acknowledged writes re-checked after each kill.
+const SAMPLE_OLD: usize = 2000;
+
+/// The value stored under an acknowledged key: derived from the key, so the parent can check
+/// it without the child telling it.
+pub fn value_for(key: &str) -> Vec<u8> {
+    let mut value = format!("value-of:{key}:").into_bytes();
+    while value.len() < 120 {
+        value.extend_from_slice(key.as_bytes());
+    }
+    value.truncate(120);
+    value
+}
+
+/// What the parent learned from one child.
+#[derive(Debug, Default)]
+struct ChildLog {
+    acks: Vec<(String, String)>,
+    compactions_online: u64,
+    compactions_in_place: u64,
+    backups: u64,
+    opened: bool,
+}
+
+/// The campaign's figures.
+#[derive(Debug, Default)]
+struct Figures {
+    kills: u64,
+    acknowledged: u64,
+    checks: u64,
+    lost: u64,
+    failed_opens: u64,
+    killed_before_open: u64,
+    compactions_online: u64,
+    compactions_in_place: u64,
+    backups: u64,
+}
+
+/// `cargo xtask crash`.
+pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
+    if args.min_kill_ms > args.max_kill_ms {
+        bail!("--min-kill-ms must not exceed --max-kill-ms");
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::project_root().join("target/crash/data"));
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)
+            .with_context(|| format!("emptying {}", data_dir.display()))?;
+    }
+    std::fs::create_dir_all(&data_dir)?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut figures = Figures::default();
+    let started = Instant::now();
+    println!(
+        "crash campaign: {} kills on {} (kill after {}..{} ms, {} writers per table)",
+        args.iterations,
+        data_dir.display(),
+        args.min_kill_ms,
+        args.max_kill_ms,
+        args.writers
+    );
+    for iteration in 0..args.iterations {
+        let kill_after =
+            Duration::from_millis(rng.random_range(args.min_kill_ms..=args.max_kill_ms));
+        let log = run_child(&exe, &data_dir, iteration, args.writers, kill_after)?;
+        figures.kills += 1;
+        figures.compactions_online += log.compactions_online;
+        figures.compactions_in_place += log.compactions_in_place;
+        figures.backups += log.backups;
+        figures.killed_before_open += u64::from(!log.opened);
+        let new = log.acks.len();
+        acked.extend(log.acks);
+        figures.acknowledged = acked.len() as u64;
+
+        // This iteration's writes, and a sample of the earlier ones.
+        let first_new = acked.len() - new;
+        let mut to_check: Vec<&(String, String)> = acked[first_new..].iter().collect();
+        if first_new > 0 {
+            for _ in 0..SAMPLE_OLD.min(first_new) {
+                to_check.push(&acked[rng.random_range(0..first_new)]);
+            }
+        }
+        let check = reopen_and_check(&data_dir, &to_check)?;
+        figures.checks += check.checked;
+        figures.lost += check.lost;
+        figures.failed_opens += check.failed_opens;
+        for problem in &check.problems {
+            println!("  iteration {iteration}: {problem}");
+        }
+        if (iteration + 1) % 10 == 0 || iteration + 1 == args.iterations {
+            println!(
+                "  {:>4} kills, {:>7} acknowledged writes, {} lost, {} tables failed to open ({:.0} s)",
+                iteration + 1,
+                figures.acknowledged,
+                figures.lost,
+                figures.failed_opens,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let all: Vec<&(String, String)> = acked.iter().collect();
+    let last = reopen_and_check(&data_dir, &all)?;
+    figures.checks += last.checked;
+    figures.lost += last.lost;
+    figures.failed_opens += last.failed_opens;
+    for problem in &last.problems {
+        println!("  final check: {problem}");
+    }
+
+    println!("crash campaign figures:");
+    println!("  kills (SIGKILL):                       {}", figures.kills);
+    println!(
+        "  killed while the tables were opening:  {}",
+        figures.killed_before_open
+    );
+    println!(
+        "  acknowledged writes:                   {}",
+        figures.acknowledged
+    );
+    println!(
+        "  acknowledged writes checked:           {} (each kill: its own + a sample; all at the end)",
+        figures.checks
+    );
+    println!("  writes lost:                           {}", figures.lost);
+    println!(
+        "  tables that failed to open:            {}",
+        figures.failed_opens
+    );
+    println!(
+        "  completed in children before a kill:   {} online compactions, {} in-place compactions, {} backups",
+        figures.compactions_online, figures.compactions_in_place, figures.backups
+    );
+    println!(
+        "  time:                                  {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    if figures.lost > 0 || figures.failed_opens > 0 {
+        bail!(
+            "{} writes lost, {} tables failed to open",
+            figures.lost,
+            figures.failed_opens
+        );
+    }
+    Ok(())
+}
+
+fn run_child(
+    exe: &Path,
+    data_dir: &Path,
+    iteration: u64,
+    writers: u64,
+    kill_after: Duration,
+) -> anyhow::Result<ChildLog> {
+    let stderr_log = data_dir
+        .parent()
+        .unwrap_or(data_dir)
+        .join("crash-child.stderr");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_log)?;
+    let mut child = Command::new(exe)
+        .arg("crash-child")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--iteration")
+        .arg(iteration.to_string())
+        .arg("--writers")
+        .arg(writers.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .context("starting the child")?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut log = ChildLog::default();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        // A line cut by the kill has no newline: it is ignored (the write it would have
+        // acknowledged was never reported).
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(text) = line.strip_suffix('\n') {
+                let mut words = text.split(' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some("ack"), Some(table), Some(key)) => {
+                        log.acks.push((table.to_string(), key.to_string()))
+                    }
+                    (Some("compacted"), Some("online"), _) => log.compactions_online += 1,
+                    (Some("compacted"), Some("in-place"), _) => log.compactions_in_place += 1,
+                    (Some("backup"), _, _) => log.backups += 1,
+                    (Some("opened"), _, _) => log.opened = true,
+                    _ => {}
+                }
+            }
+            line.clear();
+        }
+        log
+    });
+    std::thread::sleep(kill_after);
+    // SIGKILL on Unix.
+    child.kill().context("killing the child")?;
+    let status = child.wait()?;
+    let log = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    if status.success() {
+        bail!(
+            "the child exited on its own before the kill; see {}",
+            stderr_log.display()
+        );
+    }
+    Ok(log)
+}
+
+struct Check {
+    checked: u64,
+    lost: u64,
+    failed_opens: u64,
+    problems: Vec<String>,
+}
+
+/// Reopen the data dir; check every table is ok and every key in `acks` holds its value.
+fn reopen_and_check(data_dir: &Path, acks: &[&(String, String)]) -> anyhow::Result<Check> {
+    let stores = Stores::open(data_dir, StoresOptions::default())
+        .with_context(|| format!("reopening {} after the kill", data_dir.display()))?;
+    let mut check = Check {
+        checked: 0,
+        lost: 0,
+        failed_opens: 0,
+        problems: Vec::new(),
+    };
+    let mut snapshots: HashMap<&str, Box<dyn StoreSnapshot>> = HashMap::new();
+    for owner in stores.owners() {
+        let status = owner.shared().status();
+        if status != TableStatus::Ok {
+            check.failed_opens += 1;
+            check
+                .problems
+                .push(format!("table {} did not open: {status}", owner.table()));
+            continue;
+        }
+        match owner.snapshot() {
+            Ok(s) => {
+                snapshots.insert(owner.table(), s);
+            }
+            Err(e) => {
+                check.failed_opens += 1;
+                check
+                    .problems
+                    .push(format!("table {} gives no snapshot: {e}", owner.table()));
+            }
+        }
+    }
+    for (table, key) in acks {
+        check.checked += 1;
+        let Some(snapshot) = snapshots.get(table.as_str()) else {
+            check.lost += 1;
+            continue;
+        };
+        match snapshot.get(key.as_bytes()) {
+            Ok(Some(v)) if v == value_for(key) => {}
+            Ok(Some(_)) => {
+                check.lost += 1;
+                check.problems.push(format!("{table} {key}: wrong value"));
+            }
+            Ok(None) => {
+                check.lost += 1;
+                if check.problems.len() < 20 {
+                    check
+                        .problems
+                        .push(format!("{table} {key}: acknowledged but missing"));
+                }
+            }
+            Err(e) => {
+                check.lost += 1;
+                check
+                    .problems
+                    .push(format!("{table} {key}: read failed: {e}"));
+            }
+        }
+    }
+    drop(snapshots);
+    stores.close();
+    Ok(check)
+}
+
+/// The child: writers on every table, compaction over and over; runs until killed.
+pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
+    let stores = Stores::open(&args.data_dir, StoresOptions::default())?;
+    let out = Mutex::new(std::io::stdout());
+    let say = |line: &str| {
+        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    say("opened");
+    let owners = stores.owners();
+    let deadline = Instant::now() + Duration::from_millis(args.max_life_ms);
+    std::thread::scope(|scope| {
+        for owner in &owners {
+            for w in 0..args.writers {
+                let say = &say;
+                scope.spawn(move || writer(owner, args.iteration, w, deadline, say));
+            }
+        }
+        // Three compactors, each over its own third of the tables.
+        for part in 0..N_COMPACTORS {
+            let mine: Vec<&OwnerHandle> = owners
+                .iter()
+                .copied()
+                .skip(part)
+                .step_by(N_COMPACTORS)
+                .collect();
+            let say = &say;
+            scope.spawn(move || compactor(&mine, deadline, say));
+        }
+    });
+    Ok(())
+}
+
+/// Acknowledged puts (single, and now and then a batch of ten in one write job), with
+/// scratch records written and deleted beside them so that compaction has dead space to
+/// reclaim.
+fn writer(
+    owner: &OwnerHandle,
+    iteration: u64,
+    w: u64,
+    deadline: Instant,
+    say: &(dyn Fn(&str) + Sync),
+) {
+    let table = owner.table();
+    let mut j = 0u64;
+    while Instant::now() < deadline {
+        let keys: Vec<String> = if j % 8 == 7 {
+            (0..10)
+                .map(|k| format!("crash/{iteration:06}/{w}/{j:09}-{k}"))
+                .collect()
+        } else {
+            vec![format!("crash/{iteration:06}/{w}/{j:09}")]
+        };
+        let records: Vec<(String, Vec<u8>)> =
+            keys.iter().map(|k| (k.clone(), value_for(k))).collect();
+        let scratch = format!("scratch/{iteration:06}/{w}/{j:09}").into_bytes();
+        let old_scratch =
+            format!("scratch/{iteration:06}/{w}/{:09}", j.saturating_sub(4)).into_bytes();
+        let result = owner.write(move |batch| {
+            for (k, v) in &records {
+                batch.put(k.as_bytes(), v)?;
+            }
+            batch.put(&scratch, &[b's'; 400])?;
+            batch.delete(&old_scratch)?;
+            Ok(())
+        });
+        if result.is_ok() {
+            for key in &keys {
+                say(&format!("ack {table} {key}"));
+            }
+        }
+        j += 1;
+    }
+}
+
+/// Compact the tables one after another: online, and every fourth time in place.
+fn compactor(owners: &[&OwnerHandle], deadline: Instant, say: &(dyn Fn(&str) + Sync)) {
+    let mut round = 0usize;
+    while Instant::now() < deadline {
+        let owner = owners[round % owners.len()];
+        if round % 4 == 3 {
+            if owner.compact_in_place().is_ok() {
+                say(&format!("compacted in-place {}", owner.table()));
+            }
+        } else if owner.compact_online(OnlineConfig::default()).is_ok() {
+            say(&format!("compacted online {}", owner.table()));
+        }
+        round += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_finds_a_missing_write_and_a_wrong_value() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let stores = Stores::open(dir.path(), StoresOptions::default()).unwrap();
+            let owner = stores.owner("task_queue").unwrap();
+            owner.put(b"crash/kept", &value_for("crash/kept")).unwrap();
+            owner.put(b"crash/changed", b"something else").unwrap();
+        }
+        let acks = [
+            ("task_queue".to_string(), "crash/kept".to_string()),
+            ("task_queue".to_string(), "crash/changed".to_string()),
+            ("task_queue".to_string(), "crash/never-written".to_string()),
+            ("agent_mailbox".to_string(), "crash/kept".to_string()),
+        ];
+        let refs: Vec<&(String, String)> = acks.iter().collect();
+        let check = reopen_and_check(dir.path(), &refs).unwrap();
+        assert_eq!(check.checked, 4);
+        assert_eq!(check.lost, 3, "{:?}", check.problems);
+        assert_eq!(check.failed_opens, 0);
+    }
+
+    #[test]
+    fn values_are_tied_to_their_key() {
+        assert_eq!(value_for("a").len(), 120);
+        assert_ne!(value_for("crash/1"), value_for("crash/2"));
+    }
+}

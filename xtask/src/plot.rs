@@ -1,0 +1,82 @@
+//! Latency-over-time plots (PNG) for the bench report.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+use crate::loadgen::Sample;
+
+/// Buckets along the time axis; each point is the largest latency of its bucket.
+const N_BUCKETS: usize = 800;
+
+/// Plot the worst latency per time bucket of `samples` (log scale), with `highlight` (the
+/// compaction or backup window) shaded and labelled `highlight_label`.
+pub fn latency_over_time(
+    path: &Path,
+    title: &str,
+    samples: &[Sample],
+    highlight: Option<(Duration, Duration)>,
+    highlight_label: &str,
+) -> anyhow::Result<()> {
+    let end = samples
+        .last()
+        .map_or(1.0, |s| s.at.as_secs_f64())
+        .max(0.001);
+    let width = end / N_BUCKETS as f64;
+    let mut worst = vec![0f64; N_BUCKETS + 1];
+    for s in samples {
+        let bucket = ((s.at.as_secs_f64() / width) as usize).min(N_BUCKETS);
+        worst[bucket] = worst[bucket].max(s.latency.as_secs_f64() * 1e3);
+    }
+    let floor = 0.01;
+    let top = worst.iter().copied().fold(1.0, f64::max) * 2.0;
+    let points: Vec<(f64, f64)> = worst
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(i, v)| (i as f64 * width, v.max(floor)))
+        .collect();
+
+    let root = BitMapBackend::new(path, (960, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..end, (floor..top).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the load started")
+        .y_desc("worst latency per bucket (ms, log)")
+        .draw()?;
+    if let Some((from, to)) = highlight {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(from.as_secs_f64(), floor), (to.as_secs_f64(), top)],
+                RGBColor(255, 220, 180).filled(),
+            )))?
+            .label(highlight_label)
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 15, y + 5)],
+                    RGBColor(255, 220, 180).filled(),
+                )
+            });
+    }
+    chart
+        .draw_series(LineSeries::new(points, &BLUE))?
+        .label("operation latency")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

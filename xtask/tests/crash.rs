@@ -1,0 +1,59 @@
+//! A short crash campaign through the built binary: a writing, compacting child is killed
+//! with SIGKILL five times; every acknowledged write must survive and every table must reopen
+//! on its own. (`cargo xtask crash` runs the long version.)
+
+use std::process::Command;
+
+/// The number after `label` in the campaign's closing figures.
+fn figure(stdout: &str, label: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"));
+    line[line.find(':').expect("a colon") + 1..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line:?}"))
+}
+
+#[test]
+fn five_kills_lose_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "crash",
+            "--iterations",
+            "5",
+            "--min-kill-ms",
+            "400",
+            "--max-kill-ms",
+            "900",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "campaign failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(figure(&stdout, "kills (SIGKILL):"), 5, "{stdout}");
+    assert_eq!(figure(&stdout, "writes lost:"), 0, "{stdout}");
+    assert_eq!(
+        figure(&stdout, "tables that failed to open:"),
+        0,
+        "{stdout}"
+    );
+    let acknowledged = figure(&stdout, "acknowledged writes:");
+    assert!(
+        acknowledged > 0,
+        "the children acknowledged nothing:\n{stdout}"
+    );
+    assert!(
+        figure(&stdout, "acknowledged writes checked:") >= acknowledged,
+        "{stdout}"
+    );
+}
