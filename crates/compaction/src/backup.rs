@@ -413,7 +413,12 @@ pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
     };
     let store = RedbStore::open(path, &options).map_err(|e| match e {
         OpenError::Corrupted { detail, .. } => VerifyError::Corrupted(detail),
-        other => VerifyError::Corrupted(other.to_string()),
+        // Not classified as damage: most likely the environment (a full disk: the check
+        // commits). Never reason enough to call a backup corrupt.
+        other => VerifyError::Io {
+            what: format!("opening {}", path.display()),
+            source: io::Error::other(other.to_string()),
+        },
     })?;
     let records = store.counters().records;
     if let Err(e) = store.close() {

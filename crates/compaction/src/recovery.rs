@@ -335,7 +335,10 @@ impl Maintainer {
                         id: id.clone(),
                         reason: e.to_string(),
                     });
-                    if let BackupSelector::Id(_) = which {
+                    // Only a backup that is damaged is skipped for an older one: a failure
+                    // of the environment (I/O, full disk) must never lead to degraded mode.
+                    let skip = e.is_corruption() || matches!(e, VerifyError::NotFound { .. });
+                    if matches!(which, BackupSelector::Id(_)) || !skip {
                         return Err(RestoreError::Verify { id, source: e });
                     }
                 }

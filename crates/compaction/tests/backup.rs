@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use compaction::backup::{BackupFailure, BackupManifest, BackupRequestError, VerifyError};
 use compaction::{
-    BackupOptions, BackupSelector, BackupState, BackupTrigger, Event, Maintainer,
-    MaintenanceConfig, RecoveryTrigger,
+    BackupInfo, BackupOptions, BackupRun, BackupSelector, BackupState, BackupTrigger, Event,
+    Maintainer, MaintenanceConfig, RecoveryTrigger,
 };
 use store_core::KeyRange;
 use store_owners::{OwnerHandle, Stores, StoresOptions};
@@ -208,6 +208,15 @@ fn backups_are_private_and_carry_a_manifest_that_verifies() {
         "{listed:?}"
     );
     assert_eq!(m.last_backup(TABLE).map(|i| i.id), Some(b.id.clone()));
+    // Listings and runs travel as JSON (admin API, events) and come back unchanged.
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(json.contains(r#""state":"verified""#), "{json}");
+    assert_eq!(
+        serde_json::from_str::<Vec<BackupInfo>>(&json).unwrap(),
+        listed
+    );
+    let json = serde_json::to_string(&run).unwrap();
+    assert_eq!(serde_json::from_str::<BackupRun>(&json).unwrap(), run);
     // No work file is left behind.
     let names: Vec<String> = std::fs::read_dir(m.table_backup_dir(TABLE))
         .unwrap()

@@ -410,3 +410,32 @@ fn a_restore_that_fails_half_way_leaves_the_original_table_serving() {
         .expect("restore");
     assert_eq!(report.records, 100);
 }
+
+#[test]
+fn corruption_found_at_run_time_is_restored_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    let m = &hub.maintainer;
+    fill(m, 500, "v1");
+    let expected = contents(m);
+    backup(m);
+    let events = m.events().subscribe();
+    let recovery = m
+        .start_auto_recovery(hub.reports.clone())
+        .expect("start recovery");
+
+    // The disk rots under the open table; the next integrity check finds it.
+    flip_bytes(&table_file(dir.path()));
+    let found = owner(m, TABLE).check_integrity();
+    assert!(
+        found.is_err(),
+        "flipped bytes not found by a run-time integrity check"
+    );
+    let (ok, report) = next_recovery_event(&events);
+    recovery.stop();
+    assert!(ok, "{report:?}");
+    assert_eq!(report.trigger, RecoveryTrigger::Auto);
+    assert_eq!(owner(m, TABLE).shared().status(), TableStatus::Ok);
+    assert_eq!(contents(m), expected);
+    assert_eq!(quarantined(dir.path()).len(), 1);
+}
