@@ -20,6 +20,9 @@ use store_owners::{
 /// Acknowledged state: `Some(value)` for a put, `None` for a delete.
 type Acked = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Which steps a hook fails.
+type FailsAt = fn(Step) -> bool;
+
 const TABLE: &str = "message_history";
 
 fn table_path(dir: &Path) -> PathBuf {
@@ -89,7 +92,7 @@ fn writing_hook(
     owner: &OwnerHandle,
     acked: &Arc<Mutex<Acked>>,
     n_keys: u32,
-    fail_at: Option<fn(Step) -> bool>,
+    fail_at: Option<FailsAt>,
 ) -> StepHook {
     let owner = owner.clone();
     let acked = acked.clone();
@@ -237,7 +240,7 @@ fn fails_swap(step: Step) -> bool {
 
 #[test]
 fn a_fault_at_any_step_keeps_every_acknowledged_write() {
-    let steps: [(&str, fn(Step) -> bool); 5] = [
+    let steps: [(&str, FailsAt); 5] = [
         ("copy", fails_copy),
         ("copied", fails_copied),
         ("catch-up", fails_catch_up),
