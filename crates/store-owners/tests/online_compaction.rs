@@ -514,3 +514,76 @@ fn killed_between_steps_keeps_every_acknowledged_write() {
         }
     }
 }
+
+#[test]
+fn an_io_failure_of_the_live_table_during_compaction_loses_no_acknowledged_write() {
+    use store_core::{FaultBackend, FaultPlan, StoreOptions};
+    for fail_sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table_path(dir.path());
+        let plan = FaultPlan::new();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        let backend = FaultBackend::new(file, plan.clone()).unwrap();
+        let store = RedbStore::open_with_backend(&path, backend, &StoreOptions::default()).unwrap();
+        let owner = OwnerHandle::start_with_store(TABLE, store, OwnerConfig::default());
+        let mut acked = preload_half_deleted(&owner, 500, 200);
+        let hook_acked = Arc::new(Mutex::new(Acked::new()));
+        let in_flight = Arc::new(Mutex::new(Vec::new()));
+        let hook = {
+            let (owner, plan, hook_acked, in_flight) = (
+                owner.clone(),
+                plan.clone(),
+                hook_acked.clone(),
+                in_flight.clone(),
+            );
+            StepHook::new(move |step| {
+                if step == Step::Copied {
+                    // The live file's next write or fsync fails, in the middle of the writes
+                    // the catch-up rounds must carry over.
+                    if fail_sync {
+                        plan.fail_sync_after(3);
+                    } else {
+                        plan.fail_write_after(3);
+                    }
+                    for i in 0..10u32 {
+                        let k = format!("io-{i:02}").into_bytes();
+                        match owner.put(&k, b"v") {
+                            Ok(()) => {
+                                hook_acked.lock().unwrap().insert(k, Some(b"v".to_vec()));
+                            }
+                            Err(_) => in_flight.lock().unwrap().push(k),
+                        }
+                    }
+                }
+                Ok(())
+            })
+        };
+        let config = OnlineConfig {
+            final_keys: 2,
+            hook: Some(hook),
+            ..OnlineConfig::default()
+        };
+        // Either outcome is acceptable; what matters is what the file holds afterwards.
+        let outcome = owner.compact_online(config);
+        assert!(plan.failures() >= 1, "the fault fired");
+        assert!(
+            !in_flight.lock().unwrap().is_empty(),
+            "a write failed ({outcome:?})"
+        );
+        assert!(leftovers(dir.path()).is_empty());
+        owner.close();
+        acked.extend(hook_acked.lock().unwrap().clone());
+        let owner = start(dir.path());
+        check(&owner, &acked);
+        for k in in_flight.lock().unwrap().iter() {
+            let found = owner.get(k).unwrap();
+            assert!(found.is_none() || found.as_deref() == Some(&b"v"[..]));
+        }
+    }
+}
