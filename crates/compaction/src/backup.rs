@@ -40,17 +40,16 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, MutexGuard, TryLockError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Sender, bounded};
 use serde::{Deserialize, Serialize};
 use store_core::{CopyError, OpenError, RedbStore, StoreOptions, TableStore, fsutil};
 use store_owners::{MaintenanceError, OwnerHandle, TABLE_NAMES};
 
 use crate::events::Event;
 use crate::maintainer::Maintainer;
+use crate::scheduler::{Schedule, StartScheduleError};
 
 /// Version of the manifest format written by this code.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -61,16 +60,9 @@ pub const FILE_MODE: u32 = 0o600;
 /// Mode of the backup dir and its per-table dirs.
 pub const DIR_MODE: u32 = 0o700;
 
-/// What started a backup run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupTrigger {
-    /// An operator (or a test) asked for it.
-    #[default]
-    Manual,
-    /// The backup schedule.
-    Schedule,
-}
+/// What started a backup run: the same type as a compaction run's trigger (`manual` or
+/// `schedule`).
+pub type BackupTrigger = crate::compact::Trigger;
 
 /// How a backup run is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -305,40 +297,6 @@ pub enum ListBackupsError {
         /// The failure.
         source: io::Error,
     },
-}
-
-/// Starting the backup schedule failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ScheduleError {
-    /// The schedule thread could not be spawned.
-    #[error("cannot start the backup schedule thread: {0}")]
-    Spawn(io::Error),
-}
-
-/// The running backup schedule. Dropping it (or [`BackupSchedule::stop`]) stops the thread
-/// and waits for a run in progress to end.
-#[derive(Debug)]
-pub struct BackupSchedule {
-    // Field order matters: the stop sender drops before the join, so the thread sees it.
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl BackupSchedule {
-    /// Stop the schedule and wait for its thread.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for BackupSchedule {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Whether `id` has the shape of a backup id: `[0-9A-Za-z._-]`, not starting with a dot, at
@@ -939,32 +897,22 @@ impl Maintainer {
     }
 
     /// Start the backup schedule: every [`crate::BackupConfig::interval`], back up all tables
-    /// (waiting for any maintenance operation in progress). The first run is one interval
-    /// from now.
-    pub fn start_backup_schedule(self: &Arc<Self>) -> Result<BackupSchedule, ScheduleError> {
-        let (stop, stopped) = bounded::<()>(0);
-        let maintainer = Arc::clone(self);
-        let interval = self.config.backup.interval;
-        let thread = std::thread::Builder::new()
-            .name("backup-schedule".into())
-            .spawn(move || {
-                // A stop message or a dropped handle ends the wait; a timeout is a due run.
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(interval)
-                {
-                    let options = BackupOptions {
-                        trigger: BackupTrigger::Schedule,
-                        wait: true,
-                    };
-                    if let Err(e) = maintainer.backup_all(options) {
-                        tracing::error!(error = %e, "scheduled backup did not run");
-                    }
-                }
-            })
-            .map_err(ScheduleError::Spawn)?;
-        Ok(BackupSchedule {
-            stop: Some(stop),
-            thread: Some(thread),
+    /// with trigger `schedule` (waiting for a maintenance operation in progress to end). The
+    /// first run is one interval from now. The schedule holds the maintainer weakly: once the
+    /// maintainer is gone, runs do nothing.
+    pub fn start_backup_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
+        let maintainer: Weak<Maintainer> = Arc::downgrade(self);
+        Schedule::start("backup-schedule", self.config.backup.interval, move || {
+            let Some(maintainer) = maintainer.upgrade() else {
+                return;
+            };
+            let options = BackupOptions {
+                trigger: BackupTrigger::Schedule,
+                wait: true,
+            };
+            if let Err(e) = maintainer.backup_all(options) {
+                tracing::error!(error = %e, "scheduled backup did not run");
+            }
         })
     }
 }
