@@ -22,7 +22,7 @@
 //! says that data was lost.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -460,12 +460,15 @@ impl Maintainer {
 
     /// Listen to corruption reports (the `corruption_reports` channel given to the tables) and
     /// recover each reported table that is still corrupt or unavailable, with trigger auto.
+    /// Reports queued before the call are handled too. The thread holds the maintainer
+    /// weakly and ends once it is gone, or when the handle is dropped.
     pub fn start_auto_recovery(
         self: &Arc<Self>,
         reports: Receiver<&'static str>,
     ) -> Result<AutoRecovery, AutoRecoveryError> {
         let (stop, stopped) = bounded::<()>(0);
-        let maintainer = Arc::clone(self);
+        // Held weakly, like the schedules: the thread never keeps the tables open.
+        let weak: Weak<Maintainer> = Arc::downgrade(self);
         let thread = std::thread::Builder::new()
             .name("auto-recovery".into())
             .spawn(move || {
@@ -477,10 +480,18 @@ impl Maintainer {
                         },
                         recv(stopped) -> _ => break,
                     };
-                    let Some(owner) = maintainer.owner_of(table) else { continue };
+                    let Some(maintainer) = weak.upgrade() else {
+                        break;
+                    };
+                    let Some(owner) = maintainer.owner_of(table) else {
+                        continue;
+                    };
                     let status = owner.shared().status();
-                    if !matches!(status, TableStatus::Corrupted(_) | TableStatus::Unavailable(_)) {
-                        tracing::info!(table, %status, "corruption report ignored: table already serving");
+                    if !matches!(
+                        status,
+                        TableStatus::Corrupted(_) | TableStatus::Unavailable(_)
+                    ) {
+                        tracing::info!(table, %status, "corruption report ignored: table serving");
                         continue;
                     }
                     if let Err(e) = maintainer.recover_corrupt_table(table) {
