@@ -1,1 +1,181 @@
-fn main() {}
+//! `backup-daemon`: the daemon (`run`, the default) and the operator verbs (`status`,
+//! `compact`, `backup`, `backups`, `verify`, `restore`, `history`, `config default`).
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config, its defaults and its errors (file, line, key).
+//! - [`daemon`]: `run`: opens the tables, starts the schedules and the admin API, waits for
+//!   SIGINT/SIGTERM, shuts down cleanly.
+//! - [`admin`]: the admin HTTP API (bearer token, JSON errors, SSE, metrics).
+//! - [`ops`]: the operations behind both the API and the verbs' direct mode.
+//! - [`client`]: the verbs: through the running daemon's API, or directly on the data dir.
+//! - [`render`]: human-readable output of the verbs.
+//! - [`metrics`]: the Prometheus text exposition.
+//! - [`files`]: `admin.token` and `daemon.json` in the data dir.
+//! - [`logging`], [`progress`]: log output and the terminal spinner.
+//!
+//! # Exit codes
+//!
+//! 0 success; 1 the operation failed (or finished with failed tables); 2 bad usage or config.
+
+mod admin;
+mod client;
+mod config;
+mod daemon;
+mod files;
+mod logging;
+mod metrics;
+mod ops;
+mod progress;
+mod render;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{DaemonConfig, LogFormat};
+use crate::ops::Op;
+
+/// Storage maintenance for the agent-communication hub: compaction, backups, recovery.
+#[derive(Debug, Parser)]
+#[command(name = "backup-daemon", version, about)]
+struct Cli {
+    /// Config file (TOML); see `backup-daemon config default`.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data dir (overrides `data_dir` of the config file).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format (overrides `[log] format`).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon until SIGINT or SIGTERM (the default).
+    Run {
+        /// Admin API address (overrides `[admin] listen`); port 0 picks a free port.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Health of the nine tables: size, records, fragmentation, last compaction and backup.
+    Status,
+    /// Compact every table over the threshold, or one table.
+    Compact {
+        /// Only this table.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
+        /// Compact even under the fragmentation threshold.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Back up every table, or one.
+    Backup {
+        /// Only this table.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
+    },
+    /// List the backups with their state (manifest and size checked).
+    Backups,
+    /// Fully verify every backup (checksum, integrity, record count).
+    Verify,
+    /// Restore a table from a backup (the newest verified one unless `--backup` is given).
+    Restore {
+        /// The table.
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The backup id (see `backups`).
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+    },
+    /// The last compaction runs.
+    History,
+    /// Config file helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the complete, commented default config file.
+    Default,
+    /// Print the effective config (file, defaults and flags merged).
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => match DaemonConfig::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("error: config {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => DaemonConfig::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
+    let command = cli.command.unwrap_or(Command::Run { listen: None });
+    let op = match command {
+        Command::Run { listen } => {
+            if let Some(listen) = listen {
+                config.admin.listen = listen;
+            }
+            logging::init(config.log.format, "info");
+            return match daemon::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Config {
+            action: ConfigAction::Default,
+        } => {
+            print!("{}", config::DEFAULT_FILE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
+            return match toml::to_string(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Status => Op::Status,
+        Command::Compact { table, force } => Op::Compact { table, force },
+        Command::Backup { table } => Op::Backup { table },
+        Command::Backups => Op::Backups { verify: false },
+        Command::Verify => Op::Backups { verify: true },
+        Command::Restore { table, backup } => Op::Restore { table, backup },
+        Command::History => Op::History,
+    };
+    logging::init(config.log.format, "warn");
+    client::run_verb(&config, &op, cli.json)
+}

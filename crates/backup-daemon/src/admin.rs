@@ -1,0 +1,406 @@
+//! The admin HTTP API: a `tiny_http` server read by a few worker threads (a long
+//! `POST /compact` never blocks `GET /health`), bearer-token auth, JSON errors, server-sent
+//! events on a thread per client, and Prometheus metrics.
+//!
+//! Routes: `GET /health`, `GET /history`, `GET /backups[?verify=true]`, `POST /compact[/{table}]
+//! [?force=true]`, `POST /backup[?table=T]`, `POST /restore/{table}` (body `{"backup": id}`,
+//! optional), `GET /events`, `GET /metrics` (the only route without auth).
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use compaction::Maintainer;
+use crossbeam_channel::RecvTimeoutError;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::metrics::Tracker;
+use crate::ops::{Op, OpError};
+
+/// Worker threads answering requests.
+pub const N_WORKERS: usize = 4;
+/// How often an idle SSE stream gets a comment line (that is how a gone client is noticed).
+const SSE_KEEPALIVE: Duration = Duration::from_secs(1);
+/// How often blocked threads look at the shutdown flag.
+const POLL: Duration = Duration::from_millis(200);
+/// Largest request body read.
+const MAX_BODY: u64 = 64 * 1024;
+
+/// The running admin API. [`AdminServer::shutdown`] (or drop) stops it.
+#[derive(Debug)]
+pub struct AdminServer {
+    /// The address actually bound (port 0 resolved).
+    addr: SocketAddr,
+    /// State shared with the workers and SSE threads.
+    ctx: Arc<Ctx>,
+    /// The workers; joined at shutdown, after each has finished its current request.
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// What request handlers share.
+struct Ctx {
+    /// The listening server; dropped when the last worker is gone.
+    server: Server,
+    /// The bearer token every route but /metrics requires.
+    token: String,
+    /// The maintenance façade.
+    maintainer: Arc<Maintainer>,
+    /// Set at shutdown: workers stop taking requests, SSE streams end.
+    shutdown: AtomicBool,
+    /// SSE client threads (and the metrics tracker's), joined at shutdown.
+    sse_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Last compaction, backup and restore per table, for /metrics.
+    tracker: Tracker,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminServer {
+    /// Bind `listen` and start the workers.
+    pub fn start(
+        listen: SocketAddr,
+        token: String,
+        maintainer: Arc<Maintainer>,
+    ) -> Result<AdminServer> {
+        let server = Server::http(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .context("the admin server has no IP address")?;
+        let events = maintainer.events().subscribe();
+        let tracker = Tracker::seeded(&maintainer);
+        let ctx = Arc::new(Ctx {
+            server,
+            token,
+            maintainer,
+            shutdown: AtomicBool::new(false),
+            sse_threads: Mutex::new(Vec::new()),
+            tracker,
+        });
+        let tracking = {
+            let ctx = ctx.clone();
+            std::thread::Builder::new()
+                .name("metrics-tracker".into())
+                .spawn(move || {
+                    while !ctx.shutdown.load(Ordering::SeqCst) {
+                        match events.recv_timeout(POLL) {
+                            Ok(envelope) => ctx.tracker.record(&envelope.event),
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                })
+                .context("spawning the metrics tracker")?
+        };
+        ctx.sse_threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tracking);
+        let workers = (0..N_WORKERS)
+            .map(|i| {
+                let ctx = ctx.clone();
+                std::thread::Builder::new()
+                    .name(format!("admin-{i}"))
+                    .spawn(move || worker(&ctx))
+                    .context("spawning an admin worker")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdminServer { addr, ctx, workers })
+    }
+
+    /// The address the API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop taking requests, end the event streams, and wait for requests in progress (a
+    /// compaction started through the API finishes first).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.ctx.shutdown.store(true, Ordering::SeqCst);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        let sse = std::mem::take(
+            &mut *self
+                .ctx
+                .sse_threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for thread in sse {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn worker(ctx: &Arc<Ctx>) {
+    while !ctx.shutdown.load(Ordering::SeqCst) {
+        match ctx.server.recv_timeout(POLL) {
+            Ok(Some(request)) => handle(ctx, request),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "admin server: receiving a request failed");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// A response about to be sent: status and JSON (or text) body.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &serde_json::Value) -> Reply {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        body.push(b'\n');
+        Reply {
+            status,
+            content_type: "application/json",
+            body,
+        }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::json(status, &serde_json::json!({ "error": message.into() }))
+    }
+}
+
+impl From<OpError> for Reply {
+    fn from(e: OpError) -> Reply {
+        Reply::error(e.status, e.message)
+    }
+}
+
+fn handle(ctx: &Arc<Ctx>, mut request: Request) {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+
+    if method == Method::Get && segments == ["metrics"] {
+        let text = crate::metrics::render(&ctx.maintainer, &ctx.tracker);
+        respond(
+            request,
+            Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: text.into_bytes(),
+            },
+        );
+        return;
+    }
+    if !authorized(&request, &ctx.token) {
+        tracing::warn!(%method, %url, "admin API: bad or missing token");
+        respond(request, Reply::error(401, "missing or wrong bearer token"));
+        return;
+    }
+    if method == Method::Get && segments == ["events"] {
+        start_sse(ctx, request);
+        return;
+    }
+    let reply = match route(&method, &segments, query, &mut request) {
+        Ok(op) => match crate::ops::execute(&ctx.maintainer, &op) {
+            Ok(value) => Reply::json(200, &value),
+            Err(e) => e.into(),
+        },
+        Err(reply) => reply,
+    };
+    tracing::info!(%method, %url, status = reply.status, elapsed = ?started.elapsed(), "admin request");
+    respond(request, reply);
+}
+
+/// The operation a request asks for, or the error reply.
+fn route(
+    method: &Method,
+    segments: &[&str],
+    query: &str,
+    request: &mut Request,
+) -> Result<Op, Reply> {
+    let params = Params::parse(query)?;
+    match (method, segments) {
+        (Method::Get, ["health"]) => Ok(Op::Status),
+        (Method::Get, ["history"]) => Ok(Op::History),
+        (Method::Get, ["backups"]) => Ok(Op::Backups {
+            verify: params.flag("verify")?,
+        }),
+        (Method::Post, ["compact"]) => Ok(Op::Compact {
+            table: params.get("table").map(str::to_string),
+            force: params.flag("force")?,
+        }),
+        (Method::Post, ["compact", table]) => Ok(Op::Compact {
+            table: Some(table.to_string()),
+            force: params.flag("force")?,
+        }),
+        (Method::Post, ["backup"]) => Ok(Op::Backup {
+            table: params.get("table").map(str::to_string),
+        }),
+        (Method::Post, ["backup", table]) => Ok(Op::Backup {
+            table: Some(table.to_string()),
+        }),
+        (Method::Post, ["restore", table]) => {
+            let body = read_body(request)?;
+            let from_body = match body.trim() {
+                "" => None,
+                text => {
+                    #[derive(serde::Deserialize)]
+                    #[serde(deny_unknown_fields)]
+                    struct RestoreBody {
+                        backup: Option<String>,
+                    }
+                    let parsed: RestoreBody = serde_json::from_str(text)
+                        .map_err(|e| Reply::error(400, format!("bad JSON body: {e}")))?;
+                    parsed.backup
+                }
+            };
+            let backup = from_body.or_else(|| params.get("backup").map(str::to_string));
+            Ok(Op::Restore {
+                table: table.to_string(),
+                backup,
+            })
+        }
+        (_, ["health" | "history" | "backups" | "events" | "metrics"])
+        | (_, ["compact" | "backup", ..])
+        | (_, ["restore", _]) => Err(Reply::error(
+            405,
+            format!("method {method} not allowed here"),
+        )),
+        _ => Err(Reply::error(
+            404,
+            format!("no route /{}", segments.join("/")),
+        )),
+    }
+}
+
+/// Query-string parameters (no percent-decoding needed: table names and ids are plain).
+struct Params<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Params<'a> {
+    fn parse(query: &'a str) -> Result<Params<'a>, Reply> {
+        let pairs = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")));
+        Ok(Params(pairs.collect()))
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, Reply> {
+        match self.get(key) {
+            None | Some("false" | "0") => Ok(false),
+            Some("" | "true" | "1") => Ok(true),
+            Some(other) => Err(Reply::error(
+                400,
+                format!("{key}={other}: expected true or false"),
+            )),
+        }
+    }
+}
+
+fn read_body(request: &mut Request) -> Result<String, Reply> {
+    let mut body = String::new();
+    request
+        .as_reader()
+        .take(MAX_BODY)
+        .read_to_string(&mut body)
+        .map_err(|e| Reply::error(400, format!("cannot read the request body: {e}")))?;
+    Ok(body)
+}
+
+/// Constant-time comparison of the `Authorization: Bearer` header with the token.
+fn authorized(request: &Request, token: &str) -> bool {
+    let Some(header) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+    else {
+        return false;
+    };
+    let Some(given) = header.value.as_str().strip_prefix("Bearer ") else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn respond(request: Request, reply: Reply) {
+    let header = Header::from_bytes("Content-Type", reply.content_type).expect("a valid header");
+    let response = Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header);
+    // The client may have gone away; that is a normal event.
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "admin API: client went away before the reply");
+    }
+}
+
+/// Hand the connection to a thread of its own that streams the "backups" topic.
+fn start_sse(ctx: &Arc<Ctx>, request: Request) {
+    let events = ctx.maintainer.events().subscribe();
+    let ctx2 = ctx.clone();
+    let spawned = std::thread::Builder::new().name("admin-sse".into()).spawn(move || {
+        let mut out = request.into_writer();
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+                    Connection: close\r\n\r\n: subscribed to backups\n\n";
+        if out.write_all(head.as_bytes()).and_then(|()| out.flush()).is_err() {
+            return;
+        }
+        tracing::info!("admin API: events client connected");
+        let mut last_write = Instant::now();
+        while !ctx2.shutdown.load(Ordering::SeqCst) {
+            let chunk = match events.recv_timeout(POLL) {
+                Ok(envelope) => {
+                    let data = serde_json::to_string(&envelope).unwrap_or_default();
+                    format!("event: {}\ndata: {data}\n\n", envelope.event.name())
+                }
+                Err(RecvTimeoutError::Timeout) if last_write.elapsed() >= SSE_KEEPALIVE => ": keepalive\n\n".into(),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if out.write_all(chunk.as_bytes()).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+            last_write = Instant::now();
+        }
+        tracing::info!("admin API: events client gone");
+    });
+    match spawned {
+        Ok(thread) => {
+            let mut threads = ctx.sse_threads.lock().unwrap_or_else(|p| p.into_inner());
+            threads.retain(|t| !t.is_finished());
+            threads.push(thread);
+        }
+        Err(e) => tracing::error!(error = %e, "admin API: cannot start an events thread"),
+    }
+}

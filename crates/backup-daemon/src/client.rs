@@ -1,0 +1,180 @@
+//! The operator verbs. When `<data_dir>/daemon.json` names a live daemon whose admin API
+//! answers, a verb is a request to that API (token from the daemon's token file); otherwise it
+//! opens the data dir itself and runs the operation directly.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use compaction::Maintainer;
+use serde_json::Value;
+use store_owners::{OpenStoresError, Stores, StoresOptions};
+
+use crate::config::DaemonConfig;
+use crate::files::{self, DaemonFile};
+use crate::ops::{self, Op, OpError};
+use crate::progress::Spinner;
+
+/// How long a quick request may take before the daemon is considered unresponsive.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a verb failed.
+#[derive(Debug)]
+enum VerbError {
+    /// The operation was refused or failed (status as in the admin API).
+    Op(OpError),
+    /// Anything else: cannot open the data dir, cannot reach the daemon...
+    Other(anyhow::Error),
+}
+
+impl From<OpError> for VerbError {
+    fn from(e: OpError) -> Self {
+        VerbError::Op(e)
+    }
+}
+
+impl From<anyhow::Error> for VerbError {
+    fn from(e: anyhow::Error) -> Self {
+        VerbError::Other(e)
+    }
+}
+
+/// Run `op` and print its result; the exit code says whether it went well.
+pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
+    let result = {
+        let _spinner = op.progress_label().map(Spinner::start);
+        execute(config, op)
+    };
+    match result {
+        Ok(value) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                print!("{}", crate::render::render(op, &value));
+            }
+            if crate::render::has_failures(op, &value) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            let (status, message) = match e {
+                VerbError::Op(e) => (Some(e.status), e.message),
+                VerbError::Other(e) => (None, format!("{e:#}")),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": message, "status": status })
+                );
+            } else {
+                eprintln!("error: {message}");
+            }
+            // Bad input is a usage error.
+            if status == Some(400) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn execute(config: &DaemonConfig, op: &Op) -> Result<Value, VerbError> {
+    let data_dir = &config.data_dir;
+    let daemon = DaemonFile::read(data_dir).filter(DaemonFile::pid_alive);
+    if let Some(daemon) = &daemon {
+        match via_daemon(daemon, op) {
+            Ok(value) => return Ok(value),
+            Err(Remote::Unreachable(e)) => {
+                tracing::warn!(admin = %daemon.admin, error = %e, "daemon.json names a daemon that does not answer");
+            }
+            Err(Remote::Failed(e)) => return Err(e),
+        }
+    }
+    direct(config, op, daemon.as_ref())
+}
+
+/// A request to the daemon did not work.
+enum Remote {
+    /// Nobody answers: fall back to the data dir.
+    Unreachable(String),
+    /// The daemon answered with an error, or broke off.
+    Failed(VerbError),
+}
+
+fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<Value, Remote> {
+    let token = files::read_token(&daemon.token_file).map_err(|e| Remote::Failed(e.into()))?;
+    let (method, path, body) = op.http();
+    let url = format!("http://{}{path}", daemon.admin);
+    tracing::debug!(%method, %url, "admin API request");
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .build();
+    let request = agent
+        .request(method, &url)
+        .set("Authorization", &format!("Bearer {token}"));
+    let response = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    match response {
+        Ok(response) => response.into_json::<Value>().map_err(|e| {
+            Remote::Failed(VerbError::Other(anyhow::anyhow!(
+                "bad reply from the daemon at {}: {e}",
+                daemon.admin
+            )))
+        }),
+        Err(ureq::Error::Status(status, response)) => {
+            let message = response
+                .into_json::<Value>()
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| format!("the daemon answered HTTP {status}"));
+            Err(Remote::Failed(VerbError::Op(OpError { status, message })))
+        }
+        Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
+            Err(Remote::Unreachable(t.to_string()))
+        }
+        Err(ureq::Error::Transport(t)) => Err(Remote::Failed(VerbError::Other(anyhow::anyhow!(
+            "talking to the daemon at {}: {t}",
+            daemon.admin
+        )))),
+    }
+}
+
+fn direct(config: &DaemonConfig, op: &Op, stale: Option<&DaemonFile>) -> Result<Value, VerbError> {
+    let stores = open_stores(&config.data_dir, stale)?;
+    let maintainer = Maintainer::new(Arc::new(stores), config.maintenance());
+    Ok(ops::execute(&maintainer, op)?)
+}
+
+fn open_stores(data_dir: &Path, daemon: Option<&DaemonFile>) -> Result<Stores> {
+    let options = StoresOptions {
+        check_integrity_on_open: true,
+        ..StoresOptions::default()
+    };
+    match Stores::open(data_dir, options) {
+        Ok(stores) => Ok(stores),
+        Err(OpenStoresError::Locked(dir)) => {
+            let who = match daemon {
+                Some(d) => format!(
+                    "daemon.json names pid {} with its admin API at {}, which does not answer",
+                    d.pid, d.admin
+                ),
+                None => "no daemon.json: another CLI command is probably running".to_string(),
+            };
+            Err(anyhow::anyhow!(
+                "data dir {} is in use by another process ({who}); try again later",
+                dir.display()
+            ))
+        }
+        Err(e) => Err(e).context("opening the tables"),
+    }
+}

@@ -1,0 +1,304 @@
+//! The daemon's TOML config: defaults, the commented default file, and parse errors that name
+//! the file, the line and the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use compaction::{BackupConfig, CompactionConfig, MaintenanceConfig};
+use serde::{Deserialize, Serialize};
+
+/// Everything the daemon and the CLI verbs read from `--config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Where the nine table files live (relative paths are relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Compaction schedule and policy.
+    pub compaction: CompactionConfig,
+    /// Backup schedule and retention.
+    pub backup: BackupConfig,
+    /// The admin HTTP API.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            data_dir: PathBuf::from("data"),
+            compaction: CompactionConfig::default(),
+            backup: BackupConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The admin HTTP API settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address the API listens on; port 0 picks a free port (printed at start).
+    pub listen: SocketAddr,
+    /// File holding the bearer token. Empty means `<data_dir>/admin.token`, generated on first
+    /// start with mode 0600.
+    pub token_file: PathBuf,
+}
+
+/// The default admin address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address parses"),
+            token_file: PathBuf::new(),
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (readable) or `json` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+impl DaemonConfig {
+    /// What the maintenance library needs.
+    pub fn maintenance(&self) -> MaintenanceConfig {
+        MaintenanceConfig {
+            compaction: self.compaction.clone(),
+            backup: self.backup.clone(),
+        }
+    }
+
+    /// The token file actually used.
+    pub fn token_file(&self) -> PathBuf {
+        if self.admin.token_file.as_os_str().is_empty() {
+            self.data_dir.join("admin.token")
+        } else {
+            self.admin.token_file.clone()
+        }
+    }
+
+    /// The backup dir actually used.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.dir.as_os_str().is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            self.backup.dir.clone()
+        }
+    }
+
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        DaemonConfig::parse(path, &text)
+    }
+
+    /// Parse and validate config text; `file` is only used in error messages.
+    pub fn parse(file: &Path, text: &str) -> Result<DaemonConfig, ConfigError> {
+        let config: DaemonConfig = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate(text, span),
+                None => (None, None),
+            };
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.validate().map_err(|(section, key, message)| {
+            let line = find_key_line(text, section, key);
+            let key = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key: Some(key),
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express: ranges and non-zero durations. Errors name the section and
+    /// key at fault.
+    fn validate(&self) -> Result<(), (&'static str, &'static str, String)> {
+        let c = &self.compaction;
+        if c.interval.is_zero() {
+            return Err(("compaction", "interval", "must be more than zero".into()));
+        }
+        if !(0.0..=1.0).contains(&c.threshold) {
+            return Err((
+                "compaction",
+                "threshold",
+                format!("{} is not between 0 and 1", c.threshold),
+            ));
+        }
+        if c.pause_limit.is_zero() {
+            return Err(("compaction", "pause_limit", "must be more than zero".into()));
+        }
+        if self.backup.interval.is_zero() {
+            return Err(("backup", "interval", "must be more than zero".into()));
+        }
+        if self.backup.keep == 0 {
+            return Err(("backup", "keep", "must keep at least one backup".into()));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(("", "data_dir", "must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A config file that cannot be used.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line of the fault, when known.
+    pub line: Option<usize>,
+    /// The dotted key at fault (`compaction.interval`), when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The line (1-based) and dotted key of a byte span in the config text.
+fn locate(text: &str, span: std::ops::Range<usize>) -> (Option<usize>, Option<String>) {
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let section = current_section(text, line_no);
+    let trimmed = line.trim();
+    let key = if trimmed.starts_with('[') {
+        // The span is on a table header: the section itself is at fault.
+        Some(
+            trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        )
+    } else {
+        trimmed
+            .split_once('=')
+            .map(|(k, _)| k.trim().to_string())
+            .map(|k| match &section {
+                Some(s) => format!("{s}.{k}"),
+                None => k,
+            })
+    };
+    (Some(line_no), key)
+}
+
+/// The `[section]` in force at `line_no` (1-based), if any.
+fn current_section(text: &str, line_no: usize) -> Option<String> {
+    text.lines()
+        .take(line_no)
+        .filter_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && l.ends_with(']'))
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        })
+        .last()
+}
+
+/// The line (1-based) where `key` is set inside `[section]` (or at top level for "").
+fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == section
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim() == key
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The complete default config file, commented; it parses back to [`DaemonConfig::default`].
+pub const DEFAULT_FILE: &str = r#"# backup-daemon configuration. Every key is optional; the values below are the defaults.
+# Durations are human readable: "90s", "30m", "6h", "1day". Relative paths are relative to
+# the directory the daemon is started from.
+
+# Where the nine table files (<table>.redb) live; created if missing.
+data_dir = "data"
+
+[compaction]
+# Time between scheduled compaction runs.
+interval = "6h"
+# Tables whose fragmentation ratio (reclaimable bytes / file bytes) is under this are skipped,
+# unless the run is forced.
+threshold = 0.1
+# "online": copy live records to a fresh file while the table keeps serving (brief final pause).
+# "in-place": redb's own compaction; the table serves nothing until it ends.
+strategy = "online"
+# Longest final pause of an online compaction; past it the attempt is abandoned safely.
+pause_limit = "1s"
+
+[backup]
+# Where backups go (<dir>/<table>/<timestamp>.redb plus a manifest). Empty: <data_dir>/backups.
+dir = ""
+# Time between scheduled backups.
+interval = "1day"
+# Verified backups kept per table.
+keep = 3
+
+[admin]
+# Address of the admin HTTP API. Port 0 picks a free port (printed at start).
+listen = "127.0.0.1:7411"
+# File holding the bearer token. Empty: <data_dir>/admin.token, generated on first start
+# (32 random bytes, hex, mode 0600).
+token_file = ""
+
+[log]
+# "text" (readable lines) or "json" (one JSON object per line).
+format = "text"
+"#;

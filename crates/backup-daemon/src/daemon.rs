@@ -1,0 +1,176 @@
+//! `backup-daemon run`: open the nine tables (integrity checked, corruption wired to automatic
+//! recovery), start the compaction and backup schedules and the admin API, say where
+//! everything is, and run until SIGINT or SIGTERM.
+//!
+//! # Shutdown
+//!
+//! On the first signal: the admin API stops taking requests and waits for the ones in progress
+//! (a compaction or backup started through it finishes), the schedules stop (each waits for
+//! its run in progress), automatic recovery stops, `daemon.json` is removed, and the tables
+//! are closed (each owner answers its queue and closes its file). A second signal exits at
+//! once: an operation still running is abandoned, which is safe because a compaction or a
+//! restore replaces a table file only by an atomic rename, and a backup is only listed once
+//! its manifest is written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use compaction::Maintainer;
+use crossbeam_channel::{Receiver, bounded};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use store_owners::{OpenStoresError, Stores, StoresOptions};
+
+use crate::admin::AdminServer;
+use crate::config::DaemonConfig;
+use crate::files::{self, DaemonFile};
+
+/// Capacity of the corruption report channel (a report is sent once per detection).
+const CORRUPTION_QUEUE: usize = 64;
+
+/// Run the daemon until a signal; returns after a clean shutdown.
+pub fn run(config: &DaemonConfig) -> Result<()> {
+    let data_dir = absolute(&config.data_dir)?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let signals = watch_signals()?;
+
+    let token_file = absolute(&config.token_file())?;
+    let token = files::load_or_create_token(&token_file)?;
+
+    let (reports, reports_rx) = bounded(CORRUPTION_QUEUE);
+    let options = StoresOptions {
+        check_integrity_on_open: true,
+        corruption_reports: Some(reports),
+        ..Default::default()
+    };
+    let stores = Stores::open(&data_dir, options).map_err(|e| match e {
+        OpenStoresError::Locked(dir) => anyhow::anyhow!(
+            "data dir {} is in use by another process (another daemon, or a CLI command running directly)",
+            dir.display()
+        ),
+        e => anyhow::Error::new(e).context("opening the tables"),
+    })?;
+    let mut maintenance = config.maintenance();
+    maintenance.backup.dir = absolute(&config.backup_dir())?;
+    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), maintenance));
+
+    // Field order of the guards below is the shutdown order, done explicitly at the end.
+    let recovery = maintainer
+        .start_auto_recovery(reports_rx)
+        .context("starting automatic recovery")?;
+    let started = SystemTime::now();
+    let compaction_schedule = maintainer
+        .start_compaction_schedule()
+        .context("starting the compaction schedule")?;
+    let backup_schedule = maintainer
+        .start_backup_schedule()
+        .context("starting the backup schedule")?;
+    let admin = AdminServer::start(config.admin.listen, token, maintainer.clone())?;
+
+    DaemonFile {
+        pid: std::process::id(),
+        admin: admin.addr(),
+        token_file: token_file.clone(),
+    }
+    .write(&data_dir)?;
+
+    let next_compaction = compaction_schedule.next_run();
+    let next_backup = started + maintainer.config().backup.interval;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "backup-daemon running (pid {})", std::process::id());
+    let _ = writeln!(out, "  data dir:        {}", data_dir.display());
+    let _ = writeln!(
+        out,
+        "  backup dir:      {}",
+        maintainer.backup_dir().display()
+    );
+    let _ = writeln!(out, "  admin API:       http://{}", admin.addr());
+    let _ = writeln!(out, "  token file:      {}", token_file.display());
+    let _ = writeln!(
+        out,
+        "  next compaction: {}",
+        next_compaction.map_or_else(|| "-".to_string(), when)
+    );
+    let _ = writeln!(out, "  next backup:     {}", when(next_backup));
+    let _ = writeln!(out, "  metrics:         http://{}/metrics", admin.addr());
+    let _ = out.flush();
+    drop(out);
+    tracing::info!(data_dir = %data_dir.display(), admin = %admin.addr(), "daemon started");
+
+    let signal = signals.recv().unwrap_or(SIGTERM);
+    tracing::info!(
+        signal,
+        "shutting down; a second signal abandons the operation in progress"
+    );
+    std::thread::Builder::new()
+        .name("second-signal".into())
+        .spawn(move || {
+            if let Ok(signal) = signals.recv() {
+                tracing::warn!(
+                    signal,
+                    "second signal: exiting now, abandoning the operation in progress"
+                );
+                std::process::exit(130);
+            }
+        })
+        .context("spawning the signal thread")?;
+
+    admin.shutdown();
+    drop(compaction_schedule);
+    drop(backup_schedule);
+    recovery.stop();
+    DaemonFile::remove(&data_dir);
+
+    let stores = maintainer.stores().clone();
+    drop(maintainer);
+    match Arc::into_inner(stores) {
+        Some(stores) => stores.close(),
+        None => {
+            tracing::warn!("the tables are still referenced; they close when the process exits")
+        }
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, delivered on a channel.
+fn watch_signals() -> Result<Receiver<i32>> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let (tx, rx) = bounded(4);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(rx)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+/// `2026-11-26T04:00:00Z (in 6h)`.
+fn when(at: SystemTime) -> String {
+    let rounded = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| Duration::from_secs(d.as_secs()))
+        .unwrap_or_default();
+    let in_ = at
+        .duration_since(SystemTime::now())
+        .map(|d| Duration::from_secs(d.as_secs()))
+        .unwrap_or_default();
+    format!(
+        "{} (in {})",
+        humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + rounded),
+        humantime::format_duration(in_)
+    )
+}

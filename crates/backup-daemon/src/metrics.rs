@@ -1,0 +1,284 @@
+//! `GET /metrics`: the Prometheus text exposition. Table sizes and fragmentation come from
+//! what each owner publishes (no round trip); the last compaction and backup of each table
+//! come from a [`Tracker`] fed by the "backups" topic and seeded from the compaction history
+//! and the backups on disk at start.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use compaction::history::TableOutcome;
+use compaction::{Event, Maintainer};
+use store_owners::TableStatus;
+
+/// Prefix of every metric name.
+const PREFIX: &str = "agentcom_store";
+
+/// The last run of one kind (compaction or backup) on one table.
+#[derive(Debug, Clone, PartialEq)]
+struct Last {
+    /// When it ended (or, seeded from a backup manifest, when its snapshot was taken).
+    at: SystemTime,
+    /// "compacted", "skipped", "failed", "ok".
+    result: &'static str,
+    /// How long it took, when known.
+    duration: Option<Duration>,
+}
+
+/// What the tracker knows about one table.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    compaction: Option<Last>,
+    backup: Option<Last>,
+    restore: Option<Last>,
+}
+
+/// The last compaction, backup and restore of each table.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    tables: Mutex<BTreeMap<String, Track>>,
+}
+
+impl Tracker {
+    /// A tracker seeded from the compaction history and the newest backups on disk.
+    pub fn seeded(maintainer: &Maintainer) -> Tracker {
+        let tracker = Tracker::default();
+        for run in maintainer.history() {
+            tracker.record_compaction(&run);
+        }
+        let mut tables = tracker.lock();
+        for owner in maintainer.stores().owners() {
+            if let Some(manifest) = maintainer
+                .last_backup(owner.table())
+                .and_then(|b| b.manifest)
+            {
+                tables.entry(owner.table().to_string()).or_default().backup = Some(Last {
+                    at: manifest.created_at,
+                    result: "ok",
+                    duration: None,
+                });
+            }
+        }
+        drop(tables);
+        tracker
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Track>> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_compaction(&self, run: &compaction::history::CompactionRun) {
+        let ended = run.started_at + run.duration;
+        let mut tables = self.lock();
+        for r in &run.results {
+            let result = match r.outcome {
+                TableOutcome::Compacted => "compacted",
+                TableOutcome::Skipped(_) => "skipped",
+                TableOutcome::Failed(_) => "failed",
+            };
+            tables.entry(r.table.clone()).or_default().compaction = Some(Last {
+                at: ended,
+                result,
+                duration: Some(r.duration),
+            });
+        }
+    }
+
+    /// Take an event of the "backups" topic into account.
+    pub fn record(&self, event: &Event) {
+        match event {
+            Event::CompactionComplete { run } => self.record_compaction(run),
+            Event::BackupComplete { run } => {
+                let ended = run.started_at + run.duration;
+                let mut tables = self.lock();
+                for b in &run.backups {
+                    tables.entry(b.table.clone()).or_default().backup = Some(Last {
+                        at: ended,
+                        result: "ok",
+                        duration: Some(b.duration),
+                    });
+                }
+                for f in &run.failures {
+                    tables.entry(f.table.clone()).or_default().backup = Some(Last {
+                        at: ended,
+                        result: "failed",
+                        duration: None,
+                    });
+                }
+            }
+            Event::RecoveryComplete { report } | Event::RecoveryFailed { report } => {
+                let result = match report.outcome {
+                    compaction::recovery::RecoveryOutcome::Restored => "restored",
+                    compaction::recovery::RecoveryOutcome::Degraded => "degraded",
+                    compaction::recovery::RecoveryOutcome::Failed => "failed",
+                };
+                self.lock().entry(report.table.clone()).or_default().restore = Some(Last {
+                    at: report.started_at + report.duration,
+                    result,
+                    duration: Some(report.duration),
+                });
+            }
+            Event::CompactionFailed { .. } | Event::BackupFailed { .. } => {}
+        }
+    }
+}
+
+/// One metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+    name: String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+        let name = format!("{PREFIX}_{name}");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let _ = writeln!(
+            self.out,
+            "{}{{{}}} {}",
+            self.name,
+            labels.join(","),
+            number(value)
+        );
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn seconds_since_epoch(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn state_name(status: &TableStatus) -> &'static str {
+    match status {
+        TableStatus::Ok => "ok",
+        TableStatus::Compacting => "compacting",
+        TableStatus::Corrupted(_) => "corrupted",
+        TableStatus::Unavailable(_) => "unavailable",
+        TableStatus::Degraded(_) => "degraded",
+        TableStatus::Closed => "closed",
+    }
+}
+
+/// The exposition text.
+pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
+    let owners = maintainer.stores().owners();
+    let tables: Vec<(&'static str, store_core::TableMetrics, TableStatus)> = owners
+        .iter()
+        .map(|o| (o.table(), o.shared().metrics(), o.shared().status()))
+        .collect();
+    let tracks = tracker.lock().clone();
+    let mut out = String::new();
+
+    type Get = fn(&store_core::TableMetrics) -> f64;
+    let gauges: [(&str, &str, Get); 5] = [
+        ("table_file_bytes", "Size of the table file on disk.", |m| {
+            m.file_bytes as f64
+        }),
+        ("table_records", "Live records in the table.", |m| {
+            m.live_records as f64
+        }),
+        (
+            "table_live_bytes",
+            "Key plus value bytes of the live records.",
+            |m| m.live_bytes as f64,
+        ),
+        (
+            "table_reclaimable_bytes",
+            "Estimated bytes a compaction would give back.",
+            |m| m.reclaimable_bytes as f64,
+        ),
+        (
+            "table_fragmentation_ratio",
+            "Reclaimable bytes over file bytes, 0 to 1.",
+            |m| m.fragmentation_ratio,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let mut family = Family::new(&mut out, name, "gauge", help);
+        for (table, metrics, _) in &tables {
+            family.sample(&[("table", table)], get(metrics));
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        "table_state",
+        "gauge",
+        "1 for the table's current state.",
+    );
+    for (table, _, status) in &tables {
+        family.sample(&[("table", table), ("state", state_name(status))], 1.0);
+    }
+
+    type Pick = fn(&Track) -> Option<&Last>;
+    let kinds: [(&str, &str, Pick); 3] = [
+        ("compaction", "compaction", |t| t.compaction.as_ref()),
+        ("backup", "backup", |t| t.backup.as_ref()),
+        ("restore", "restore", |t| t.restore.as_ref()),
+    ];
+    for (kind, what, pick) in kinds {
+        let lasts: Vec<(&str, &Last)> = tables
+            .iter()
+            .filter_map(|(t, _, _)| tracks.get(*t).and_then(pick).map(|l| (*t, l)))
+            .collect();
+        let help = format!("End of the last {what} of the table, Unix seconds.");
+        let mut family = Family::new(
+            &mut out,
+            &format!("last_{kind}_timestamp_seconds"),
+            "gauge",
+            &help,
+        );
+        for (table, last) in &lasts {
+            family.sample(&[("table", table)], seconds_since_epoch(last.at));
+        }
+        let help = format!("1 for the result of the last {what} of the table.");
+        let mut family = Family::new(&mut out, &format!("last_{kind}_result"), "gauge", &help);
+        for (table, last) in &lasts {
+            family.sample(&[("table", table), ("result", last.result)], 1.0);
+        }
+        let help = format!("Duration of the last {what} of the table, seconds.");
+        let mut family = Family::new(
+            &mut out,
+            &format!("last_{kind}_duration_seconds"),
+            "gauge",
+            &help,
+        );
+        for (table, last) in &lasts {
+            if let Some(d) = last.duration {
+                family.sample(&[("table", table)], d.as_secs_f64());
+            }
+        }
+    }
+    let name = format!("{PREFIX}_events_dropped_total");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Events dropped because a subscriber's queue was full."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {}", maintainer.events().dropped());
+    out
+}

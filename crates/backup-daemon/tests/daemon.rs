@@ -1,0 +1,599 @@
+//! End-to-end tests of the real binary: the daemon on a temporary data dir and a free port,
+//! driven with the CLI verbs and raw HTTP (admin API, server-sent events, metrics), plus the
+//! config errors and direct mode (no daemon). The SIGTERM test guards the promise that a
+//! shutdown in the middle of a compaction leaves every table openable with all its data.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use store_core::KeyRange;
+use store_owners::{Stores, StoresOptions, TABLE_NAMES};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backup-daemon");
+
+/// Records written into each table by [`load_data`].
+const N_RECORDS: usize = 300;
+
+/// Write [`N_RECORDS`] records into every table (and delete a third of a second batch, so that
+/// the files have something to reclaim), through the library, then close the tables.
+fn load_data(data_dir: &Path) {
+    let stores = Stores::open(data_dir, StoresOptions::default()).expect("open stores");
+    for owner in stores.owners() {
+        owner
+            .write(|batch| {
+                for i in 0..N_RECORDS {
+                    batch.put(format!("key-{i:05}").as_bytes(), &[7u8; 200])?;
+                }
+                for i in 0..150 {
+                    batch.put(format!("tmp-{i:05}").as_bytes(), &[1u8; 400])?;
+                }
+                Ok(())
+            })
+            .expect("load records");
+        owner
+            .write(|batch| {
+                for i in 0..150 {
+                    batch.delete(format!("tmp-{i:05}").as_bytes())?;
+                }
+                Ok(())
+            })
+            .expect("delete records");
+    }
+    stores.close();
+}
+
+/// Records of every table, read through the library (the daemon must not be running).
+fn count_records(data_dir: &Path) -> Vec<(String, usize)> {
+    let stores = Stores::open(
+        data_dir,
+        StoresOptions {
+            check_integrity_on_open: true,
+            ..Default::default()
+        },
+    )
+    .expect("every table opens");
+    let counts = stores
+        .owners()
+        .iter()
+        .map(|o| {
+            (
+                o.table().to_string(),
+                o.scan(KeyRange::prefix(b"key-"), usize::MAX)
+                    .expect("scan")
+                    .len(),
+            )
+        })
+        .collect();
+    stores.close();
+    counts
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("daemon.toml");
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[compaction]\ninterval = \"1day\"\nthreshold = 0.0\n\
+         [backup]\ninterval = \"1day\"\n{extra}"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A daemon child process; SIGTERMed (then killed) on drop.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    token: String,
+}
+
+impl Daemon {
+    fn start(root: &Path, data_dir: &Path) -> Daemon {
+        let config = write_config(root, "");
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon");
+        let mut daemon = Daemon {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            token: String::new(),
+        };
+        // The banner is printed once daemon.json is written and the API listens.
+        let stdout = daemon.child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("read the banner");
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("metrics:") {
+                break;
+            }
+        }
+        assert!(banner.contains("data dir:"), "banner: {banner}");
+        assert!(banner.contains("backup dir:"), "banner: {banner}");
+        assert!(banner.contains("next compaction:"), "banner: {banner}");
+        assert!(banner.contains("next backup:"), "banner: {banner}");
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let info: Value = serde_json::from_slice(
+            &std::fs::read(data_dir.join("daemon.json")).expect("daemon.json"),
+        )
+        .unwrap();
+        daemon.addr = info["admin"].as_str().unwrap().parse().unwrap();
+        assert!(
+            banner.contains(&format!("http://{}", daemon.addr)),
+            "banner: {banner}"
+        );
+        daemon.token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        daemon
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request with the right token; returns status and JSON body.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(method, &self.url(path), Some(&self.token), body)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut request = ureq::request(method, url);
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let result = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Run a verb on `data_dir`.
+fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run the CLI")
+}
+
+fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = cli(data_dir, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
+}
+
+fn table_names(status: &Value) -> Vec<String> {
+    status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| t["table"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn config_default_prints_a_file_that_parses_back_to_the_defaults() {
+    let dir = TempDir::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "data_dir",
+        "interval",
+        "threshold",
+        "strategy",
+        "pause_limit",
+        "keep",
+        "listen",
+        "token_file",
+        "format",
+    ] {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "default file misses {key}"
+        );
+    }
+    let from_file = Command::new(BIN)
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let defaults = Command::new(BIN).args(["config", "show"]).output().unwrap();
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(from_file.stdout).unwrap(),
+        String::from_utf8(defaults.stdout).unwrap()
+    );
+}
+
+#[test]
+fn malformed_config_is_rejected_naming_file_line_and_key() {
+    let dir = TempDir::new().unwrap();
+    let cases = [
+        (
+            "[compaction]\nintervall = \"6h\"\n",
+            "2",
+            "compaction.intervall",
+        ),
+        (
+            "data_dir = \"d\"\n\n[backup]\ninterval = \"soon\"\n",
+            "4",
+            "backup.interval",
+        ),
+        (
+            "[compaction]\nthreshold = 1.5\n",
+            "2",
+            "compaction.threshold",
+        ),
+        ("[admin]\nlisten = \"nowhere\"\n", "2", "admin.listen"),
+        ("[log]\nformat = \"xml\"\n", "2", "log.format"),
+    ];
+    for (text, line, key) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("status")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(&format!("bad.toml:{line}")),
+            "{text}: {stderr}"
+        );
+        assert!(stderr.contains(key), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn verbs_act_directly_on_the_data_dir_without_a_daemon() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    load_data(&data);
+    let status = cli_json(&data, &["status"]);
+    assert_eq!(table_names(&status), TABLE_NAMES);
+    let text = String::from_utf8(cli(&data, &["status"]).stdout).unwrap();
+    for table in TABLE_NAMES {
+        assert!(text.contains(table), "{text}");
+    }
+    let run = cli_json(&data, &["backup", "--table", "task_queue"]);
+    assert_eq!(run["backups"][0]["table"], "task_queue");
+    assert_eq!(run["backups"][0]["records"], N_RECORDS as u64);
+    let backups = cli_json(&data, &["verify"]);
+    assert_eq!(backups.as_array().unwrap().len(), 1);
+    assert_eq!(backups[0]["state"], "verified");
+
+    let out = cli(&data, &["compact", "--table", "no_such_table"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_table"));
+
+    // While the tables are open elsewhere (and no daemon.json), the verb says so.
+    let stores = Stores::open(&data, StoresOptions::default()).unwrap();
+    let out = cli(&data, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stores.close();
+}
+
+#[test]
+fn compact_backup_and_restore_work_end_to_end_through_the_daemon() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    load_data(&data);
+    let mut daemon = Daemon::start(dir.path(), &data);
+
+    let status = cli_json(&data, &["status"]);
+    assert_eq!(table_names(&status), TABLE_NAMES);
+
+    let run = cli_json(&data, &["compact", "--force"]);
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 9);
+    assert!(results.iter().all(|r| r["status"] == "compacted"), "{run}");
+
+    let run = cli_json(&data, &["compact", "--table", "agent_mailbox", "--force"]);
+    assert_eq!(run["results"].as_array().unwrap().len(), 1);
+
+    let history = cli_json(&data, &["history"]);
+    assert!(history.as_array().unwrap().len() >= 2, "{history}");
+
+    let run = cli_json(&data, &["backup"]);
+    assert_eq!(run["backups"].as_array().unwrap().len(), 9, "{run}");
+    assert!(run["failures"].as_array().unwrap().is_empty());
+    let id = run["backups"][1]["id"].as_str().unwrap().to_string();
+    assert_eq!(run["backups"][1]["table"], "message_history");
+
+    let backups = cli_json(&data, &["backups"]);
+    assert_eq!(backups.as_array().unwrap().len(), 9);
+
+    let report = cli_json(
+        &data,
+        &["restore", "--table", "message_history", "--backup", &id],
+    );
+    assert_eq!(report["outcome"], "restored", "{report}");
+    assert_eq!(report["backup_id"], id.as_str());
+    assert_eq!(report["records"], N_RECORDS as u64);
+
+    let (code, report) = daemon.call("POST", "/restore/task_queue", None);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["outcome"], "restored");
+
+    let text = String::from_utf8(cli(&data, &["backups"]).stdout).unwrap();
+    assert!(text.contains(&id), "{text}");
+
+    assert!(daemon.terminate().success());
+    assert!(!data.join("daemon.json").exists());
+    for (table, n) in count_records(&data) {
+        assert_eq!(n, N_RECORDS, "{table}");
+    }
+}
+
+#[test]
+fn admin_api_checks_the_token_and_answers_errors_in_json() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(dir.path(), &data);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let (code, body) = call("GET", &daemon.url("/health"), Some("wrong"), None);
+    assert_eq!(code, 401);
+    assert!(body["error"].is_string());
+    let (code, _) = call("GET", &daemon.url("/health"), None, None);
+    assert_eq!(code, 401);
+    let (code, _) = call("POST", &daemon.url("/compact"), Some("wrong"), None);
+    assert_eq!(code, 401);
+
+    let (code, health) = daemon.call("GET", "/health", None);
+    assert_eq!(code, 200);
+    assert_eq!(table_names(&health), TABLE_NAMES);
+
+    for (method, path) in [
+        ("POST", "/compact/no_such_table"),
+        ("POST", "/backup?table=no_such_table"),
+        ("POST", "/restore/no_such_table"),
+        ("GET", "/no/such/route"),
+    ] {
+        let (code, body) = daemon.call(method, path, None);
+        assert_eq!(code, 404, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let (code, body) = post_raw(&daemon, "/restore/agent_mailbox", "{not json");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = daemon.call(
+        "POST",
+        "/restore/agent_mailbox",
+        Some(serde_json::json!({"backup": "../etc"})),
+    );
+    assert_eq!(code, 400);
+    let (code, _) = daemon.call("POST", "/compact?force=maybe", None);
+    assert_eq!(code, 400);
+
+    // Metrics need no token.
+    let (code, body) = call("GET", &daemon.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    let text = body.as_str().unwrap();
+    for metric in [
+        "table_file_bytes",
+        "table_records",
+        "table_fragmentation_ratio",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE agentcom_store_{metric} gauge")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "agentcom_store_{metric}{{table=\"agent_mailbox\"}}"
+            )),
+            "{text}"
+        );
+    }
+}
+
+/// A POST with a raw body, over a plain TCP stream.
+fn post_raw(daemon: &Daemon, path: &str, body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(daemon.addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        daemon.token,
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let code = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .unwrap();
+    (code, json)
+}
+
+#[test]
+fn events_arrive_on_the_sse_stream() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(dir.path(), &data);
+
+    let mut stream = TcpStream::connect(daemon.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        daemon.token
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    // The subscription exists once the first comment line arrived.
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with(':'), "{line}");
+
+    let (code, body) = daemon.call("POST", "/backup?table=agent_channels", None);
+    assert_eq!(code, 200, "{body}");
+
+    let mut event = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = Some(name.trim().to_string());
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let data: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(data["topic"], "backups");
+            assert_eq!(data["event"].as_str(), event.as_deref());
+            if event.as_deref() == Some("backup_complete") {
+                return;
+            }
+        }
+    }
+    panic!("the stream ended before backup_complete arrived");
+}
+
+#[test]
+fn sigterm_during_a_compaction_leaves_every_table_with_all_its_data() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    load_data(&data);
+    let mut daemon = Daemon::start(dir.path(), &data);
+
+    let (url, token) = (daemon.url("/compact?force=true"), daemon.token.clone());
+    let compaction = std::thread::spawn(move || {
+        // The daemon may be gone before it answers; any outcome is fine here.
+        let _ = ureq::post(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call();
+    });
+    // Signal while the run is in progress when we catch it; the check below holds either way.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let (_, health) = daemon.call("GET", "/health", None);
+        if health.to_string().contains("compacting") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    compaction.join().unwrap();
+    assert!(!data.join("daemon.json").exists());
+    for (table, n) in count_records(&data) {
+        assert_eq!(n, N_RECORDS, "{table}");
+    }
+}
