@@ -51,7 +51,7 @@ impl Trigger {
 }
 
 /// How a run is made.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactOptions {
     /// Compact every table whatever its fragmentation ratio.
     pub force: bool,
@@ -60,19 +60,15 @@ pub struct CompactOptions {
     /// Wait for a maintenance operation in progress to end; `false` returns
     /// [`CompactRequestError::Busy`] instead.
     pub wait: bool,
-    /// Test hook passed to every online compaction of the run (see
-    /// [`store_owners::OnlineConfig::hook`]); `None` in production.
-    pub hook: Option<StepHook>,
 }
 
 impl Default for CompactOptions {
-    /// Not forced, manual, waiting, no hook.
+    /// Not forced, manual, waiting.
     fn default() -> Self {
         CompactOptions {
             force: false,
             trigger: Trigger::Manual,
             wait: true,
-            hook: None,
         }
     }
 }
@@ -117,6 +113,16 @@ impl Maintainer {
     /// The kept runs, oldest first (at most [`crate::history::HISTORY_LEN`]).
     pub fn history(&self) -> Vec<CompactionRun> {
         self.history.runs()
+    }
+
+    /// Tests only: call `hook` at every step of every online compaction from now on (see
+    /// [`store_owners::OnlineConfig::hook`]); an `Err` from it makes that step fail. `None`
+    /// (the default) removes it.
+    pub fn set_compaction_hook(&self, hook: Option<StepHook>) {
+        *self
+            .compaction_hook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = hook;
     }
 
     /// The newest run, if any.
@@ -204,10 +210,15 @@ impl Maintainer {
             result.duration = started.elapsed();
             return result;
         }
+        let hook = self
+            .compaction_hook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let attempt = || match config.strategy {
             Strategy::Online => owner.compact_online(OnlineConfig {
                 pause_limit: config.pause_limit,
-                hook: options.hook.clone(),
+                hook: hook.clone(),
                 ..OnlineConfig::default()
             }),
             Strategy::InPlace => owner.compact_in_place(),

@@ -83,6 +83,9 @@ pub struct HealthReport {
     /// Start of the newest compaction run.
     #[serde(default, with = "humantime_serde")]
     pub last_compaction: Option<SystemTime>,
+    /// When the compaction schedule runs next (`None` when it is not started, or in a run).
+    #[serde(default, with = "humantime_serde")]
+    pub next_compaction: Option<SystemTime>,
     /// The kept compaction runs, oldest first.
     pub history: Vec<CompactionRun>,
 }
@@ -138,6 +141,7 @@ impl Maintainer {
             generated_at: SystemTime::now(),
             tables,
             last_compaction: history.last().map(|run| run.started_at),
+            next_compaction: self.next_compaction(),
             history,
         }
     }

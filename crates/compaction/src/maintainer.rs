@@ -28,6 +28,10 @@ pub struct Maintainer {
     pub(crate) backup_dir: PathBuf,
     /// The last compaction runs, persisted in the data dir (loaded here, at creation).
     pub(crate) history: crate::history::History,
+    /// Test hook passed to every online compaction (see [`Maintainer::set_compaction_hook`]).
+    pub(crate) compaction_hook: Mutex<Option<store_owners::StepHook>>,
+    /// The compaction schedule's state, once started (for the next run time in health).
+    pub(crate) compaction_schedule: Mutex<std::sync::Weak<crate::scheduler::ScheduleState>>,
     /// A fault injected into the next restores (tests only; see [`crate::recovery`]).
     pub(crate) restore_fault: Mutex<Option<crate::recovery::RestoreFault>>,
 }
@@ -48,6 +52,8 @@ impl Maintainer {
             op_lock: Mutex::new(()),
             backup_dir,
             history,
+            compaction_hook: Mutex::new(None),
+            compaction_schedule: Mutex::new(std::sync::Weak::new()),
             restore_fault: Mutex::new(None),
         }
     }

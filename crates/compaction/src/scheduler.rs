@@ -32,8 +32,9 @@ pub struct Schedule {
     name: String,
 }
 
+/// What a schedule's thread publishes.
 #[derive(Debug, Default)]
-struct ScheduleState {
+pub(crate) struct ScheduleState {
     /// When the next run is due; `None` while a run is in progress or once stopped.
     next_run: Mutex<Option<SystemTime>>,
     /// Runs finished so far.
@@ -43,6 +44,11 @@ struct ScheduleState {
 impl ScheduleState {
     fn set_next(&self, next: Option<SystemTime>) {
         *self.next_run.lock().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+
+    /// When the next run is due.
+    pub(crate) fn next_run(&self) -> Option<SystemTime> {
+        *self.next_run.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -89,11 +95,7 @@ impl Schedule {
     /// When the next run is due; `None` while a run is in progress or after the schedule
     /// stopped.
     pub fn next_run(&self) -> Option<SystemTime> {
-        *self
-            .state
-            .next_run
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.state.next_run()
     }
 
     /// Runs finished so far.
@@ -146,10 +148,11 @@ impl Maintainer {
     /// Start the compaction schedule: every [`crate::CompactionConfig::interval`],
     /// [`Maintainer::compact_all`] with [`Trigger::Schedule`] (waiting for a maintenance
     /// operation in progress to end). The first run is one interval from now. The schedule
-    /// holds the maintainer weakly: once the maintainer is gone, runs do nothing.
+    /// holds the maintainer weakly: once the maintainer is gone, runs do nothing. Its next run
+    /// time shows in [`Maintainer::health_metrics`].
     pub fn start_compaction_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
         let maintainer: Weak<Maintainer> = Arc::downgrade(self);
-        Schedule::start(
+        let schedule = Schedule::start(
             "compaction-schedule",
             self.config.compaction.interval,
             move || {
@@ -164,6 +167,22 @@ impl Maintainer {
                     tracing::error!(error = %e, "scheduled compaction did not run");
                 }
             },
-        )
+        )?;
+        *self
+            .compaction_schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&schedule.state);
+        Ok(schedule)
+    }
+
+    /// When the compaction schedule runs next: `None` if it was not started, has stopped, or
+    /// is in a run.
+    pub fn next_compaction(&self) -> Option<SystemTime> {
+        let state = self
+            .compaction_schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade();
+        state?.next_run()
     }
 }

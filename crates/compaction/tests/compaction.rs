@@ -174,15 +174,8 @@ fn a_failure_is_retried_once() {
 
     // A fault on the first attempt only: compacted on the second.
     let (hook, n_swaps) = failing_hook(1);
-    let run = m
-        .compact_one(
-            TABLE,
-            CompactOptions {
-                hook: Some(hook),
-                ..manual()
-            },
-        )
-        .unwrap();
+    m.set_compaction_hook(Some(hook));
+    let run = m.compact_one(TABLE, manual()).unwrap();
     let result = &run.results[0];
     assert_eq!(result.outcome, TableOutcome::Compacted, "{result:?}");
     assert!(result.retried);
@@ -196,15 +189,8 @@ fn a_failure_is_retried_once() {
     fragment(&m, TABLE);
     let bytes_before = owner(&m, TABLE).shared().metrics().file_bytes;
     let (hook, n_swaps) = failing_hook(2);
-    let run = m
-        .compact_one(
-            TABLE,
-            CompactOptions {
-                hook: Some(hook),
-                ..manual()
-            },
-        )
-        .unwrap();
+    m.set_compaction_hook(Some(hook));
+    let run = m.compact_one(TABLE, manual()).unwrap();
     let result = &run.results[0];
     let TableOutcome::Failed(reason) = &result.outcome else {
         panic!("{result:?}")
@@ -224,6 +210,7 @@ fn a_failure_is_retried_once() {
     assert_eq!(failures, &vec![result.clone()]);
 
     // Left for the next run, which succeeds.
+    m.set_compaction_hook(None);
     let run = m.compact_one(TABLE, manual()).unwrap();
     assert_eq!(run.results[0].outcome, TableOutcome::Compacted);
     assert!(!run.results[0].retried);
@@ -257,12 +244,12 @@ fn a_run_in_progress_makes_a_non_waiting_request_busy() {
     });
     let first = {
         let m = m.clone();
+        m.set_compaction_hook(Some(hook));
         std::thread::spawn(move || {
             m.compact_one(
                 TABLE,
                 CompactOptions {
                     force: true,
-                    hook: Some(hook),
                     ..manual()
                 },
             )
@@ -414,6 +401,16 @@ fn health_reports_every_table_without_asking_the_owners() {
     assert_eq!(degraded.status_detail.as_deref(), Some("test"));
     assert_eq!(after.last_compaction, Some(run.started_at));
     assert_eq!(after.history, vec![run]);
+    assert!(after.next_compaction.is_none(), "no schedule started");
+    let schedule = m.start_compaction_schedule().unwrap();
+    let due = m.health_metrics().next_compaction.unwrap();
+    assert_eq!(Some(due), schedule.next_run());
+    assert!(
+        due > std::time::SystemTime::now() + Duration::from_secs(3600),
+        "6 h from now"
+    );
+    drop(schedule);
+    assert!(m.health_metrics().next_compaction.is_none());
     // JSON out and back.
     let json = serde_json::to_string(&after).unwrap();
     let back: compaction::HealthReport = serde_json::from_str(&json).unwrap();
