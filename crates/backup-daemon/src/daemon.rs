@@ -58,11 +58,10 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     maintenance.backup.dir = absolute(&config.backup_dir())?;
     let maintainer = Arc::new(Maintainer::new(Arc::new(stores), maintenance));
 
-    // Field order of the guards below is the shutdown order, done explicitly at the end.
+    // Stopped in the reverse order at the end, after the admin API.
     let recovery = maintainer
         .start_auto_recovery(reports_rx)
         .context("starting automatic recovery")?;
-    let started = SystemTime::now();
     let compaction_schedule = maintainer
         .start_compaction_schedule()
         .context("starting the compaction schedule")?;
@@ -79,7 +78,7 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     .write(&data_dir)?;
 
     let next_compaction = compaction_schedule.next_run();
-    let next_backup = started + maintainer.config().backup.interval;
+    let next_backup = backup_schedule.next_run();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "backup-daemon running (pid {})", std::process::id());
     let _ = writeln!(out, "  data dir:        {}", data_dir.display());
@@ -95,7 +94,11 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
         "  next compaction: {}",
         next_compaction.map_or_else(|| "-".to_string(), when)
     );
-    let _ = writeln!(out, "  next backup:     {}", when(next_backup));
+    let _ = writeln!(
+        out,
+        "  next backup:     {}",
+        next_backup.map_or_else(|| "-".to_string(), when)
+    );
     let _ = writeln!(out, "  metrics:         http://{}/metrics", admin.addr());
     let _ = out.flush();
     drop(out);

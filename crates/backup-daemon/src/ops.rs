@@ -125,7 +125,6 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<Value, OpError> {
                 force: *force,
                 trigger: Trigger::Manual,
                 wait: false,
-                ..CompactOptions::default()
             };
             let run = match table {
                 Some(t) => maintainer.compact_one(t, options),

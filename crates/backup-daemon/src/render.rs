@@ -124,7 +124,7 @@ fn render_status(value: &Value) -> String {
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &[
             "TABLE",
             "STATUS",
@@ -135,7 +135,11 @@ fn render_status(value: &Value) -> String {
             "LAST BACKUP",
         ],
         &rows,
-    )
+    );
+    if value.get("next_compaction").is_some_and(|v| !v.is_null()) {
+        let _ = writeln!(out, "next compaction: {}", when(value, "next_compaction"));
+    }
+    out
 }
 
 /// A timestamp field, to the second.
@@ -177,21 +181,55 @@ fn render_compaction_run(run: &Value) -> String {
     out
 }
 
+/// One line per run, oldest first (the details are in `--json`).
 fn render_history(value: &Value) -> String {
-    let runs = value.as_array().map(Vec::as_slice).or_else(|| {
-        value
-            .get("runs")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-    });
-    match runs {
-        Some([]) | None => "no compaction has run yet\n".into(),
-        Some(runs) => runs
-            .iter()
-            .map(render_compaction_run)
-            .collect::<Vec<_>>()
-            .join("\n"),
+    let runs = value.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if runs.is_empty() {
+        return "no compaction has run yet\n".into();
     }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            let count = |status: &str| {
+                let n = items(run, "results")
+                    .iter()
+                    .filter(|r| text(r, "status") == status)
+                    .count();
+                n.to_string()
+            };
+            let saved: i64 = items(run, "results")
+                .iter()
+                .map(|r| {
+                    let before = r.get("bytes_before").and_then(Value::as_i64).unwrap_or(0);
+                    before
+                        - r.get("bytes_after")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(before)
+                })
+                .sum();
+            vec![
+                when(run, "started_at"),
+                text(run, "trigger"),
+                dur(run, "duration"),
+                count("compacted"),
+                count("skipped"),
+                count("failed"),
+                format!("{:.1} KiB", saved as f64 / 1024.0),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STARTED",
+            "TRIGGER",
+            "TOOK",
+            "COMPACTED",
+            "SKIPPED",
+            "FAILED",
+            "SAVED",
+        ],
+        &rows,
+    )
 }
 
 fn render_backup_run(run: &Value) -> String {

@@ -363,6 +363,34 @@ fn verbs_act_directly_on_the_data_dir_without_a_daemon() {
 }
 
 #[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = TempDir::new().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "backup",
+            "--table",
+            "agent_mailbox",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.trim().is_empty());
+    for line in stderr.lines() {
+        let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            line["level"].is_string() && line["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn compact_backup_and_restore_work_end_to_end_through_the_daemon() {
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
