@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use store_core::{CopyStats, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
+use store_core::{CopyError, CopyStats, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
 
 use crate::error::MaintenanceError;
 use crate::owner::{CompactReport, OwnerThread, file_len};
@@ -168,6 +168,11 @@ pub(crate) fn start<S: TableStore>(
         )));
         return;
     };
+    // Copying a table known to be damaged would only spread the damage.
+    if let TableStatus::Corrupted(detail) = owner.shared.status() {
+        let _ = reply.send(Err(MaintenanceError::Corrupted(detail)));
+        return;
+    }
     let snapshot = match store.snapshot() {
         Ok(s) => s,
         Err(e) => {
@@ -265,7 +270,10 @@ fn worker<S: TableStore>(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .unwrap_or_else(|| MaintenanceError::Storage(e.to_string()))),
+            .unwrap_or_else(|| match e {
+                CopyError::Corrupted(detail) => MaintenanceError::Corrupted(detail),
+                other => MaintenanceError::Storage(other.to_string()),
+            })),
     };
     let failed = copied.is_err();
     let _ = events.send(WorkerEvent::Copied(copied));
