@@ -288,7 +288,7 @@ fn route(
             })
         }
         (_, ["health" | "history" | "backups" | "events" | "metrics"])
-        | (_, ["compact" | "backup", ..])
+        | (_, ["compact" | "backup"] | ["compact" | "backup", _])
         | (_, ["restore", _]) => Err(Reply::error(
             405,
             format!("method {method} not allowed here"),
