@@ -391,3 +391,66 @@ fn the_schedule_backs_up_every_table_and_publishes_events() {
     .unwrap();
     assert_eq!(json["event"], "backup_failed");
 }
+
+#[test]
+fn a_backup_waits_for_or_refuses_a_compaction_in_progress() {
+    use compaction::CompactOptions;
+    use store_owners::{Step, StepHook};
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path(), MaintenanceConfig::default());
+    fill(&m, TABLE, 200, "v1");
+    // A compaction that holds the maintenance lock until told to go on.
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let hook = StepHook::new(move |step| {
+        if matches!(step, Step::Copied) {
+            let _ = entered_tx.send(());
+            let _ = released.recv();
+        }
+        Ok(())
+    });
+    m.set_compaction_hook(Some(hook));
+    let compaction = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            let options = CompactOptions {
+                force: true,
+                ..CompactOptions::default()
+            };
+            m.compact_one(TABLE, options).expect("compaction")
+        })
+    };
+    entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("compaction started");
+    let refused = m.backup_one(
+        TABLE,
+        BackupOptions {
+            trigger: BackupTrigger::Manual,
+            wait: false,
+        },
+    );
+    assert!(
+        matches!(refused, Err(BackupRequestError::Busy)),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        m.backup_all(BackupOptions {
+            trigger: BackupTrigger::Manual,
+            wait: false
+        }),
+        Err(BackupRequestError::Busy)
+    ));
+    let waiting = {
+        let m = m.clone();
+        std::thread::spawn(move || m.backup_one(TABLE, manual()))
+    };
+    release.send(()).unwrap();
+    compaction.join().unwrap();
+    let run = waiting
+        .join()
+        .unwrap()
+        .expect("the waiting backup ran after the compaction");
+    assert_eq!(run.backups[0].records, 200);
+}
