@@ -51,8 +51,8 @@ struct Ctx {
     maintainer: Arc<Maintainer>,
     /// Set at shutdown: workers stop taking requests, SSE streams end.
     shutdown: AtomicBool,
-    /// SSE client threads (and the metrics tracker's), joined at shutdown.
-    sse_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The SSE client threads and the metrics tracker's, joined at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// Last compaction, backup and restore per table, for /metrics.
     tracker: Tracker,
 }
@@ -84,38 +84,42 @@ impl AdminServer {
             token,
             maintainer,
             shutdown: AtomicBool::new(false),
-            sse_threads: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
             tracker,
         });
-        let tracking = {
-            let ctx = ctx.clone();
-            std::thread::Builder::new()
-                .name("metrics-tracker".into())
-                .spawn(move || {
-                    while !ctx.shutdown.load(Ordering::SeqCst) {
-                        match events.recv_timeout(POLL) {
-                            Ok(envelope) => ctx.tracker.record(&envelope.event),
-                            Err(RecvTimeoutError::Timeout) => {}
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                })
-                .context("spawning the metrics tracker")?
+        // From here on, an early return drops `admin`, which stops what was started.
+        let mut admin = AdminServer {
+            addr,
+            ctx: ctx.clone(),
+            workers: Vec::new(),
         };
-        ctx.sse_threads
+        let tracking = std::thread::Builder::new()
+            .name("metrics-tracker".into())
+            .spawn(move || {
+                while !ctx.shutdown.load(Ordering::SeqCst) {
+                    match events.recv_timeout(POLL) {
+                        Ok(envelope) => ctx.tracker.record(&envelope.event),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            })
+            .context("spawning the metrics tracker")?;
+        admin
+            .ctx
+            .threads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(tracking);
-        let workers = (0..N_WORKERS)
-            .map(|i| {
-                let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("admin-{i}"))
-                    .spawn(move || worker(&ctx))
-                    .context("spawning an admin worker")
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(AdminServer { addr, ctx, workers })
+        for i in 0..N_WORKERS {
+            let ctx = admin.ctx.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("admin-{i}"))
+                .spawn(move || worker(&ctx))
+                .context("spawning an admin worker")?;
+            admin.workers.push(worker);
+        }
+        Ok(admin)
     }
 
     /// The address the API listens on.
@@ -134,13 +138,7 @@ impl AdminServer {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        let sse = std::mem::take(
-            &mut *self
-                .ctx
-                .sse_threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let sse = std::mem::take(&mut *self.ctx.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for thread in sse {
             let _ = thread.join();
         }
@@ -156,7 +154,15 @@ impl Drop for AdminServer {
 fn worker(ctx: &Arc<Ctx>) {
     while !ctx.shutdown.load(Ordering::SeqCst) {
         match ctx.server.recv_timeout(POLL) {
-            Ok(Some(request)) => handle(ctx, request),
+            Ok(Some(request)) => {
+                // A panic in an operation costs that request (tiny_http answers 500 when a
+                // request is dropped unanswered), never the worker.
+                let handled =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(ctx, request)));
+                if handled.is_err() {
+                    tracing::error!("admin API: a request handler panicked");
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "admin server: receiving a request failed");
@@ -397,7 +403,7 @@ fn start_sse(ctx: &Arc<Ctx>, request: Request) {
     });
     match spawned {
         Ok(thread) => {
-            let mut threads = ctx.sse_threads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut threads = ctx.threads.lock().unwrap_or_else(|p| p.into_inner());
             threads.retain(|t| !t.is_finished());
             threads.push(thread);
         }
