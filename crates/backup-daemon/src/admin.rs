@@ -77,7 +77,6 @@ impl AdminServer {
             .server_addr()
             .to_ip()
             .context("the admin server has no IP address")?;
-        let events = maintainer.events().subscribe();
         let tracker = Tracker::seeded(&maintainer);
         let ctx = Arc::new(Ctx {
             server,
@@ -97,11 +96,8 @@ impl AdminServer {
             .name("metrics-tracker".into())
             .spawn(move || {
                 while !ctx.shutdown.load(Ordering::SeqCst) {
-                    match events.recv_timeout(POLL) {
-                        Ok(envelope) => ctx.tracker.record(&envelope.event),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+                    ctx.tracker.catch_up();
+                    std::thread::sleep(POLL);
                 }
             })
             .context("spawning the metrics tracker")?;

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the Prometheus text exposition. Table sizes and fragmentation come from
 //! what each owner publishes (no round trip); the last compaction and backup of each table
 //! come from a [`Tracker`] fed by the "backups" topic and seeded from the compaction history
-//! and the backups on disk at start.
+//! and the backups on disk at start. The tracker takes in the events queued for it before each
+//! exposition, so a scrape after an operation always shows it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,7 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use compaction::history::TableOutcome;
-use compaction::{Event, Maintainer};
+use compaction::{Envelope, Event, Maintainer};
+use crossbeam_channel::Receiver;
 use store_owners::TableStatus;
 
 /// Prefix of every metric name.
@@ -35,15 +37,23 @@ struct Track {
 }
 
 /// The last compaction, backup and restore of each table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
+    /// Per table, what is known.
     tables: Mutex<BTreeMap<String, Track>>,
+    /// The tracker's subscription to the "backups" topic; held while events are taken in, so
+    /// that an event is either still queued or already recorded.
+    events: Mutex<Receiver<Envelope>>,
 }
 
 impl Tracker {
-    /// A tracker seeded from the compaction history and the newest backups on disk.
+    /// A tracker subscribed to the topic, seeded from the compaction history and the newest
+    /// backups on disk.
     pub fn seeded(maintainer: &Maintainer) -> Tracker {
-        let tracker = Tracker::default();
+        let tracker = Tracker {
+            tables: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(maintainer.events().subscribe()),
+        };
         for run in maintainer.history() {
             tracker.record_compaction(&run);
         }
@@ -85,8 +95,17 @@ impl Tracker {
         }
     }
 
+    /// Take in the events queued so far. Called before each exposition, and regularly so that
+    /// the subscription queue never fills up between scrapes.
+    pub fn catch_up(&self) {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while let Ok(envelope) = events.try_recv() {
+            self.record(&envelope.event);
+        }
+    }
+
     /// Take an event of the "backups" topic into account.
-    pub fn record(&self, event: &Event) {
+    fn record(&self, event: &Event) {
         match event {
             Event::CompactionComplete { run } => self.record_compaction(run),
             Event::BackupComplete { run } => {
@@ -186,6 +205,7 @@ fn state_name(status: &TableStatus) -> &'static str {
 
 /// The exposition text.
 pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
+    tracker.catch_up();
     let owners = maintainer.stores().owners();
     let tables: Vec<(&'static str, store_core::TableMetrics, TableStatus)> = owners
         .iter()
@@ -259,6 +279,12 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
         let mut family = Family::new(&mut out, &format!("last_{kind}_result"), "gauge", &help);
         for (table, last) in &lasts {
             family.sample(&[("table", table), ("result", last.result)], 1.0);
+        }
+        let help = format!("1 when the last {what} of the table succeeded, 0 when it failed.");
+        let mut family = Family::new(&mut out, &format!("last_{kind}_success"), "gauge", &help);
+        for (table, last) in &lasts {
+            let failed = matches!(last.result, "failed" | "degraded");
+            family.sample(&[("table", table)], if failed { 0.0 } else { 1.0 });
         }
         let help = format!("Duration of the last {what} of the table, seconds.");
         let mut family = Family::new(

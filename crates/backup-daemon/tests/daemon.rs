@@ -435,6 +435,29 @@ fn compact_backup_and_restore_work_end_to_end_through_the_daemon() {
     let text = String::from_utf8(cli(&data, &["backups"]).stdout).unwrap();
     assert!(text.contains(&id), "{text}");
 
+    // The runs show in the metrics.
+    let (code, body) = call("GET", &daemon.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    let metrics = body.as_str().unwrap();
+    for line in [
+        "agentcom_store_last_compaction_result{table=\"agent_mailbox\",result=\"compacted\"} 1",
+        "agentcom_store_last_compaction_success{table=\"task_queue\"} 1",
+        "agentcom_store_last_backup_success{table=\"message_history\"} 1",
+        "agentcom_store_last_restore_result{table=\"message_history\",result=\"restored\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    for family in [
+        "last_compaction_duration_seconds",
+        "last_backup_timestamp_seconds",
+        "last_backup_duration_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("agentcom_store_{family}{{table=\"task_queue\"}} ")),
+            "{family}"
+        );
+    }
+
     assert!(daemon.terminate().success());
     assert!(!data.join("daemon.json").exists());
     for (table, n) in count_records(&data) {
