@@ -58,7 +58,9 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     maintenance.backup.dir = absolute(&config.backup_dir())?;
     let maintainer = Arc::new(Maintainer::new(Arc::new(stores), maintenance));
 
-    // Stopped in the reverse order at the end, after the admin API.
+    // The admin API first: its metrics subscribe to the events before any operation can run
+    // (an automatic restore of a table found corrupt at open shows in the metrics).
+    let admin = AdminServer::start(config.admin.listen, token, maintainer.clone())?;
     let recovery = maintainer
         .start_auto_recovery(reports_rx)
         .context("starting automatic recovery")?;
@@ -68,7 +70,6 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     let backup_schedule = maintainer
         .start_backup_schedule()
         .context("starting the backup schedule")?;
-    let admin = AdminServer::start(config.admin.listen, token, maintainer.clone())?;
 
     DaemonFile {
         pid: std::process::id(),

@@ -705,3 +705,56 @@ fn a_second_sigterm_abandons_the_compaction_and_loses_nothing() {
         assert_eq!(n, N_RECORDS, "{table}");
     }
 }
+
+/// Flip bytes across the middle of a file, as disk rot would.
+fn flip_bytes(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let len = bytes.len();
+    for k in 1..16 {
+        bytes[len / 4 + k * (len / 2) / 16] ^= 0xFF;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_table_is_restored_automatically_when_the_daemon_starts() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    load_data(&data);
+    let run = cli_json(&data, &["backup", "--table", "thread_replies"]);
+    assert!(run["failures"].as_array().unwrap().is_empty(), "{run}");
+    flip_bytes(&data.join("thread_replies.redb"));
+
+    let mut daemon = Daemon::start(dir.path(), &data);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = call("GET", &daemon.url("/metrics"), None, None);
+        let restored =
+            "agentcom_store_last_restore_result{table=\"thread_replies\",result=\"restored\"} 1";
+        if metrics.as_str().unwrap().contains(restored) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no automatic restore:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, health) = daemon.call("GET", "/health", None);
+    let table = health["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "thread_replies")
+        .unwrap();
+    assert_eq!(table["status"], "ok", "{table}");
+    assert_eq!(table["records"], N_RECORDS as u64);
+    assert!(daemon.terminate().success());
+    for (table, n) in count_records(&data) {
+        assert_eq!(n, N_RECORDS, "{table}");
+    }
+    assert_eq!(
+        std::fs::read_dir(data.join("quarantine")).unwrap().count(),
+        1
+    );
+}
