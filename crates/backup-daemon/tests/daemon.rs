@@ -758,3 +758,40 @@ fn a_corrupt_table_is_restored_automatically_when_the_daemon_starts() {
         1
     );
 }
+
+#[test]
+fn an_operation_asked_for_while_a_compaction_runs_gets_409() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    load_data(&data);
+    let daemon = Daemon::start(dir.path(), &data);
+
+    let (url, token) = (daemon.url("/compact?force=true"), daemon.token.clone());
+    let compaction = std::thread::spawn(move || {
+        ureq::post(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+            .map(|r| r.status())
+    });
+    // Wait for the first table of the run: eight more follow, so the run is far from over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = daemon.call("GET", "/health", None);
+        if health["tables"][0]["status"] == "compacting" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the compaction never showed in /health"
+        );
+    }
+    let (code, body) = daemon.call("POST", "/backup", None);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("running"),
+        "{body}"
+    );
+    let (code, _) = daemon.call("POST", "/compact/task_queue", None);
+    assert_eq!(code, 409);
+    assert_eq!(compaction.join().unwrap().unwrap(), 200);
+}
