@@ -772,6 +772,7 @@ fn an_operation_asked_for_while_a_compaction_runs_gets_409() {
             .set("Authorization", &format!("Bearer {token}"))
             .call()
             .map(|r| r.status())
+            .map_err(|e| e.to_string())
     });
     // Wait for the first table of the run: eight more follow, so the run is far from over.
     let deadline = Instant::now() + Duration::from_secs(10);
