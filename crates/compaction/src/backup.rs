@@ -368,6 +368,7 @@ pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
     let options = StoreOptions {
         check_integrity_on_open: true,
         cache_bytes: 16 << 20,
+        ..StoreOptions::default()
     };
     let store = RedbStore::open(path, &options).map_err(|e| match e {
         OpenError::Corrupted { detail, .. } => VerifyError::Corrupted(detail),

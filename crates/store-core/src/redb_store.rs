@@ -2,6 +2,7 @@
 //! and values and a `meta` table with the counters behind the fragmentation metrics.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use redb::{
@@ -14,6 +15,7 @@ use crate::error::{
     CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, SwapError,
     WriteError,
 };
+use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
 use crate::store::{KeyRange, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
@@ -32,6 +34,8 @@ pub struct RedbStore {
     db: Database,
     path: PathBuf,
     counters: TableCounters,
+    /// Fault plan inherited by the files this store's snapshots are copied into.
+    io_faults: Option<Arc<FaultPlan>>,
 }
 
 impl RedbStore {
@@ -52,10 +56,10 @@ impl RedbStore {
         let db = Self::builder(options)
             .create_with_backend(backend)
             .map_err(|e| OpenError::from_redb(path, e))?;
-        Self::from_database(db, path)
+        Self::from_database(db, path, options)
     }
 
-    fn from_database(db: Database, path: &Path) -> Result<RedbStore, OpenError> {
+    fn from_database(db: Database, path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
         let wrap = |e: WriteError| match e {
             WriteError::Corrupted(detail) => OpenError::Corrupted { path: path.to_path_buf(), detail },
             WriteError::Storage(detail) => OpenError::Storage { path: path.to_path_buf(), detail },
@@ -71,7 +75,12 @@ impl RedbStore {
                 Err(e) => return Err(wrap(e.into())),
             }
         };
-        let mut store = RedbStore { db, path: path.to_path_buf(), counters };
+        let mut store = RedbStore {
+            db,
+            path: path.to_path_buf(),
+            counters,
+            io_faults: options.io_faults.clone(),
+        };
         if counters == TableCounters::default() {
             // Creates both tables in a new file, so snapshots never see them missing.
             store.begin_batch().map_err(wrap)?.commit().map_err(wrap)?;
@@ -128,8 +137,20 @@ impl TableStore for RedbStore {
     type Batch<'a> = RedbBatch<'a>;
 
     fn open(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
+        if let Some(plan) = &options.io_faults {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| OpenError::storage(path, e))?;
+            let backend = FaultBackend::new(file, plan.clone())
+                .map_err(|e| OpenError::from_redb(path, e))?;
+            return Self::open_with_backend(path, backend, options);
+        }
         let db = Self::builder(options).create(path).map_err(|e| OpenError::from_redb(path, e))?;
-        Self::from_database(db, path)
+        Self::from_database(db, path, options)
     }
 
     fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
@@ -170,7 +191,11 @@ impl TableStore for RedbStore {
     }
 
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
-        Ok(RedbSnapshot { txn: self.db.begin_read()?, counters: self.counters })
+        Ok(RedbSnapshot {
+            txn: self.db.begin_read()?,
+            counters: self.counters,
+            io_faults: self.io_faults.clone(),
+        })
     }
 
     fn counters(&self) -> TableCounters {
@@ -276,6 +301,7 @@ impl WriteBatch for RedbBatch<'_> {
 pub struct RedbSnapshot {
     txn: ReadTransaction,
     counters: TableCounters,
+    io_faults: Option<Arc<FaultPlan>>,
 }
 
 impl RedbSnapshot {
@@ -348,7 +374,11 @@ impl StoreSnapshot for RedbSnapshot {
         keep_going: &dyn Fn(u64) -> bool,
     ) -> Result<CopyStats, CopyError> {
         let started = Instant::now();
-        let options = StoreOptions { check_integrity_on_open: false, cache_bytes: 16 << 20 };
+        let options = StoreOptions {
+            check_integrity_on_open: false,
+            cache_bytes: 16 << 20,
+            io_faults: self.io_faults.clone(),
+        };
         let target = RedbStore::create_new(dest, &options)?;
         let source = self.txn.open_table(DATA)?;
         let mut iter = source.iter()?;

@@ -143,11 +143,14 @@ pub struct StoreOptions {
     pub check_integrity_on_open: bool,
     /// redb page cache size in bytes.
     pub cache_bytes: usize,
+    /// Open every file (the table, and the fresh files its snapshots are copied into) through
+    /// a [`crate::FaultBackend`] following this plan. For fault-injection tests only.
+    pub io_faults: Option<std::sync::Arc<crate::FaultPlan>>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { check_integrity_on_open: false, cache_bytes: 64 << 20 }
+        StoreOptions { check_integrity_on_open: false, cache_bytes: 64 << 20, io_faults: None }
     }
 }
 

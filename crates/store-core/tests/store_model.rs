@@ -117,6 +117,7 @@ fn open(path: &Path) -> RedbStore {
         &StoreOptions {
             check_integrity_on_open: false,
             cache_bytes: 1 << 20,
+            ..StoreOptions::default()
         },
     )
     .unwrap()
