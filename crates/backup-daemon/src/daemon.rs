@@ -110,7 +110,8 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
         signal,
         "shutting down; a second signal abandons the operation in progress"
     );
-    std::thread::Builder::new()
+    let dir = data_dir.clone();
+    let second = std::thread::Builder::new()
         .name("second-signal".into())
         .spawn(move || {
             if let Ok(signal) = signals.recv() {
@@ -118,10 +119,13 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
                     signal,
                     "second signal: exiting now, abandoning the operation in progress"
                 );
+                DaemonFile::remove(&dir);
                 std::process::exit(130);
             }
-        })
-        .context("spawning the signal thread")?;
+        });
+    if let Err(e) = second {
+        tracing::warn!(error = %e, "cannot watch for a second signal; shutting down anyway");
+    }
 
     admin.shutdown();
     drop(compaction_schedule);

@@ -700,6 +700,7 @@ fn a_second_sigterm_abandons_the_compaction_and_loses_nothing() {
     };
     // 130 when the second signal cut the run short, 0 when the run had already ended.
     assert!(matches!(status.code(), Some(0 | 130)), "{status:?}");
+    assert!(!data.join("daemon.json").exists());
     compaction.join().unwrap();
     for (table, n) in count_records(&data) {
         assert_eq!(n, N_RECORDS, "{table}");
