@@ -320,6 +320,10 @@ fn copy_keys<S: TableStore>(
     keys: &[Vec<u8>],
     fresh: &mut S,
 ) -> Result<(), MaintenanceError> {
+    if keys.is_empty() {
+        // Nothing to carry over; the fresh file is already durable.
+        return Ok(());
+    }
     let mut batch = fresh.begin_batch()?;
     for key in keys {
         match source.get_value(key)? {
@@ -398,7 +402,12 @@ impl<S: TableStore> OwnerThread<S> {
             .compaction
             .as_mut()
             .expect("called during a compaction");
-        if c.changed.len() <= c.config.final_keys || c.rounds >= c.config.max_rounds {
+        // At least one catch-up round runs when anything changed during the copy: the first
+        // commit to the freshly written file is the slow one (it warms the file's cache and
+        // records its allocator state), and it must not fall in the final pause.
+        let enough =
+            c.changed.is_empty() || (c.rounds > 0 && c.changed.len() <= c.config.final_keys);
+        if enough || c.rounds >= c.config.max_rounds {
             let _ = c.commands.send(WorkerCommand::HandOver);
             return;
         }
@@ -495,6 +504,7 @@ impl<S: TableStore> OwnerThread<S> {
             fresh_path,
             cancel,
             status_before,
+            config,
             ..
         } = c;
         cancel.store(true, Ordering::Relaxed);
@@ -514,6 +524,10 @@ impl<S: TableStore> OwnerThread<S> {
         if let Err(e) = &result {
             tracing::warn!(table = self.table, error = %e, "online compaction did not complete");
         }
+        // Whatever the config holds (a test hook may hold a handle to this very owner) goes
+        // before the reply: once the caller has its answer it may drop its own handle, and
+        // the last handle must never be dropped on the owner thread (it would join itself).
+        drop(config);
         let _ = reply.send(result);
     }
 }
@@ -527,10 +541,12 @@ pub(crate) fn abandon<S: TableStore>(c: OnlineCompaction<S>, why: &str) {
         reply,
         fresh_path,
         events,
+        config,
         ..
     } = c;
     drop(commands);
     drop(events);
+    drop(config);
     if let Some(worker) = worker {
         let _ = worker.join();
     }
