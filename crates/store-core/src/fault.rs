@@ -21,6 +21,8 @@ pub struct FaultPlan {
     fail_sync_at: AtomicU64,
     failures: AtomicU64,
     sticky: std::sync::atomic::AtomicBool,
+    /// Name of the thread each injected fault hit, in order.
+    failed_on: std::sync::Mutex<Vec<String>>,
 }
 
 const DISARMED: u64 = 0;
@@ -54,6 +56,18 @@ impl FaultPlan {
         self.fail_sync_at.store(DISARMED, Ordering::SeqCst);
         self.sticky.store(false, Ordering::SeqCst);
         self.failures.store(0, Ordering::SeqCst);
+        self.failed_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The names of the threads the injected faults hit, in order (`"?"` for unnamed ones).
+    pub fn failed_threads(&self) -> Vec<String> {
+        self.failed_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes seen so far.
@@ -78,6 +92,11 @@ impl FaultPlan {
             || (self.sticky.load(Ordering::SeqCst) && self.failures.load(Ordering::SeqCst) > 0);
         if hit {
             self.failures.fetch_add(1, Ordering::SeqCst);
+            let thread = std::thread::current().name().unwrap_or("?").to_string();
+            self.failed_on
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(thread);
         }
         hit
     }
@@ -93,7 +112,10 @@ pub struct FaultBackend {
 impl FaultBackend {
     /// Wrap `file`, failing calls as `plan` says.
     pub fn new(file: File, plan: Arc<FaultPlan>) -> Result<FaultBackend, redb::DatabaseError> {
-        Ok(FaultBackend { inner: FileBackend::new(file)?, plan })
+        Ok(FaultBackend {
+            inner: FileBackend::new(file)?,
+            plan,
+        })
     }
 }
 
@@ -115,14 +137,20 @@ impl StorageBackend for FaultBackend {
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
-        if self.plan.should_fail(&self.plan.syncs, &self.plan.fail_sync_at) {
+        if self
+            .plan
+            .should_fail(&self.plan.syncs, &self.plan.fail_sync_at)
+        {
             return Err(injected("fsync"));
         }
         self.inner.sync_data()
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        if self.plan.should_fail(&self.plan.writes, &self.plan.fail_write_at) {
+        if self
+            .plan
+            .should_fail(&self.plan.writes, &self.plan.fail_write_at)
+        {
             return Err(injected("write"));
         }
         self.inner.write(offset, data)
