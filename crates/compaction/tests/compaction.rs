@@ -503,3 +503,50 @@ fn the_compaction_schedule_runs_compact_all() {
     assert_eq!(ours.outcome, TableOutcome::Compacted);
     check_kept(&m, TABLE);
 }
+
+#[test]
+fn a_table_that_did_not_open_is_skipped_with_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("agent_mailbox.redb"),
+        vec![0xa5u8; 64 * 1024],
+    )
+    .unwrap();
+    let m = open(dir.path(), MaintenanceConfig::default());
+    let status = owner(&m, "agent_mailbox").shared().status();
+    assert!(
+        matches!(
+            status,
+            TableStatus::Corrupted(_) | TableStatus::Unavailable(_)
+        ),
+        "{status:?}"
+    );
+    let run = m
+        .compact_all(CompactOptions {
+            force: true,
+            ..manual()
+        })
+        .unwrap();
+    for result in &run.results {
+        if result.table == "agent_mailbox" {
+            let TableOutcome::Skipped(reason) = &result.outcome else {
+                panic!("{result:?}")
+            };
+            assert!(reason.contains(&status.to_string()), "{reason}");
+        } else {
+            assert_eq!(result.outcome, TableOutcome::Compacted, "{result:?}");
+        }
+    }
+    // The damaged file is left alone for recovery.
+    assert_eq!(
+        std::fs::read(dir.path().join("agent_mailbox.redb")).unwrap(),
+        vec![0xa5u8; 64 * 1024]
+    );
+    let health = m.health_metrics();
+    let mailbox = health.table("agent_mailbox").unwrap();
+    assert!(matches!(
+        mailbox.status,
+        HealthStatus::Corrupted | HealthStatus::Unavailable
+    ));
+    assert!(mailbox.status_detail.is_some());
+}
