@@ -4,9 +4,9 @@
 //! shutdown in the middle of a compaction leaves every table openable with all its data.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,7 +14,9 @@ use store_core::KeyRange;
 use store_owners::{Stores, StoresOptions, TABLE_NAMES};
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backup-daemon");
+mod support;
+
+use support::{BIN, Daemon, call};
 
 /// Records written into each table by [`load_data`].
 const N_RECORDS: usize = 300;
@@ -73,143 +75,6 @@ fn count_records(data_dir: &Path) -> Vec<(String, usize)> {
     counts
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("daemon.toml");
-    let text = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n[compaction]\ninterval = \"1day\"\nthreshold = 0.0\n\
-         [backup]\ninterval = \"1day\"\n{extra}"
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-/// A daemon child process; SIGTERMed (then killed) on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-}
-
-impl Daemon {
-    fn start(root: &Path, data_dir: &Path) -> Daemon {
-        let config = write_config(root, "");
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        let mut daemon = Daemon {
-            child,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            token: String::new(),
-        };
-        // The banner is printed once daemon.json is written and the API listens.
-        let stdout = daemon.child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut banner = String::new();
-        for line in lines.by_ref() {
-            let line = line.expect("read the banner");
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.trim_start().starts_with("metrics:") {
-                break;
-            }
-        }
-        assert!(banner.contains("data dir:"), "banner: {banner}");
-        assert!(banner.contains("backup dir:"), "banner: {banner}");
-        assert!(banner.contains("next compaction:"), "banner: {banner}");
-        assert!(banner.contains("next backup:"), "banner: {banner}");
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let info: Value = serde_json::from_slice(
-            &std::fs::read(data_dir.join("daemon.json")).expect("daemon.json"),
-        )
-        .unwrap();
-        daemon.addr = info["admin"].as_str().unwrap().parse().unwrap();
-        assert!(
-            banner.contains(&format!("http://{}", daemon.addr)),
-            "banner: {banner}"
-        );
-        daemon.token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        daemon
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// A request with the right token; returns status and JSON body.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(method, &self.url(path), Some(&self.token), body)
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut request = ureq::request(method, url);
-    if let Some(token) = token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
-    }
-    let result = match body {
-        Some(body) => request.send_json(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = response.status();
-    let text = response.into_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 /// Run a verb on `data_dir`.
 fn cli(data_dir: &Path, args: &[&str]) -> Output {
