@@ -24,8 +24,8 @@ fn nine_tables(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("metrics");
     group
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     group.bench_function("nine_tables", |b| {
         b.iter(|| {
             for owner in stores.owners() {
@@ -37,5 +37,10 @@ fn nine_tables(c: &mut Criterion) {
     stores.close();
 }
 
-criterion_group!(benches, nine_tables);
+criterion_group! {
+    name = benches;
+    // No plots: keeps `cargo bench -p store-owners -- --quick` short.
+    config = Criterion::default().without_plots();
+    targets = nine_tables
+}
 criterion_main!(benches);

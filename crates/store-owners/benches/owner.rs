@@ -1,5 +1,6 @@
-//! Owner throughput and latency: durable writes with group commit (8 concurrent clients)
-//! against one commit per write (a single client), and the round trip of a point read.
+//! Owner throughput and latency: durable writes with group commit (8 and 32 concurrent
+//! clients) against one commit per write (a single client), and the round trip of a point
+//! read.
 //!
 //! `cargo bench -p store-owners --bench owner`; the writes/s of the two write benches give the
 //! group-commit gain, the median of `get_round_trip` its p50.
@@ -13,7 +14,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use store_core::RedbStore;
 use store_owners::{OwnerConfig, OwnerHandle};
 
-const N_CLIENTS: usize = 8;
+/// Concurrent clients of the group-commit benches. Each client waits for its write to be
+/// durable before sending the next, so a commit holds at most `n_clients` writes: with 8
+/// clients group commit can gain at most 8x over one commit per write.
+const N_CLIENTS: [usize; 2] = [8, 32];
 /// Writes per client per iteration of the group-commit bench.
 const WRITES_PER_CLIENT: usize = 25;
 
@@ -30,29 +34,31 @@ fn durable_writes(c: &mut Criterion) {
     let mut group = c.benchmark_group("durable_writes");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1));
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
 
-    let owner = start(&dir.path().join("group.redb"));
-    let mut round = 0u64;
-    group.throughput(Throughput::Elements((N_CLIENTS * WRITES_PER_CLIENT) as u64));
-    group.bench_function("group_commit_8_clients", |b| {
-        b.iter(|| {
-            round += 1;
-            thread::scope(|s| {
-                for client in 0..N_CLIENTS {
-                    let owner = owner.clone();
-                    s.spawn(move || {
-                        for i in 0..WRITES_PER_CLIENT {
-                            let key = format!("{round:08}/{client:02}/{i:04}");
-                            owner.put(key.as_bytes(), &value()).unwrap();
-                        }
-                    });
-                }
-            });
-        })
-    });
-    owner.close();
+    for n_clients in N_CLIENTS {
+        let owner = start(&dir.path().join(format!("group{n_clients}.redb")));
+        let mut round = 0u64;
+        group.throughput(Throughput::Elements((n_clients * WRITES_PER_CLIENT) as u64));
+        group.bench_function(format!("group_commit_{n_clients}_clients"), |b| {
+            b.iter(|| {
+                round += 1;
+                thread::scope(|s| {
+                    for client in 0..n_clients {
+                        let owner = owner.clone();
+                        s.spawn(move || {
+                            for i in 0..WRITES_PER_CLIENT {
+                                let key = format!("{round:08}/{client:02}/{i:04}");
+                                owner.put(key.as_bytes(), &value()).unwrap();
+                            }
+                        });
+                    }
+                });
+            })
+        });
+        owner.close();
+    }
 
     let owner = start(&dir.path().join("single.redb"));
     let mut n = 0u64;
@@ -83,8 +89,8 @@ fn get_round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("owner");
     group
         .sample_size(50)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     group.bench_function("get_round_trip", |b| {
         b.iter(|| {
             i = (i + 7919) % n_keys;
@@ -95,5 +101,10 @@ fn get_round_trip(c: &mut Criterion) {
     owner.close();
 }
 
-criterion_group!(benches, durable_writes, get_round_trip);
+criterion_group! {
+    name = benches;
+    // No plots: keeps `cargo bench -p store-owners -- --quick` short.
+    config = Criterion::default().without_plots();
+    targets = durable_writes, get_round_trip
+}
 criterion_main!(benches);
