@@ -164,9 +164,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
 
     let mut stall_results = Vec::new();
+    let mut dets_sizes = None;
     for &n in &profile.sizes {
         eprintln!("1. compaction stall, {n} records");
-        stall_results.push(stall::run(&profile, n, scratch.path(), &out)?);
+        stall_results.push(stall::run(
+            &profile,
+            n,
+            scratch.path(),
+            &out,
+            &mut dets_sizes,
+        )?);
     }
     eprintln!("2. durable write throughput");
     let write_rows = writes::run(&profile, scratch.path())?;
@@ -291,17 +298,27 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         md,
         "One table, N records of 200-byte values written in random key order, half then deleted at random. \
-         A client issues {:.0} operations/s on a fixed schedule (open loop, {} workers; 1 in {} a durable put, \
-         the others gets, of random keys); latency is measured from each operation's scheduled time, so a \
-         stall counts against every operation it delayed. \"During\" is the compaction; \"without\" is a \
-         window of the same length (at least {} s) right after it. Online and in-place rows run the same \
-         file through one owner; the DETS row is `xtask/dets/dets_stall.escript` (close, then `open_file` \
-         with `{{repair, force}}`, 8 client processes at the same rate and mix); `cp` copies a file the \
-         size of the compacted table (plus `sync`), the physical floor. Latencies in ms.\n",
-        r.profile.rate,
-        stall::N_CLIENT_WORKERS,
-        stall::PUT_EVERY,
-        stall::MIN_BASELINE.as_secs()
+         A client issues {rate:.0} operations/s on a fixed schedule (open loop, up to {workers} in flight; 1 in \
+         {put_every} a durable put, the others gets, of random keys); latency is measured from each operation's \
+         scheduled time, so a stall counts against every operation it delayed. After a warm-up (at least \
+         {warmup} s, and until the client keeps its schedule) the table is compacted. \"During\" is the \
+         compaction plus a settling period as long as it ({min_settle} to {max_settle} s: the backlog a stall \
+         leaves, closing the old file); \"without\" is the window of the same length (at least {min_base} s) \
+         that follows. Each operation counts in the window it was scheduled in. Online and in-place rows run \
+         the same fragmented file through one owner (default settings: 64 MiB cache); the DETS row is \
+         `xtask/dets/dets_stall.escript` (`dets:close`, then `dets:open_file` with `{{repair, force}}`, \
+         {workers} client processes at the same rate and mix, same windows); `cp` copies a file the size of \
+         the online-compacted table (plus `sync`), the physical floor. Latencies in ms. The last column counts \
+         the operations completed in each window: fewer than the rate times the window means the client fell \
+         behind its schedule. \"Reported pause\" is the longest time the owner itself says it stopped \
+         serving.\n",
+        rate = r.profile.rate,
+        workers = stall::N_CLIENT_WORKERS,
+        put_every = stall::PUT_EVERY,
+        warmup = r.profile.warmup.as_secs_f64(),
+        min_settle = stall::MIN_SETTLE.as_secs_f64(),
+        max_settle = stall::MAX_SETTLE.as_secs_f64(),
+        min_base = stall::MIN_BASELINE.as_secs_f64(),
     );
     for s in &r.stall {
         let _ = writeln!(
@@ -313,16 +330,16 @@ fn render(r: &Report) -> String {
         );
         let _ = writeln!(
             md,
-            "| row | status | time (s) | MB before | MB after | max during | p99.9 during | p99 during | max without | p99.9 without | p99 without | reported pause |"
+            "| row | status | time (s) | MB before | MB after | max during | p99.9 during | p99 during | max without | p99.9 without | p99 without | reported pause | ops during / without |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for row in &s.rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
                 row.name,
                 row.status,
                 secs(row.compaction_s),
@@ -335,6 +352,8 @@ fn render(r: &Report) -> String {
                 lat(row.baseline.as_ref(), |s| s.p999_us),
                 lat(row.baseline.as_ref(), |s| s.p99_us),
                 row.reported_max_pause_us.map_or_else(|| "–".into(), ms),
+                row.during.map_or(0, |s| s.n_ops),
+                row.baseline.map_or(0, |s| s.n_ops),
             );
         }
         let _ = writeln!(md);
@@ -414,7 +433,7 @@ fn render(r: &Report) -> String {
             );
             let _ = writeln!(
                 md,
-                "| during the backup | {} | {} | {} |",
+                "| during the backup (and settling) | {} | {} | {} |",
                 ms(b.during.p99_us),
                 ms(b.during.p999_us),
                 ms(b.during.max_us)
@@ -438,9 +457,10 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         md,
         "Nine tables of {} records each (half deleted). One round is the nine `Shared::metrics` calls \
-         (counters published by each owner plus one `stat` of its file; no round trip to the owner). A client \
-         does gets in a loop over the nine owners, first without, then while rounds run back to back.\n",
-        h.records_per_table
+         (counters published by each owner plus one `stat` of its file; no round trip to the owner), one round \
+         every {} ms. A client does gets in a loop over the nine owners, first without, then during the rounds.\n",
+        h.records_per_table,
+        health::ROUND_PERIOD.as_millis()
     );
     let _ = writeln!(
         md,

@@ -69,17 +69,40 @@ impl LatencyStats {
     }
 }
 
+/// What the controlling thread of [`open_loop`] sees of the running load.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    /// When operation 0 was due.
+    pub start: Instant,
+    last_latency_us: &'a AtomicU64,
+}
+
+impl Probe<'_> {
+    /// Wait at least `at_least`, then until an operation completes within `caught_up` of its
+    /// schedule (the client keeps up), for at most `at_most` in all.
+    pub fn warm_up(&self, at_least: Duration, caught_up: Duration, at_most: Duration) {
+        let started = Instant::now();
+        std::thread::sleep(at_least);
+        while started.elapsed() < at_most
+            && self.last_latency_us.load(Ordering::Relaxed) > caught_up.as_micros() as u64
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Run `op(i)` for `i = 0, 1, ...` at `rate` operations per second on `n_workers` threads
-/// while `control` runs on the calling thread; stop issuing once `control` returns. `control`
-/// gets the instant the schedule started. Returns what `control` returned and every sample.
+/// while `control` runs on the calling thread; stop issuing once `control` returns. Returns
+/// what `control` returned and every sample.
 pub fn open_loop<R>(
     rate: f64,
     n_workers: usize,
     op: &(dyn Fn(u64) -> bool + Sync),
-    control: impl FnOnce(Instant) -> R,
+    control: impl FnOnce(&Probe<'_>) -> R,
 ) -> (R, Vec<Sample>) {
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
+    let last_latency_us = AtomicU64::new(u64::MAX);
     let samples = Mutex::new(Vec::new());
     let start = Instant::now();
     let result = std::thread::scope(|scope| {
@@ -97,9 +120,11 @@ pub fn open_loop<R>(
                         break;
                     }
                     let ok = op(i);
+                    let latency = due.elapsed();
+                    last_latency_us.store(latency.as_micros() as u64, Ordering::Relaxed);
                     mine.push(Sample {
                         at: due - start,
-                        latency: due.elapsed(),
+                        latency,
                         failed: !ok,
                     });
                 }
@@ -109,7 +134,10 @@ pub fn open_loop<R>(
                     .extend(mine);
             });
         }
-        let result = control(start);
+        let result = control(&Probe {
+            start,
+            last_latency_us: &last_latency_us,
+        });
         stop.store(true, Ordering::Relaxed);
         result
     });

@@ -11,14 +11,50 @@ use crate::loadgen::Sample;
 /// Buckets along the time axis; each point is the largest latency of its bucket.
 const N_BUCKETS: usize = 800;
 
-/// Plot the worst latency per time bucket of `samples` (log scale), with `highlight` (the
-/// compaction or backup window) shaded and labelled `highlight_label`.
+/// A shaded span of the time axis.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    /// Start and end, since the load started.
+    pub window: (Duration, Duration),
+    /// Legend text.
+    pub label: &'static str,
+    /// Fill colour.
+    pub color: RGBColor,
+}
+
+/// The compaction (or backup) window, shaded orange.
+pub fn busy_span(window: (Duration, Duration), label: &'static str) -> Span {
+    Span {
+        window,
+        label,
+        color: RGBColor(255, 210, 160),
+    }
+}
+
+/// The settling period after it, shaded light orange.
+pub fn settle_span(window: (Duration, Duration)) -> Span {
+    Span {
+        window,
+        label: "settling (counted as during)",
+        color: RGBColor(255, 238, 215),
+    }
+}
+
+/// The baseline window, shaded green.
+pub fn baseline_span(window: (Duration, Duration)) -> Span {
+    Span {
+        window,
+        label: "baseline window",
+        color: RGBColor(190, 235, 190),
+    }
+}
+
+/// Plot the worst latency per time bucket of `samples` (log scale), with `spans` shaded.
 pub fn latency_over_time(
     path: &Path,
     title: &str,
     samples: &[Sample],
-    highlight: Option<(Duration, Duration)>,
-    highlight_label: &str,
+    spans: &[Span],
 ) -> anyhow::Result<()> {
     let end = samples
         .last()
@@ -52,19 +88,16 @@ pub fn latency_over_time(
         .x_desc("seconds since the load started")
         .y_desc("worst latency per bucket (ms, log)")
         .draw()?;
-    if let Some((from, to)) = highlight {
+    for span in spans {
+        let (from, to) = span.window;
+        let color = span.color;
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(from.as_secs_f64(), floor), (to.as_secs_f64(), top)],
-                RGBColor(255, 220, 180).filled(),
+                color.filled(),
             )))?
-            .label(highlight_label)
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 5), (x + 15, y + 5)],
-                    RGBColor(255, 220, 180).filled(),
-                )
-            });
+            .label(span.label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
     }
     chart
         .draw_series(LineSeries::new(points, &BLUE))?

@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 use store_owners::OwnerHandle;
 
-use super::stall::{N_CLIENT_WORKERS, VALUE_SIZE, baseline_len, client_op};
+use super::stall::{
+    CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op,
+};
 use super::{Profile, time_cp};
 use crate::loadgen::{LatencyStats, bench_key, bench_value, open_loop};
 use crate::plot;
@@ -34,9 +36,9 @@ pub struct BackupResult {
     pub cp_s: f64,
     /// Bytes per second of that copy.
     pub cp_mb_per_s: f64,
-    /// Client latency during the backup.
+    /// Client latency during the backup and its settling period.
     pub during: LatencyStats,
-    /// Client latency over a window of the same length (at least 1 s) after it.
+    /// Client latency over a window of the same length (at least 1 s) after it has settled.
     pub baseline: LatencyStats,
     /// The latency-over-time plot.
     pub plot: String,
@@ -60,27 +62,26 @@ pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<Back
     std::fs::create_dir_all(&backup_dir)?;
     let (method, backup) = backup_fn(&stores, &backup_dir);
     let op = |i: u64| client_op(&owner, n, i);
-    let ((window, made), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |start| {
-        std::thread::sleep(profile.warmup);
-        let from = start.elapsed();
-        let made = backup(&owner);
-        let to = start.elapsed();
-        std::thread::sleep(baseline_len(to - from));
-        ((from, to), made)
+    let ((windows, made), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
+        probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
+        busy_then_baseline(probe.start, || backup(&owner))
     });
     let made = made?;
     drop(backup);
     drop(owner);
     stores.close();
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (from, to) = window;
+    let (from, to) = windows.busy;
     let plot_file = "backup.png".to_string();
     plot::latency_over_time(
         &out.join(&plot_file),
         &format!("operation latency during a backup, {n} records"),
         &samples,
-        Some(window),
-        "backup",
+        &[
+            plot::busy_span(windows.busy, "backup"),
+            plot::settle_span((to, windows.during.1)),
+            plot::baseline_span(windows.baseline),
+        ],
     )?;
     let backup_s = (to - from).as_secs_f64();
     Ok(BackupResult {
@@ -92,8 +93,8 @@ pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<Back
         backup_mb_per_s: table_bytes as f64 / 1e6 / backup_s,
         cp_s: cp.as_secs_f64(),
         cp_mb_per_s: table_bytes as f64 / 1e6 / cp.as_secs_f64(),
-        during: LatencyStats::of_window(&samples, from, to),
-        baseline: LatencyStats::of_window(&samples, to, to + baseline_len(to - from)),
+        during: LatencyStats::of_window(&samples, windows.during.0, windows.during.1),
+        baseline: LatencyStats::of_window(&samples, windows.baseline.0, windows.baseline.1),
         plot: plot_file,
     })
 }

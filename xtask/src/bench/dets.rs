@@ -10,7 +10,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::Profile;
-use super::stall::{MIN_BASELINE, StallRow, VALUE_SIZE, finish_row};
+use super::stall::{
+    CAUGHT_UP, MAX_SETTLE, MAX_WARMUP, MIN_BASELINE, MIN_SETTLE, N_CLIENT_WORKERS, StallRow,
+    VALUE_SIZE, Windows, finish_row,
+};
 use crate::loadgen::Sample;
 
 #[derive(Debug, Deserialize)]
@@ -20,8 +23,13 @@ struct EscriptReport {
     bytes_after: u64,
     compact_from_us: u64,
     compact_to_us: u64,
+    settled_us: u64,
+    baseline_to_us: u64,
     samples: Vec<(u64, u64)>,
 }
+
+/// The largest DETS file.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
 /// `escript` on the PATH, if any.
 pub fn find_escript() -> Option<PathBuf> {
@@ -47,7 +55,12 @@ pub fn stall_row(profile: &Profile, n: u64, dir: &Path, out: &Path) -> anyhow::R
         .arg(n.to_string())
         .arg(VALUE_SIZE.to_string())
         .arg((profile.rate as u64).to_string())
+        .arg(N_CLIENT_WORKERS.to_string())
         .arg(profile.warmup.as_millis().to_string())
+        .arg(CAUGHT_UP.as_millis().to_string())
+        .arg(MAX_WARMUP.as_millis().to_string())
+        .arg(MIN_SETTLE.as_millis().to_string())
+        .arg(MAX_SETTLE.as_millis().to_string())
         .arg(MIN_BASELINE.as_millis().to_string())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
@@ -80,11 +93,13 @@ pub fn stall_row(profile: &Profile, n: u64, dir: &Path, out: &Path) -> anyhow::R
             failed: false,
         })
         .collect();
-    let window = (
-        Duration::from_micros(report.compact_from_us),
-        Duration::from_micros(report.compact_to_us),
-    );
-    let row = finish_row("dets", n, window, &samples, out)?;
+    let us = Duration::from_micros;
+    let windows = Windows {
+        busy: (us(report.compact_from_us), us(report.compact_to_us)),
+        during: (us(report.compact_from_us), us(report.settled_us)),
+        baseline: (us(report.settled_us), us(report.baseline_to_us)),
+    };
+    let row = finish_row("dets", n, windows, &samples, out)?;
     Ok(StallRow {
         bytes_before: Some(report.bytes_before),
         bytes_after: Some(report.bytes_after),

@@ -4,8 +4,12 @@
 //! `repair: force` (by an escript); `cp` of the compacted size is the physical floor.
 //!
 //! Each row starts from a copy of the same fragmented file (copied while closed). The client
-//! runs for a warm-up, then through the compaction, then for a baseline window of the same
-//! length as the compaction (at least [`MIN_BASELINE`]) right after it: "without compaction".
+//! runs through a warm-up (at least `profile.warmup`, and until it keeps its schedule), then
+//! the compaction, then a settling period as long as the compaction (from [`MIN_SETTLE`] to
+//! [`MAX_SETTLE`]) in which what the compaction left behind (a backlog, closing the old file)
+//! plays out, then a baseline window as long as those two together (at least
+//! [`MIN_BASELINE`]). "During" is the compaction plus its settling period, "without" is the
+//! baseline window; each operation counts in the window it was scheduled in.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,14 +28,23 @@ use crate::plot;
 
 /// Value size of the stall table.
 pub const VALUE_SIZE: usize = 200;
-/// Client threads issuing the open-loop schedule.
-pub const N_CLIENT_WORKERS: usize = 8;
-/// Client load before the compaction starts.
-pub const WARMUP: Duration = Duration::from_secs(1);
+/// Client threads issuing the open-loop schedule: enough that the client keeps its rate while
+/// puts wait for their fsync (each operation waits for the commit in flight before it).
+pub const N_CLIENT_WORKERS: usize = 64;
 /// Shortest baseline window.
 pub const MIN_BASELINE: Duration = Duration::from_secs(1);
-/// One operation in this many is a put; the others are gets.
-pub const PUT_EVERY: u64 = 5;
+/// Shortest settling period after a compaction.
+pub const MIN_SETTLE: Duration = Duration::from_millis(500);
+/// Longest settling period after a compaction.
+pub const MAX_SETTLE: Duration = Duration::from_secs(10);
+/// The warm-up ends once an operation completes this close to its schedule...
+pub const CAUGHT_UP: Duration = Duration::from_millis(50);
+/// ...or after this long.
+pub const MAX_WARMUP: Duration = Duration::from_secs(20);
+/// One operation in this many is a put; the others are gets. (With one in five, the owner
+/// could not keep 2000 operations/s on a disk with 7 ms fsyncs even without compaction: it
+/// commits the writes queued before each read, so mixed queues commit often.)
+pub const PUT_EVERY: u64 = 20;
 
 /// One row of the stall table.
 #[derive(Debug, Clone, Serialize)]
@@ -88,12 +101,14 @@ pub struct StallResult {
     pub rows: Vec<StallRow>,
 }
 
-/// Run the section for a table of `n_records`.
+/// Run the section for a table of `n_records`. `dets_sizes` carries the records and file size of
+/// the last DETS table built, from one size to the next.
 pub fn run(
     profile: &Profile,
     n_records: u64,
     scratch: &Path,
     out: &Path,
+    dets_sizes: &mut Option<(u64, u64)>,
 ) -> anyhow::Result<StallResult> {
     let dir = scratch.join(format!("stall-{n_records}"));
     std::fs::create_dir_all(&dir)?;
@@ -119,8 +134,24 @@ pub fn run(
     }
     let _ = std::fs::remove_file(&master);
 
-    let dets_row = dets::stall_row(profile, n_records, &dir, out)
-        .unwrap_or_else(|e| StallRow::not_run("dets", format!("failed: {e:#}")));
+    // DETS files cannot exceed 2 GB: a table the smaller one of this run says would take
+    // over 75 % of that is not attempted.
+    let dets_estimate = dets_sizes.map(|(n, bytes)| bytes as f64 / n as f64 * n_records as f64);
+    let dets_row = match dets_estimate {
+        Some(estimate) if estimate > dets::MAX_FILE_BYTES as f64 * 0.75 => StallRow::not_run(
+            "dets",
+            format!(
+                "not run: DETS files are limited to 2 GB and this table would take about {:.1} GB \
+                 (per-record size measured at the smaller N), over 75 % of the limit",
+                estimate / 1e9
+            ),
+        ),
+        _ => dets::stall_row(profile, n_records, &dir, out)
+            .unwrap_or_else(|e| StallRow::not_run("dets", format!("failed: {e:#}"))),
+    };
+    if let Some(bytes) = dets_row.bytes_before {
+        *dets_sizes = Some((n_records, bytes));
+    }
     eprintln!("  stall N={n_records}: dets {}", dets_row.status);
     rows.push(dets_row);
 
@@ -168,9 +199,18 @@ impl Kind {
 }
 
 /// Write `n` records in random key order, then delete half of them at random; close.
+/// Records per transaction while building the fragmented table.
+const BUILD_CHUNK: u64 = 1_000_000;
+
 fn build_fragmented(path: &Path, n: u64, seed: u64) -> anyhow::Result<()> {
-    let mut store = RedbStore::open(path, &StoreOptions::default())?;
-    let chunk = crate::load::BATCH;
+    // A large cache only to build faster; the rows open the file with the default options.
+    let options = StoreOptions {
+        cache_bytes: 1 << 30,
+        ..StoreOptions::default()
+    };
+    let mut store = RedbStore::open(path, &options)?;
+    // Few large transactions: with random keys, each commit rewrites every leaf it touched.
+    let chunk = BUILD_CHUNK;
     let mut start = 0;
     while start < n {
         let mut batch = store.begin_batch()?;
@@ -198,7 +238,7 @@ fn build_fragmented(path: &Path, n: u64, seed: u64) -> anyhow::Result<()> {
 pub fn client_op(owner: &OwnerHandle, n: u64, i: u64) -> bool {
     let h = mix(i ^ 0x5eed);
     let key = bench_key(h % n);
-    if h % PUT_EVERY == 0 {
+    if h.is_multiple_of(PUT_EVERY) {
         owner.put(&key, &bench_value(h, VALUE_SIZE)).is_ok()
     } else {
         owner.get(&key).is_ok()
@@ -214,22 +254,18 @@ fn owner_row(
 ) -> anyhow::Result<StallRow> {
     let owner = OwnerHandle::start::<RedbStore>("stall", path, OwnerConfig::default());
     let op = |i: u64| client_op(&owner, n, i);
-    let ((window, report), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |start| {
-        std::thread::sleep(WARMUP);
-        let from = start.elapsed();
-        let report: anyhow::Result<CompactReport> = match kind {
-            Kind::Online => owner
-                .compact_online(OnlineConfig::default())
-                .map_err(Into::into),
-            Kind::InPlace => owner.compact_in_place().map_err(Into::into),
-        };
-        let to = start.elapsed();
-        std::thread::sleep(baseline_len(to - from));
-        ((from, to), report)
+    let ((windows, report), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
+        probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
+        busy_then_baseline(probe.start, || -> anyhow::Result<CompactReport> {
+            Ok(match kind {
+                Kind::Online => owner.compact_online(OnlineConfig::default())?,
+                Kind::InPlace => owner.compact_in_place()?,
+            })
+        })
     });
     owner.close();
     let report = report?;
-    let row = finish_row(kind.name(), n, window, &samples, out)?;
+    let row = finish_row(kind.name(), n, windows, &samples, out)?;
     Ok(StallRow {
         compaction_s: Some(report.duration.as_secs_f64()),
         bytes_before: Some(report.bytes_before),
@@ -239,29 +275,59 @@ fn owner_row(
     })
 }
 
-/// The baseline window for a compaction that lasted `compaction`.
-pub fn baseline_len(compaction: Duration) -> Duration {
-    compaction.max(MIN_BASELINE)
+/// When something ran, and the baseline window that goes with it, since the load started.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    /// The compaction (or backup) itself.
+    pub busy: (Duration, Duration),
+    /// "During": the compaction and its settling period.
+    pub during: (Duration, Duration),
+    /// "Without": the baseline window.
+    pub baseline: (Duration, Duration),
 }
 
-/// Latency figures and plot of a row whose compaction ran over `window` of the client's time.
+/// The settling period after a compaction that took `busy`.
+pub fn settle_len(busy: Duration) -> Duration {
+    busy.clamp(MIN_SETTLE, MAX_SETTLE)
+}
+
+/// Run `busy` now, then wait through the settling period and the baseline window.
+pub fn busy_then_baseline<R>(start: Instant, busy: impl FnOnce() -> R) -> (Windows, R) {
+    let from = start.elapsed();
+    let result = busy();
+    let to = start.elapsed();
+    std::thread::sleep(settle_len(to - from));
+    let settled = start.elapsed();
+    std::thread::sleep((settled - from).max(MIN_BASELINE));
+    let windows = Windows {
+        busy: (from, to),
+        during: (from, settled),
+        baseline: (settled, start.elapsed()),
+    };
+    (windows, result)
+}
+
+/// Latency figures and plot of a row whose compaction and baseline ran over `windows`.
 pub fn finish_row(
     name: &str,
     n: u64,
-    window: (Duration, Duration),
+    windows: Windows,
     samples: &[Sample],
     out: &Path,
 ) -> anyhow::Result<StallRow> {
-    let (from, to) = window;
-    let during = LatencyStats::of_window(samples, from, to);
-    let baseline = LatencyStats::of_window(samples, to, to + baseline_len(to - from));
+    let (from, to) = windows.busy;
+    let during = LatencyStats::of_window(samples, windows.during.0, windows.during.1);
+    let baseline = LatencyStats::of_window(samples, windows.baseline.0, windows.baseline.1);
     let file = format!("stall-{n}-{name}.png");
     plot::latency_over_time(
         &out.join(&file),
         &format!("compaction stall, {n} records, {name}"),
         samples,
-        Some(window),
-        "compaction",
+        &[
+            plot::busy_span(windows.busy, "compaction"),
+            plot::settle_span((to, windows.during.1)),
+            plot::baseline_span(windows.baseline),
+        ],
     )?;
     Ok(StallRow {
         status: "ok".into(),
