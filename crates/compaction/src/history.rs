@@ -98,6 +98,9 @@ pub struct History {
     path: PathBuf,
     /// Oldest first, at most [`HISTORY_LEN`].
     runs: Mutex<VecDeque<CompactionRun>>,
+    /// Held while the file is written, so that writers never interleave (and readers of
+    /// `runs` never wait for an fsync).
+    writing: Mutex<()>,
 }
 
 impl History {
@@ -137,6 +140,7 @@ impl History {
         History {
             path,
             runs: Mutex::new(runs),
+            writing: Mutex::new(()),
         }
     }
 
@@ -158,16 +162,18 @@ impl History {
     /// Append `run` (dropping the oldest past [`HISTORY_LEN`]) and write the file durably:
     /// temporary file, fsync, rename, directory fsync. On error the run is kept in memory.
     pub fn record(&self, run: CompactionRun) -> Result<(), SaveHistoryError> {
-        let mut runs = self.lock();
-        runs.push_back(run);
-        while runs.len() > HISTORY_LEN {
-            runs.pop_front();
-        }
-        let file = HistoryFile {
-            runs: runs.iter().cloned().collect(),
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let file = {
+            let mut runs = self.lock();
+            runs.push_back(run);
+            while runs.len() > HISTORY_LEN {
+                runs.pop_front();
+            }
+            HistoryFile {
+                runs: runs.iter().cloned().collect(),
+            }
         };
         let bytes = serde_json::to_vec_pretty(&file)?;
-        // Written while holding the lock, so two writers never interleave their files.
         write_durably(&self.path, &bytes)
     }
 
