@@ -15,9 +15,10 @@
 //! 2. The task is written to `task_dead_letter` (an idempotent put, keyed by task id).
 //! 3. The task is deleted from `task_queue`.
 //!
-//! If the process stops between steps, the task is still in `task_queue`, marked; calling
-//! `fail` on it again, or [`TaskQueue::resume_dead_lettering`] (which the hub runs at start),
-//! finishes the move. At worst the dead-letter put is repeated.
+//! If the process stops between steps (or the dead-letter table refuses the write), the task
+//! is still in `task_queue`, marked; calling `fail` on it again, or
+//! [`TaskQueue::resume_dead_lettering`] (to be run once at start-up), finishes the move. At
+//! worst the dead-letter put is repeated.
 //!
 //! `task_queue` key layout:
 //!
@@ -201,7 +202,8 @@ impl TaskQueue {
             let mut task = Task {
                 id,
                 spec: spec.clone(),
-                state: TaskState::DeadLettering,
+                // Set by `enqueue`.
+                state: TaskState::Pending { ticket: 0 },
                 attempts: 0,
                 last_error: None,
             };
