@@ -422,6 +422,12 @@ fn render(r: &Report) -> String {
             );
             let _ = writeln!(
                 md,
+                "| snapshot copy alone (no client, no verification) | {:.2} | {:.0} | – |",
+                b.snapshot_copy_s,
+                b.table_bytes as f64 / 1e6 / b.snapshot_copy_s
+            );
+            let _ = writeln!(
+                md,
                 "| `cp` + `sync` of a file that size | {:.2} | {:.0} | {:.1} |\n",
                 b.cp_s,
                 b.cp_mb_per_s,

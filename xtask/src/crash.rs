@@ -2,7 +2,10 @@
 //!
 //! Each iteration starts a child process (this binary, `crash-child`) that opens the nine
 //! tables of one data dir and runs concurrent writers on every table while other threads
-//! compact the tables (online, and now and then in place) over and over. The child prints
+//! compact the tables (online, and now and then in place) over and over, back them up one
+//! after another (`compaction::Maintainer::backup_one`) and now and then restore one table
+//! ([`RESTORED_TABLE`], whose writes are therefore not counted) from its latest backup. The
+//! child prints
 //! `ack <table> <key>` for every write only after the write returned `Ok` (durable). At a
 //! random moment (10 to 500 ms after the start by default, so sometimes while the tables are
 //! still opening) the parent kills the child with SIGKILL, then reopens the data dir, checks
@@ -18,11 +21,13 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use compaction::recovery::RecoveryOutcome;
+use compaction::{BackupOptions, BackupSelector, Maintainer, MaintenanceConfig, RecoveryTrigger};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use store_core::StoreSnapshot;
@@ -68,6 +73,10 @@ pub struct ChildArgs {
     pub max_life_ms: u64,
 }
 
+/// The table the child restores from its backups now and then (its writes are not reported
+/// as acknowledged, since a restore rolls them back; the parent checks that it reopens).
+pub const RESTORED_TABLE: &str = "task_dead_letter";
+
 /// Compaction threads in the child.
 const N_COMPACTORS: usize = 3;
 
@@ -92,6 +101,7 @@ struct ChildLog {
     compactions_online: u64,
     compactions_in_place: u64,
     backups: u64,
+    restores: u64,
     opened: bool,
 }
 
@@ -107,6 +117,7 @@ struct Figures {
     compactions_online: u64,
     compactions_in_place: u64,
     backups: u64,
+    restores: u64,
 }
 
 /// `cargo xtask crash`.
@@ -144,6 +155,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         figures.compactions_online += log.compactions_online;
         figures.compactions_in_place += log.compactions_in_place;
         figures.backups += log.backups;
+        figures.restores += log.restores;
         figures.killed_before_open += u64::from(!log.opened);
         let new = log.acks.len();
         acked.extend(log.acks);
@@ -204,8 +216,8 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         figures.failed_opens
     );
     println!(
-        "  completed in children before a kill:   {} online compactions, {} in-place compactions, {} backups",
-        figures.compactions_online, figures.compactions_in_place, figures.backups
+        "  completed in children before a kill:   {} online compactions, {} in-place compactions, {} backups, {} restores",
+        figures.compactions_online, figures.compactions_in_place, figures.backups, figures.restores
     );
     println!(
         "  time:                                  {:.0} s",
@@ -266,6 +278,7 @@ fn run_child(
                     (Some("compacted"), Some("online"), _) => log.compactions_online += 1,
                     (Some("compacted"), Some("in-place"), _) => log.compactions_in_place += 1,
                     (Some("backup"), _, _) => log.backups += 1,
+                    (Some("restored"), _, _) => log.restores += 1,
                     (Some("opened"), _, _) => log.opened = true,
                     _ => {}
                 }
@@ -364,7 +377,8 @@ fn reopen_and_check(data_dir: &Path, acks: &[&(String, String)]) -> anyhow::Resu
 
 /// The child: writers on every table, compaction over and over; runs until killed.
 pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
-    let stores = Stores::open(&args.data_dir, StoresOptions::default())?;
+    let stores = Arc::new(Stores::open(&args.data_dir, StoresOptions::default())?);
+    let maintainer = Maintainer::new(stores.clone(), MaintenanceConfig::default());
     let out = Mutex::new(std::io::stdout());
     let say = |line: &str| {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -376,9 +390,11 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(args.max_life_ms);
     std::thread::scope(|scope| {
         for owner in &owners {
+            // Writes to the restored table are not reported: a restore rolls it back.
+            let report = owner.table() != RESTORED_TABLE;
             for w in 0..args.writers {
                 let say = &say;
-                scope.spawn(move || writer(owner, args.iteration, w, deadline, say));
+                scope.spawn(move || writer(owner, args.iteration, w, deadline, report, say));
             }
         }
         // Three compactors, each over its own third of the tables.
@@ -390,10 +406,53 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
                 .step_by(N_COMPACTORS)
                 .collect();
             let say = &say;
-            scope.spawn(move || compactor(&mine, deadline, say));
+            scope.spawn(move || compactor(&mine, args.iteration, deadline, say));
         }
+        let (maintainer, say) = (&maintainer, &say);
+        scope.spawn(move || backups_and_restores(maintainer, args.iteration, deadline, say));
     });
     Ok(())
+}
+
+/// Back up [`RESTORED_TABLE`], restore it from that backup, then back up two other tables
+/// (starting from a table that moves with `iteration`); and again.
+fn backups_and_restores(
+    maintainer: &Maintainer,
+    iteration: u64,
+    deadline: Instant,
+    say: &(dyn Fn(&str) + Sync),
+) {
+    let tables = store_owners::TABLE_NAMES;
+    let mut next_other = iteration as usize;
+    let mut round = 0usize;
+    while Instant::now() < deadline {
+        let options = BackupOptions {
+            wait: true,
+            ..BackupOptions::default()
+        };
+        if round % 4 == 1 {
+            let restored = maintainer.restore(
+                RESTORED_TABLE,
+                BackupSelector::LatestVerified,
+                RecoveryTrigger::Manual,
+            );
+            if matches!(restored, Ok(ref r) if r.outcome == RecoveryOutcome::Restored) {
+                say(&format!("restored {RESTORED_TABLE}"));
+            }
+        } else {
+            let table = if round % 4 == 0 {
+                RESTORED_TABLE
+            } else {
+                next_other += 1;
+                tables[next_other % tables.len()]
+            };
+            if matches!(maintainer.backup_one(table, options), Ok(ref run) if run.failures.is_empty())
+            {
+                say(&format!("backup {table}"));
+            }
+        }
+        round += 1;
+    }
 }
 
 /// Acknowledged puts (single, and now and then a batch of ten in one write job), with
@@ -404,6 +463,7 @@ fn writer(
     iteration: u64,
     w: u64,
     deadline: Instant,
+    report: bool,
     say: &(dyn Fn(&str) + Sync),
 ) {
     let table = owner.table();
@@ -429,7 +489,7 @@ fn writer(
             batch.delete(&old_scratch)?;
             Ok(())
         });
-        if result.is_ok() {
+        if result.is_ok() && report {
             for key in &keys {
                 say(&format!("ack {table} {key}"));
             }
@@ -438,12 +498,18 @@ fn writer(
     }
 }
 
-/// Compact the tables one after another: online, and every fourth time in place.
-fn compactor(owners: &[&OwnerHandle], deadline: Instant, say: &(dyn Fn(&str) + Sync)) {
-    let mut round = 0usize;
+/// Compact the tables one after another, online and in place in turn (the first table and
+/// kind move with `iteration`).
+fn compactor(
+    owners: &[&OwnerHandle],
+    iteration: u64,
+    deadline: Instant,
+    say: &(dyn Fn(&str) + Sync),
+) {
+    let mut round = iteration as usize;
     while Instant::now() < deadline {
         let owner = owners[round % owners.len()];
-        if round % 4 == 3 {
+        if round % 2 == 1 {
             if owner.compact_in_place().is_ok() {
                 say(&format!("compacted in-place {}", owner.table()));
             }
