@@ -440,7 +440,7 @@ fn backups_and_restores(
                 say(&format!("restored {RESTORED_TABLE}"));
             }
         } else {
-            let table = if round % 4 == 0 {
+            let table = if round.is_multiple_of(4) {
                 RESTORED_TABLE
             } else {
                 next_other += 1;
