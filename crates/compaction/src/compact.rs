@@ -18,6 +18,7 @@
 //! Every run publishes `compaction_complete`, plus `compaction_failed` with the failures if
 //! any table failed, and is recorded in the history.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -92,8 +93,18 @@ impl Maintainer {
         &self,
         options: CompactOptions,
     ) -> Result<CompactionRun, CompactRequestError> {
+        self.compact_all_until(options, &AtomicBool::new(false))
+    }
+
+    /// [`Maintainer::compact_all`], skipping the tables not started yet once `stop` is set
+    /// (the run is still recorded and published).
+    pub(crate) fn compact_all_until(
+        &self,
+        options: CompactOptions,
+        stop: &AtomicBool,
+    ) -> Result<CompactionRun, CompactRequestError> {
         let owners: Vec<OwnerHandle> = self.stores.owners().into_iter().cloned().collect();
-        self.run(&owners, &options)
+        self.run(&owners, &options, stop)
     }
 
     /// Compact one table, with the same semantics as [`Maintainer::compact_all`].
@@ -107,7 +118,7 @@ impl Maintainer {
             .owner(table)
             .ok_or_else(|| CompactRequestError::UnknownTable(table.to_string()))?;
         let owners = [owner.clone()];
-        self.run(&owners, &options)
+        self.run(&owners, &options, &AtomicBool::new(false))
     }
 
     /// The kept runs, oldest first (at most [`crate::history::HISTORY_LEN`]).
@@ -134,6 +145,7 @@ impl Maintainer {
         &self,
         owners: &[OwnerHandle],
         options: &CompactOptions,
+        stop: &AtomicBool,
     ) -> Result<CompactionRun, CompactRequestError> {
         let _guard = lock_op(&self.op_lock, options.wait)?;
         let started_at = SystemTime::now();
@@ -146,7 +158,13 @@ impl Maintainer {
         );
         let results: Vec<TableResult> = owners
             .iter()
-            .map(|owner| self.compact_table(owner, options))
+            .map(|owner| {
+                if stop.load(Ordering::SeqCst) {
+                    skipped(owner, "maintenance is stopping".into())
+                } else {
+                    self.compact_table(owner, options)
+                }
+            })
             .collect();
         let run = CompactionRun {
             started_at,
@@ -252,6 +270,21 @@ impl Maintainer {
         }
         result.duration = started.elapsed();
         result
+    }
+}
+
+/// `owner`'s result when it was not looked at.
+fn skipped(owner: &OwnerHandle, reason: String) -> TableResult {
+    let metrics = owner.shared().metrics();
+    TableResult {
+        table: owner.table().to_string(),
+        outcome: TableOutcome::Skipped(reason),
+        duration: Duration::ZERO,
+        bytes_before: metrics.file_bytes,
+        bytes_after: metrics.file_bytes,
+        fragmentation_before: metrics.fragmentation_ratio,
+        retried: false,
+        max_pause: Duration::ZERO,
     }
 }
 

@@ -4,9 +4,12 @@
 //! The next run is planned one interval after the previous run *ended*: a slow run delays the
 //! next one and missed ticks are never queued, so runs never pile up. A job that panics is
 //! logged and the schedule carries on.
+//!
+//! Stopping never interrupts a run, but a job started with [`Schedule::start_stoppable`] sees
+//! the stop request and can cut its run short (compaction skips its remaining tables).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -24,7 +27,7 @@ pub struct Schedule {
     // the thread sees its channel close.
     /// Closing it tells the thread to stop.
     stop: Option<Sender<()>>,
-    /// What the thread publishes for [`Schedule::next_run`] and [`Schedule::n_runs`].
+    /// Shared with the thread: the next run time, the run count, the stop request.
     state: Arc<ScheduleState>,
     /// Joined on drop.
     thread: Option<JoinHandle<()>>,
@@ -39,6 +42,8 @@ pub(crate) struct ScheduleState {
     next_run: Mutex<Option<SystemTime>>,
     /// Runs finished so far.
     n_runs: AtomicU64,
+    /// Set when the schedule is asked to stop; a stoppable job sees it during its run.
+    stopping: AtomicBool,
 }
 
 impl ScheduleState {
@@ -67,7 +72,17 @@ impl Schedule {
     pub fn start(
         name: &str,
         interval: Duration,
-        job: impl FnMut() + Send + 'static,
+        mut job: impl FnMut() + Send + 'static,
+    ) -> Result<Schedule, StartScheduleError> {
+        Schedule::start_stoppable(name, interval, move |_| job())
+    }
+
+    /// Like [`Schedule::start`], for a job that can end a run early: the flag it is given turns
+    /// true as soon as the schedule is asked to stop (a stop waits for the run to return).
+    pub fn start_stoppable(
+        name: &str,
+        interval: Duration,
+        job: impl FnMut(&AtomicBool) + Send + 'static,
     ) -> Result<Schedule, StartScheduleError> {
         let (stop, stopped) = bounded::<()>(0);
         let state = Arc::new(ScheduleState::default());
@@ -103,7 +118,19 @@ impl Schedule {
         self.state.n_runs.load(Ordering::SeqCst)
     }
 
-    /// Stop: wait for a run in progress to end, then for the thread to exit.
+    /// Ask the schedule to stop without waiting: a run in progress sees the request (if its
+    /// job is stoppable) and no run starts after it. Use it to wind several schedules down
+    /// at once before dropping them.
+    pub fn request_stop(&self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        if let Some(stop) = &self.stop {
+            // Wakes the thread if it is waiting for the next run; otherwise it sees the flag.
+            let _ = stop.try_send(());
+        }
+    }
+
+    /// Stop: tell a run in progress to end early (if its job is stoppable), wait for it to
+    /// end, then for the thread to exit.
     pub fn stop(self) {
         drop(self);
     }
@@ -111,6 +138,7 @@ impl Schedule {
 
 impl Drop for Schedule {
     fn drop(&mut self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -121,14 +149,16 @@ impl Drop for Schedule {
 fn run(
     name: &str,
     interval: Duration,
-    mut job: impl FnMut(),
+    mut job: impl FnMut(&AtomicBool),
     stopped: &Receiver<()>,
     state: &ScheduleState,
 ) {
     // Anything but a timeout means the handle dropped its sender (or sent a stop): leave.
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+    while !state.stopping.load(Ordering::SeqCst)
+        && let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval)
+    {
         state.set_next(None);
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(&mut job)) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| job(&state.stopping))) {
             let text = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -147,15 +177,17 @@ fn run(
 impl Maintainer {
     /// Start the compaction schedule: every [`crate::CompactionConfig::interval`],
     /// [`Maintainer::compact_all`] with [`Trigger::Schedule`] (waiting for a maintenance
-    /// operation in progress to end). The first run is one interval from now. The schedule
+    /// operation in progress to end). The first run is one interval from now. Stopping the
+    /// schedule during a run lets the table being compacted finish and skips the others. The
+    /// schedule
     /// holds the maintainer weakly: once the maintainer is gone, runs do nothing. Its next run
     /// time shows in [`Maintainer::health_metrics`].
     pub fn start_compaction_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
         let maintainer: Weak<Maintainer> = Arc::downgrade(self);
-        let schedule = Schedule::start(
+        let schedule = Schedule::start_stoppable(
             "compaction-schedule",
             self.config.compaction.interval,
-            move || {
+            move |stopping| {
                 let Some(maintainer) = maintainer.upgrade() else {
                     return;
                 };
@@ -163,7 +195,7 @@ impl Maintainer {
                     trigger: Trigger::Schedule,
                     ..CompactOptions::default()
                 };
-                if let Err(e) = maintainer.compact_all(options) {
+                if let Err(e) = maintainer.compact_all_until(options, stopping) {
                     tracing::error!(error = %e, "scheduled compaction did not run");
                 }
             },

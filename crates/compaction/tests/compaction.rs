@@ -550,3 +550,69 @@ fn a_table_that_did_not_open_is_skipped_with_its_status() {
     ));
     assert!(mailbox.status_detail.is_some());
 }
+
+#[test]
+fn a_stoppable_job_sees_the_stop_request() {
+    let (started_tx, started) = crossbeam_channel::bounded::<()>(1);
+    let saw_stop = Arc::new(AtomicBool::new(false));
+    let schedule = {
+        let saw_stop = saw_stop.clone();
+        Schedule::start_stoppable("stoppable", Duration::from_millis(1), move |stopping| {
+            let _ = started_tx.try_send(());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            saw_stop.store(stopping.load(Ordering::SeqCst), Ordering::SeqCst);
+        })
+        .unwrap()
+    };
+    started.recv().unwrap();
+    schedule.stop();
+    assert!(saw_stop.load(Ordering::SeqCst));
+}
+
+#[test]
+fn stopping_the_compaction_schedule_skips_the_tables_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(
+        dir.path(),
+        config(CompactionConfig {
+            interval: Duration::from_millis(10),
+            ..CompactionConfig::default()
+        }),
+    );
+    fragment(&m, TABLE);
+    fragment(&m, "task_dead_letter");
+    // The first table's swap waits until the stop has been requested.
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    m.set_compaction_hook(Some(StepHook::new(move |step| {
+        if step == Step::Swap && entered_tx.try_send(()).is_ok() {
+            let _ = released.recv();
+        }
+        Ok(())
+    })));
+    let schedule = m.start_compaction_schedule().unwrap();
+    entered.recv().unwrap();
+    schedule.request_stop();
+    release.send(()).unwrap();
+    drop(schedule);
+    let history = m.history();
+    assert_eq!(history.len(), 1, "no run after the stop");
+    let outcome = |table: &str| {
+        history[0]
+            .results
+            .iter()
+            .find(|r| r.table == table)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    assert_eq!(outcome(TABLE), TableOutcome::Compacted);
+    assert_eq!(
+        outcome("task_dead_letter"),
+        TableOutcome::Skipped("maintenance is stopping".into())
+    );
+    check_kept(&m, TABLE);
+}
