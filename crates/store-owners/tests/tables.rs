@@ -1,6 +1,7 @@
 //! Every typed handle operation of the nine tables, through real owners on real files, and
 //! their persistence across a close and reopen of the data dir.
 
+use store_core::TableStore;
 use store_owners::tables::{
     ChannelMessage, FailOutcome, HistoryMessage, MailboxMessage, NewTask, TaskError, TaskState,
     ThreadMessage,
@@ -455,4 +456,108 @@ fn table_contents_survive_reopen() {
         stores.task_queue.assign("w").unwrap().unwrap().spec.kind,
         "t"
     );
+}
+
+/// A `RedbStore` whose committed-state reads report corruption once `poisoned` is set, as a
+/// damaged page would.
+struct PoisonedReads {
+    inner: store_core::RedbStore,
+    poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PoisonedReads {
+    fn check(&self) -> Result<(), store_core::ReadError> {
+        if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(store_core::ReadError::Corrupted(
+                "injected: bad page checksum".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl store_core::TableStore for PoisonedReads {
+    type Snapshot = store_core::RedbSnapshot;
+    type Batch<'a> = store_core::redb_store::RedbBatch<'a>;
+
+    fn open(
+        path: &std::path::Path,
+        options: &store_core::StoreOptions,
+    ) -> Result<Self, store_core::OpenError> {
+        Ok(PoisonedReads {
+            inner: store_core::RedbStore::open(path, options)?,
+            poisoned: Default::default(),
+        })
+    }
+    fn swap_in(&mut self, fresh: Self) -> Result<(), store_core::SwapError> {
+        self.inner.swap_in(fresh.inner)
+    }
+    fn path(&self) -> &std::path::Path {
+        self.inner.path()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, store_core::ReadError> {
+        self.check()?;
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        range: &store_core::KeyRange,
+        limit: usize,
+    ) -> Result<Vec<store_core::Record>, store_core::ReadError> {
+        self.check()?;
+        self.inner.scan(range, limit)
+    }
+    fn begin_batch(&mut self) -> Result<Self::Batch<'_>, store_core::WriteError> {
+        self.inner.begin_batch()
+    }
+    fn snapshot(&self) -> Result<Self::Snapshot, store_core::ReadError> {
+        self.inner.snapshot()
+    }
+    fn counters(&self) -> store_core::TableCounters {
+        self.inner.counters()
+    }
+    fn compact_in_place(&mut self) -> Result<(), store_core::CompactError> {
+        self.inner.compact_in_place()
+    }
+    fn check_integrity(&mut self) -> Result<(), store_core::IntegrityError> {
+        self.inner.check_integrity()
+    }
+    fn close(self) -> Result<(), store_core::CloseError> {
+        self.inner.close()
+    }
+}
+
+/// Corruption met by a typed read is returned as `CallError::Corrupted` and reported (the
+/// table is marked corrupted and the recovery channel hears of it), even though the typed
+/// handle converts storage errors into its own result inside the owner.
+#[test]
+fn corruption_met_by_a_typed_read_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent_mailbox.redb");
+    let poisoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = PoisonedReads {
+        inner: store_core::RedbStore::open(&path, &store_core::StoreOptions::default()).unwrap(),
+        poisoned: poisoned.clone(),
+    };
+    let (reports_tx, reports) = crossbeam_channel::unbounded();
+    let config = store_owners::OwnerConfig {
+        corruption_reports: Some(reports_tx),
+        ..Default::default()
+    };
+    let mailbox = store_owners::tables::AgentMailbox::new(
+        store_owners::OwnerHandle::start_with_store("agent_mailbox", store, config),
+    );
+    mailbox.enqueue("bob", mail("alice", "m1")).unwrap();
+    assert_eq!(mailbox.poll("bob", 0, 10).unwrap().len(), 1);
+
+    poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        mailbox.poll("bob", 0, 10),
+        Err(CallError::Corrupted(_))
+    ));
+    assert!(matches!(
+        mailbox.owner().shared().status(),
+        store_owners::TableStatus::Corrupted(_)
+    ));
+    assert_eq!(reports.try_recv(), Ok("agent_mailbox"));
 }
