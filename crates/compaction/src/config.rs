@@ -60,7 +60,11 @@ pub struct BackupConfig {
 
 impl Default for BackupConfig {
     fn default() -> Self {
-        BackupConfig { dir: PathBuf::new(), interval: Duration::from_secs(24 * 3600), keep: 3 }
+        BackupConfig {
+            dir: PathBuf::new(),
+            interval: Duration::from_secs(24 * 3600),
+            keep: 3,
+        }
     }
 }
 

@@ -92,20 +92,28 @@ impl EventBus {
     /// A new subscriber; it receives every event published from now on.
     pub fn subscribe(&self) -> Receiver<Envelope> {
         let (tx, rx) = bounded(SUBSCRIBER_QUEUE);
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
         rx
     }
 
     /// Publish to every subscriber without ever waiting: a full queue drops the event for that
     /// subscriber, a vanished subscriber is forgotten.
     pub fn publish(&self, event: Event) {
-        let envelope = Envelope { topic: TOPIC.to_string(), at: SystemTime::now(), event };
+        let envelope = Envelope {
+            topic: TOPIC.to_string(),
+            at: SystemTime::now(),
+            event,
+        };
         tracing::info!(topic = TOPIC, event = envelope.event.name(), "event");
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         subscribers.retain(|s| match s.try_send(envelope.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -119,6 +127,9 @@ impl EventBus {
 
     /// Current number of subscribers.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }

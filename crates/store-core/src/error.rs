@@ -106,12 +106,18 @@ impl OpenError {
                 Failure::Corrupted(detail) => OpenError::Corrupted { path, detail },
                 Failure::Other(detail) => OpenError::Storage { path, detail },
             },
-            other => OpenError::Storage { path, detail: other.to_string() },
+            other => OpenError::Storage {
+                path,
+                detail: other.to_string(),
+            },
         }
     }
 
     pub(crate) fn storage(path: &std::path::Path, detail: impl ToString) -> OpenError {
-        OpenError::Storage { path: path.to_path_buf(), detail: detail.to_string() }
+        OpenError::Storage {
+            path: path.to_path_buf(),
+            detail: detail.to_string(),
+        }
     }
 
     /// True when the file itself is damaged (as opposed to busy or unreadable).

@@ -41,6 +41,8 @@ pub use error::{
     SwapError, WriteError,
 };
 pub use fault::{FaultBackend, FaultPlan};
-pub use metrics::{TableMetrics, TableCounters};
+pub use metrics::{TableCounters, TableMetrics};
 pub use redb_store::{RedbSnapshot, RedbStore};
-pub use store::{KeyRange, ReadView, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch, WriteOp};
+pub use store::{
+    KeyRange, ReadView, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch, WriteOp,
+};

@@ -85,13 +85,20 @@ impl TableMetrics {
         let healthy = (packed as f64 * HEALTHY_FILE_FACTOR) as u64;
         let live = (counters.live_bytes + counters.records * ENTRY_OVERHEAD) as f64;
         let dead = (counters.dead_bytes + counters.dead_records * ENTRY_OVERHEAD) as f64;
-        let dead_share = if dead > 0.0 { dead / (live + dead) } else { 0.0 };
+        let dead_share = if dead > 0.0 {
+            dead / (live + dead)
+        } else {
+            0.0
+        };
         let dead_space = (dead_share * file_bytes as f64) as u64;
         let beyond_slack = file_bytes.saturating_sub(healthy);
         let holes = file_bytes.saturating_sub(packed).min(dead_space);
         let reclaimable = beyond_slack.max(holes);
-        let fragmentation_ratio =
-            if file_bytes == 0 { 0.0 } else { (reclaimable as f64 / file_bytes as f64).clamp(0.0, 1.0) };
+        let fragmentation_ratio = if file_bytes == 0 {
+            0.0
+        } else {
+            (reclaimable as f64 / file_bytes as f64).clamp(0.0, 1.0)
+        };
         TableMetrics {
             file_bytes,
             live_records: counters.records,
@@ -115,7 +122,12 @@ mod tests {
 
     #[test]
     fn ratio_stays_in_unit_interval() {
-        let counters = TableCounters { records: 0, live_bytes: 0, dead_records: 10, dead_bytes: u64::MAX / 4 };
+        let counters = TableCounters {
+            records: 0,
+            live_bytes: 0,
+            dead_records: 10,
+            dead_bytes: u64::MAX / 4,
+        };
         let m = TableMetrics::compute(u64::MAX / 2, counters);
         assert!((0.0..=1.0).contains(&m.fragmentation_ratio));
     }

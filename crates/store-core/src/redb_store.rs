@@ -59,10 +59,20 @@ impl RedbStore {
         Self::from_database(db, path, options)
     }
 
-    fn from_database(db: Database, path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
+    fn from_database(
+        db: Database,
+        path: &Path,
+        options: &StoreOptions,
+    ) -> Result<RedbStore, OpenError> {
         let wrap = |e: WriteError| match e {
-            WriteError::Corrupted(detail) => OpenError::Corrupted { path: path.to_path_buf(), detail },
-            WriteError::Storage(detail) => OpenError::Storage { path: path.to_path_buf(), detail },
+            WriteError::Corrupted(detail) => OpenError::Corrupted {
+                path: path.to_path_buf(),
+                detail,
+            },
+            WriteError::Storage(detail) => OpenError::Storage {
+                path: path.to_path_buf(),
+                detail,
+            },
         };
         let counters = {
             let txn = db.begin_read().map_err(|e| wrap(e.into()))?;
@@ -108,9 +118,8 @@ fn read_counters(
     data: &impl ReadableTable<&'static [u8], &'static [u8]>,
     meta: &impl ReadableTable<&'static str, u64>,
 ) -> Result<TableCounters, WriteError> {
-    let get = |name: &str| -> Result<Option<u64>, WriteError> {
-        Ok(meta.get(name)?.map(|v| v.value()))
-    };
+    let get =
+        |name: &str| -> Result<Option<u64>, WriteError> { Ok(meta.get(name)?.map(|v| v.value())) };
     let records = data.len()?;
     let live_bytes = match get(META_LIVE_BYTES)? {
         Some(v) => v,
@@ -145,11 +154,13 @@ impl TableStore for RedbStore {
                 .truncate(false)
                 .open(path)
                 .map_err(|e| OpenError::storage(path, e))?;
-            let backend = FaultBackend::new(file, plan.clone())
-                .map_err(|e| OpenError::from_redb(path, e))?;
+            let backend =
+                FaultBackend::new(file, plan.clone()).map_err(|e| OpenError::from_redb(path, e))?;
             return Self::open_with_backend(path, backend, options);
         }
-        let db = Self::builder(options).create(path).map_err(|e| OpenError::from_redb(path, e))?;
+        let db = Self::builder(options)
+            .create(path)
+            .map_err(|e| OpenError::from_redb(path, e))?;
         Self::from_database(db, path, options)
     }
 
@@ -187,7 +198,11 @@ impl TableStore for RedbStore {
             .map_err(|e| WriteError::Storage(e.to_string()))?;
         txn.set_quick_repair(true);
         let pending = self.counters;
-        Ok(RedbBatch { txn, counters: &mut self.counters, pending })
+        Ok(RedbBatch {
+            txn,
+            counters: &mut self.counters,
+            pending,
+        })
     }
 
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
@@ -213,15 +228,17 @@ impl TableStore for RedbStore {
             Ok(false) => Err(IntegrityError::Corrupted(
                 "redb found damage and repaired its allocator state".into(),
             )),
-            Err(redb::DatabaseError::TransactionInProgress) => {
-                Err(IntegrityError::Storage("a transaction is still alive".into()))
-            }
+            Err(redb::DatabaseError::TransactionInProgress) => Err(IntegrityError::Storage(
+                "a transaction is still alive".into(),
+            )),
             Err(e) => Err(e.into()),
         }
     }
 
     fn close(self) -> Result<(), CloseError> {
-        self.db.close().map_err(|e| CloseError::Storage(e.to_string()))
+        self.db
+            .close()
+            .map_err(|e| CloseError::Storage(e.to_string()))
     }
 }
 
@@ -234,7 +251,9 @@ pub struct RedbBatch<'a> {
 
 impl std::fmt::Debug for RedbBatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbBatch").field("pending", &self.pending).finish_non_exhaustive()
+        f.debug_struct("RedbBatch")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
     }
 }
 
@@ -333,11 +352,15 @@ fn scan_table(
     );
     let iter = table.range::<&[u8]>(bounds)?;
     let mut out = Vec::new();
-    let mut push = |entry: Result<(Guard<'_>, Guard<'_>), redb::StorageError>| -> Result<bool, ReadError> {
-        let (k, v) = entry?;
-        out.push(Record { key: k.value().to_vec(), value: v.value().to_vec() });
-        Ok(out.len() < limit)
-    };
+    let mut push =
+        |entry: Result<(Guard<'_>, Guard<'_>), redb::StorageError>| -> Result<bool, ReadError> {
+            let (k, v) = entry?;
+            out.push(Record {
+                key: k.value().to_vec(),
+                value: v.value().to_vec(),
+            });
+            Ok(out.len() < limit)
+        };
     if range.reverse {
         for entry in iter.rev() {
             if !push(entry)? {
@@ -421,8 +444,13 @@ impl StoreSnapshot for RedbSnapshot {
                 .map_err(|e| CopyError::Storage(e.to_string()))?;
             txn.commit()?;
         }
-        target.db.close().map_err(|e| CopyError::Storage(e.to_string()))?;
-        let file_bytes = std::fs::metadata(dest).map_err(|e| CopyError::Storage(e.to_string()))?.len();
+        target
+            .db
+            .close()
+            .map_err(|e| CopyError::Storage(e.to_string()))?;
+        let file_bytes = std::fs::metadata(dest)
+            .map_err(|e| CopyError::Storage(e.to_string()))?
+            .len();
         Ok(CopyStats {
             records: counters.records,
             live_bytes: counters.live_bytes,

@@ -39,7 +39,10 @@ pub enum WriteOp {
 impl WriteOp {
     /// A put of borrowed bytes.
     pub fn put(key: &[u8], value: &[u8]) -> WriteOp {
-        WriteOp::Put { key: key.to_vec(), value: value.to_vec() }
+        WriteOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }
     }
 
     /// A delete of borrowed bytes.
@@ -69,7 +72,11 @@ pub struct KeyRange {
 impl KeyRange {
     /// Every key, ascending.
     pub fn all() -> KeyRange {
-        KeyRange { start: Bound::Unbounded, end: Bound::Unbounded, reverse: false }
+        KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+            reverse: false,
+        }
     }
 
     /// Keys in `[start, end)`, ascending.
@@ -84,7 +91,11 @@ impl KeyRange {
     /// Keys starting with `prefix`, ascending.
     pub fn prefix(prefix: &[u8]) -> KeyRange {
         let end = prefix_successor(prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        KeyRange { start: Bound::Included(prefix.to_vec()), end, reverse: false }
+        KeyRange {
+            start: Bound::Included(prefix.to_vec()),
+            end,
+            reverse: false,
+        }
     }
 
     /// The same range scanned backwards.
@@ -101,7 +112,9 @@ impl KeyRange {
             Bound::Unbounded => return false,
         };
         match &self.end {
-            Bound::Included(e) => start > e || (start == e && matches!(self.start, Bound::Excluded(_))),
+            Bound::Included(e) => {
+                start > e || (start == e && matches!(self.start, Bound::Excluded(_)))
+            }
             Bound::Excluded(e) => start >= e,
             Bound::Unbounded => false,
         }
@@ -150,7 +163,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { check_integrity_on_open: false, cache_bytes: 64 << 20, io_faults: None }
+        StoreOptions {
+            check_integrity_on_open: false,
+            cache_bytes: 64 << 20,
+            io_faults: None,
+        }
     }
 }
 
