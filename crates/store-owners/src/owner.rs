@@ -154,6 +154,20 @@ mod duration_micros {
     }
 }
 
+/// A write sent with [`OwnerHandle::submit`], not acknowledged yet.
+#[derive(Debug)]
+#[must_use = "a write is acknowledged only by waiting for it"]
+pub struct PendingWrite<R> {
+    reply: Receiver<Result<R, CallError>>,
+}
+
+impl<R> PendingWrite<R> {
+    /// Wait until the write is durable (or failed).
+    pub fn wait(self) -> Result<R, CallError> {
+        self.reply.recv().unwrap_or(Err(CallError::Closed))
+    }
+}
+
 /// A handle to one owner thread. Cheap to clone; the thread stops once every clone is dropped
 /// (or [`OwnerHandle::close`] is called on the last one), after answering queued commands and
 /// closing its file.
@@ -177,7 +191,11 @@ struct JoinGuard(Option<JoinHandle<()>>);
 impl Drop for JoinGuard {
     fn drop(&mut self) {
         if let Some(thread) = self.0.take() {
-            let _ = thread.join();
+            // The last handle may be dropped by a job running on the owner thread itself;
+            // joining would deadlock, and the thread ends on its own once its loop returns.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -300,9 +318,21 @@ impl OwnerHandle {
         R: Send + 'static,
         F: FnMut(&mut dyn WriteBatch) -> Result<R, WriteError> + Send + 'static,
     {
+        self.submit(f)?.wait()
+    }
+
+    /// Send a write without waiting for it: the returned [`PendingWrite`] yields its result
+    /// once the commit that made it durable returned. A client that keeps several writes in
+    /// flight lets the owner put many of them in one commit (pipelining); each is still
+    /// acknowledged only after it is durable. Writes of one handle commit in submission order.
+    pub fn submit<R, F>(&self, f: F) -> Result<PendingWrite<R>, CallError>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut dyn WriteBatch) -> Result<R, WriteError> + Send + 'static,
+    {
         let (tx, rx) = bounded(1);
         self.send(Command::Write(Box::new(TypedWriteJob { f, result: None, reply: tx })))?;
-        rx.recv().unwrap_or(Err(CallError::Closed))
+        Ok(PendingWrite { reply: rx })
     }
 
     /// Durable put.
