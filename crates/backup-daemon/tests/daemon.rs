@@ -75,7 +75,6 @@ fn count_records(data_dir: &Path) -> Vec<(String, usize)> {
     counts
 }
 
-
 /// Run a verb on `data_dir`.
 fn cli(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -169,21 +169,32 @@ fn raw_request() -> impl Strategy<Value = RawRequest> {
         Just(b"not json".to_vec()),
         prop::collection::vec(any::<u8>(), 0..64),
     ];
-    let token = prop_oneof![Just(TokenChoice::Missing), Just(TokenChoice::Wrong), Just(TokenChoice::Right)];
-    (method, prop::collection::vec(segment, 0..4), query, body, token).prop_map(
-        |(method, segments, query, body, token)| RawRequest {
+    let token = prop_oneof![
+        Just(TokenChoice::Missing),
+        Just(TokenChoice::Wrong),
+        Just(TokenChoice::Right)
+    ];
+    (
+        method,
+        prop::collection::vec(segment, 0..4),
+        query,
+        body,
+        token,
+    )
+        .prop_map(|(method, segments, query, body, token)| RawRequest {
             method: method.to_string(),
             path: format!("/{}{}", segments.join("/"), query),
             body,
             token,
-        },
-    )
+        })
 }
 
 /// Send `request` over a fresh connection; returns the status code and the body.
 fn send(daemon: &Daemon, request: &RawRequest) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(daemon.addr).expect("connect to the admin API");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
         request.method,
@@ -240,7 +251,10 @@ fn admin_api_answers_any_request_with_a_status_and_keeps_serving() {
         if status >= 400 {
             let parsed: Result<Value, _> = serde_json::from_slice(&body);
             prop_assert!(
-                parsed.as_ref().map(|v| v["error"].is_string()).unwrap_or(false),
+                parsed
+                    .as_ref()
+                    .map(|v| v["error"].is_string())
+                    .unwrap_or(false),
                 "error without a JSON body for {request:?}: {}",
                 String::from_utf8_lossy(&body)
             );
@@ -255,5 +269,8 @@ fn admin_api_answers_any_request_with_a_status_and_keeps_serving() {
         panic!("{e}");
     }
     let (status, health) = daemon.call("GET", "/health", None);
-    assert_eq!(status, 200, "the daemon still serves after the fuzzing: {health}");
+    assert_eq!(
+        status, 200,
+        "the daemon still serves after the fuzzing: {health}"
+    );
 }

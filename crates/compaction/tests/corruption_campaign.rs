@@ -33,7 +33,13 @@ fn open(data: &Path) -> (Arc<Maintainer>, Receiver<&'static str>) {
         ..StoresOptions::default()
     };
     let stores = Stores::open(data, options).expect("open stores");
-    (Arc::new(Maintainer::new(Arc::new(stores), MaintenanceConfig::default())), reports)
+    (
+        Arc::new(Maintainer::new(
+            Arc::new(stores),
+            MaintenanceConfig::default(),
+        )),
+        reports,
+    )
 }
 
 fn contents(m: &Maintainer) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -63,7 +69,9 @@ fn template(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
             })
             .expect("write");
     }
-    let run = m.backup_one(TABLE, BackupOptions::default()).expect("backup");
+    let run = m
+        .backup_one(TABLE, BackupOptions::default())
+        .expect("backup");
     assert!(run.failures.is_empty(), "{run:?}");
     contents(&m)
 }
@@ -117,21 +125,43 @@ fn flipped_bytes_in_a_table_file_are_detected_or_harmless_and_never_served() {
         match owner.shared().status() {
             TableStatus::Ok => {
                 // Not detected: then nothing in use was touched.
-                assert_eq!(contents(&m), expected, "{context}: undetected flip served wrong data");
-                assert!(reports.try_recv().is_err(), "{context}: reported yet serving");
+                assert_eq!(
+                    contents(&m),
+                    expected,
+                    "{context}: undetected flip served wrong data"
+                );
+                assert!(
+                    reports.try_recv().is_err(),
+                    "{context}: reported yet serving"
+                );
                 n_harmless += 1;
             }
             TableStatus::Corrupted(_) | TableStatus::Unavailable(_) => {
-                assert_eq!(reports.try_recv().ok(), Some(TABLE), "{context}: not reported");
+                assert_eq!(
+                    reports.try_recv().ok(),
+                    Some(TABLE),
+                    "{context}: not reported"
+                );
                 // Nothing is served from the corrupt file meanwhile.
-                assert!(owner.get(b"agent-000/000000").is_err(), "{context}: corrupt file served");
+                assert!(
+                    owner.get(b"agent-000/000000").is_err(),
+                    "{context}: corrupt file served"
+                );
                 let report = m.recover_corrupt_table(TABLE).expect("recovery runs");
                 assert_eq!(report.trigger, RecoveryTrigger::Auto, "{context}");
-                assert_eq!(owner.shared().status(), TableStatus::Ok, "{context}: {report:?}");
+                assert_eq!(
+                    owner.shared().status(),
+                    TableStatus::Ok,
+                    "{context}: {report:?}"
+                );
                 assert_eq!(contents(&m), expected, "{context}: restored data");
                 let kept = quarantined(&data);
                 assert_eq!(kept.len(), 1, "{context}: quarantine {kept:?}");
-                assert_eq!(std::fs::read(&kept[0]).unwrap(), flipped, "{context}: quarantined copy");
+                assert_eq!(
+                    std::fs::read(&kept[0]).unwrap(),
+                    flipped,
+                    "{context}: quarantined copy"
+                );
                 n_detected += 1;
             }
             other => panic!("{context}: unexpected status {other}"),
@@ -139,7 +169,9 @@ fn flipped_bytes_in_a_table_file_are_detected_or_harmless_and_never_served() {
         drop(m);
         std::fs::remove_dir_all(&data).unwrap();
     }
-    println!("table flips: {N_TABLE_FLIPS}, detected and restored: {n_detected}, harmless: {n_harmless}");
+    println!(
+        "table flips: {N_TABLE_FLIPS}, detected and restored: {n_detected}, harmless: {n_harmless}"
+    );
     assert!(n_detected > 0, "no flip was detected at all");
 }
 
@@ -151,7 +183,9 @@ fn flipped_bytes_in_a_backup_always_fail_verification_and_are_never_restored() {
     let (m, _) = open(&data);
     // A second, newer backup: the one every flip lands in.
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let run = m.backup_one(TABLE, BackupOptions::default()).expect("backup");
+    let run = m
+        .backup_one(TABLE, BackupOptions::default())
+        .expect("backup");
     let newest = run.backups[0].id.clone();
     let newest_path = m.table_backup_dir(TABLE).join(format!("{newest}.redb"));
     let pristine = std::fs::read(&newest_path).unwrap();
@@ -162,18 +196,41 @@ fn flipped_bytes_in_a_backup_always_fail_verification_and_are_never_restored() {
         let context = format!("backup flip #{i} at offset {offset} (mask {mask:#04x})");
         std::fs::write(&newest_path, &pristine).unwrap();
         flip(&newest_path, offset, mask);
-        assert!(m.verify_backup(TABLE, &newest).is_err(), "{context}: verified");
-        let listed = m.list_backups(true).expect("list");
-        let state = &listed.iter().find(|b| b.id == newest).expect("listed").state;
-        assert!(matches!(state, BackupState::Corrupt(_)), "{context}: listed as {state:?}");
         assert!(
-            m.restore(TABLE, BackupSelector::Id(newest.clone()), RecoveryTrigger::Manual).is_err(),
+            m.verify_backup(TABLE, &newest).is_err(),
+            "{context}: verified"
+        );
+        let listed = m.list_backups(true).expect("list");
+        let state = &listed
+            .iter()
+            .find(|b| b.id == newest)
+            .expect("listed")
+            .state;
+        assert!(
+            matches!(state, BackupState::Corrupt(_)),
+            "{context}: listed as {state:?}"
+        );
+        assert!(
+            m.restore(
+                TABLE,
+                BackupSelector::Id(newest.clone()),
+                RecoveryTrigger::Manual
+            )
+            .is_err(),
             "{context}: restored by id"
         );
         let report = m
-            .restore(TABLE, BackupSelector::LatestVerified, RecoveryTrigger::Manual)
+            .restore(
+                TABLE,
+                BackupSelector::LatestVerified,
+                RecoveryTrigger::Manual,
+            )
             .expect("the older backup restores");
-        assert_ne!(report.backup_id.as_deref(), Some(newest.as_str()), "{context}");
+        assert_ne!(
+            report.backup_id.as_deref(),
+            Some(newest.as_str()),
+            "{context}"
+        );
         assert_eq!(contents(&m), expected, "{context}: restored data");
     }
 }

@@ -1,6 +1,6 @@
 //! Owner throughput and latency: durable writes with group commit (8 and 32 concurrent
-//! clients) against one commit per write (a single client), and the round trip of a point
-//! read.
+//! clients waiting for each write, and 8 clients pipelining theirs) against one commit per
+//! write (a single client), and the round trip of a point read.
 //!
 //! `cargo bench -p store-owners --bench owner`; the writes/s of the two write benches give the
 //! group-commit gain, the median of `get_round_trip` its p50.
@@ -59,6 +59,35 @@ fn durable_writes(c: &mut Criterion) {
         });
         owner.close();
     }
+
+    // The same 8 clients, each keeping its writes in flight (`OwnerHandle::submit`) and
+    // waiting for all their acknowledgements: commits are no longer capped at 8 writes.
+    let owner = start(&dir.path().join("pipelined.redb"));
+    let mut round = 0u64;
+    group.throughput(Throughput::Elements((8 * WRITES_PER_CLIENT) as u64));
+    group.bench_function("pipelined_8_clients", |b| {
+        b.iter(|| {
+            round += 1;
+            thread::scope(|s| {
+                for client in 0..8 {
+                    let owner = owner.clone();
+                    s.spawn(move || {
+                        let pending: Vec<_> = (0..WRITES_PER_CLIENT)
+                            .map(|i| {
+                                let key = format!("{round:08}/{client:02}/{i:04}").into_bytes();
+                                let value = value();
+                                owner.submit(move |b| b.put(&key, &value)).unwrap()
+                            })
+                            .collect();
+                        for write in pending {
+                            write.wait().unwrap();
+                        }
+                    });
+                }
+            });
+        })
+    });
+    owner.close();
 
     let owner = start(&dir.path().join("single.redb"));
     let mut n = 0u64;

@@ -20,7 +20,9 @@ pub mod tables;
 
 pub use error::{CallError, MaintenanceError, OpenStoresError};
 pub use online::{OnlineConfig, Step, StepHook};
-pub use owner::{CompactReport, OwnerConfig, OwnerHandle, PendingWrite, ReplaceReport, ReplaceRequest};
+pub use owner::{
+    CompactReport, OwnerConfig, OwnerHandle, PendingWrite, ReplaceReport, ReplaceRequest,
+};
 pub use shared::{Shared, TableStatus};
 pub use stores::{Stores, StoresOptions};
 pub use tables::TABLE_NAMES;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use store_core::{
-    IntegrityError, KeyRange, ReadError, ReadView, Record, StoreOptions, StoreSnapshot,
-    TableStore, WriteBatch, WriteError,
+    IntegrityError, KeyRange, ReadError, ReadView, Record, StoreOptions, StoreSnapshot, TableStore,
+    WriteBatch, WriteError,
 };
 
 use crate::error::{CallError, MaintenanceError};
@@ -97,9 +97,15 @@ pub(crate) enum Command {
 pub(crate) enum Maintenance {
     Snapshot(Sender<Result<Box<dyn StoreSnapshot>, MaintenanceError>>),
     CompactInPlace(Sender<Result<CompactReport, MaintenanceError>>),
-    CompactOnline(OnlineConfig, Sender<Result<CompactReport, MaintenanceError>>),
+    CompactOnline(
+        OnlineConfig,
+        Sender<Result<CompactReport, MaintenanceError>>,
+    ),
     CheckIntegrity(Sender<Result<(), MaintenanceError>>),
-    Replace(ReplaceRequest, Sender<Result<ReplaceReport, MaintenanceError>>),
+    Replace(
+        ReplaceRequest,
+        Sender<Result<ReplaceReport, MaintenanceError>>,
+    ),
 }
 
 /// What a compaction did.
@@ -182,7 +188,9 @@ pub struct OwnerHandle {
 
 impl std::fmt::Debug for OwnerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnerHandle").field("table", &self.shared.table).finish_non_exhaustive()
+        f.debug_struct("OwnerHandle")
+            .field("table", &self.shared.table)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,7 +214,11 @@ impl OwnerHandle {
     /// A file that does not open (corrupt, for example) does not fail the start: the owner
     /// comes up [`TableStatus::Unavailable`], answers every data command with
     /// [`CallError::Unavailable`], and can be brought back with a file replacement.
-    pub fn start<S: TableStore>(table: &'static str, path: &Path, config: OwnerConfig) -> OwnerHandle {
+    pub fn start<S: TableStore>(
+        table: &'static str,
+        path: &Path,
+        config: OwnerConfig,
+    ) -> OwnerHandle {
         online::remove_leftovers(path);
         let (store, status) = match S::open(path, &config.store) {
             Ok(store) => (Some(store), TableStatus::Ok),
@@ -225,7 +237,11 @@ impl OwnerHandle {
 
     /// Start an owner around a store the caller opened (for example through a fault-injecting
     /// backend).
-    pub fn start_with_store<S: TableStore>(table: &'static str, store: S, config: OwnerConfig) -> OwnerHandle {
+    pub fn start_with_store<S: TableStore>(
+        table: &'static str,
+        store: S,
+        config: OwnerConfig,
+    ) -> OwnerHandle {
         let path = store.path().to_path_buf();
         Self::spawn(table, &path, config, Some(store), TableStatus::Ok)
     }
@@ -238,7 +254,11 @@ impl OwnerHandle {
         status: TableStatus,
     ) -> OwnerHandle {
         let (sender, inbox) = bounded(config.queue_depth);
-        let shared = Arc::new(Shared::new(table, path.to_path_buf(), config.corruption_reports.clone()));
+        let shared = Arc::new(Shared::new(
+            table,
+            path.to_path_buf(),
+            config.corruption_reports.clone(),
+        ));
         if let Some(store) = &store {
             shared.publish_counters(store.counters());
         }
@@ -259,7 +279,11 @@ impl OwnerHandle {
             .name(format!("owner-{table}"))
             .spawn(move || owner.run(inbox))
             .expect("spawning an owner thread");
-        OwnerHandle { sender, shared, _thread: Arc::new(JoinGuard(Some(thread))) }
+        OwnerHandle {
+            sender,
+            shared,
+            _thread: Arc::new(JoinGuard(Some(thread))),
+        }
     }
 
     /// The table this owner serves.
@@ -292,7 +316,9 @@ impl OwnerHandle {
             let _ = tx.send(view.and_then(|view| f(view).map_err(CallError::from)));
         })))?;
         // A dropped reply sender means the job panicked: an error, never a hang.
-        let result = rx.recv().unwrap_or_else(|_| Err(CallError::Panicked("read job panicked".into())));
+        let result = rx
+            .recv()
+            .unwrap_or_else(|_| Err(CallError::Panicked("read job panicked".into())));
         if let Err(CallError::Corrupted(detail)) = &result {
             self.shared.report_corruption(detail.clone());
         }
@@ -331,7 +357,11 @@ impl OwnerHandle {
         F: FnMut(&mut dyn WriteBatch) -> Result<R, WriteError> + Send + 'static,
     {
         let (tx, rx) = bounded(1);
-        self.send(Command::Write(Box::new(TypedWriteJob { f, result: None, reply: tx })))?;
+        self.send(Command::Write(Box::new(TypedWriteJob {
+            f,
+            result: None,
+            reply: tx,
+        })))?;
         Ok(PendingWrite { reply: rx })
     }
 
@@ -352,7 +382,9 @@ impl OwnerHandle {
         make: impl FnOnce(Sender<Result<R, MaintenanceError>>) -> Maintenance,
     ) -> Result<R, MaintenanceError> {
         let (tx, rx) = bounded(1);
-        self.sender.send(Command::Maintenance(make(tx))).map_err(|_| MaintenanceError::Closed)?;
+        self.sender
+            .send(Command::Maintenance(make(tx)))
+            .map_err(|_| MaintenanceError::Closed)?;
         rx.recv().unwrap_or(Err(MaintenanceError::Closed))
     }
 
@@ -468,12 +500,19 @@ impl<S: TableStore> OwnerThread<S> {
             None => Err(self.unavailable()),
         };
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(view))) {
-            tracing::error!(table = self.table, panic = panic_text(&panic), "read job panicked");
+            tracing::error!(
+                table = self.table,
+                panic = panic_text(&panic),
+                "read job panicked"
+            );
         }
     }
 
     pub(crate) fn unavailable(&self) -> CallError {
-        CallError::Unavailable { table: self.table, status: self.shared.status().to_string() }
+        CallError::Unavailable {
+            table: self.table,
+            status: self.shared.status().to_string(),
+        }
     }
 
     /// Run `jobs` in one write transaction and commit it durably; acknowledge each job only
@@ -529,7 +568,10 @@ impl<S: TableStore> OwnerThread<S> {
             Ok(b) => b,
             Err(e) => return BatchOutcome::Failed(e.into()),
         };
-        let mut batch = TrackingBatch { inner: batch, changed: tracking };
+        let mut batch = TrackingBatch {
+            inner: batch,
+            changed: tracking,
+        };
         for (index, job) in jobs.iter_mut().enumerate() {
             match catch_unwind(AssertUnwindSafe(|| job.run(&mut batch))) {
                 Ok(Ok(())) => {}
@@ -564,7 +606,9 @@ impl<S: TableStore> OwnerThread<S> {
                         .snapshot()
                         .map(|s| Box::new(s) as Box<dyn StoreSnapshot>)
                         .map_err(MaintenanceError::from),
-                    None => Err(MaintenanceError::Unavailable(self.shared.status().to_string())),
+                    None => Err(MaintenanceError::Unavailable(
+                        self.shared.status().to_string(),
+                    )),
                 };
                 let _ = reply.send(result);
             }
@@ -598,7 +642,10 @@ impl<S: TableStore> OwnerThread<S> {
         if self.compaction.is_some() {
             return Err(MaintenanceError::Busy("online compaction"));
         }
-        let store = self.store.as_mut().ok_or_else(|| MaintenanceError::Unavailable("table is not open".into()))?;
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| MaintenanceError::Unavailable("table is not open".into()))?;
         let started = Instant::now();
         let bytes_before = file_len(&self.path);
         let status_before = self.shared.status();
@@ -618,7 +665,10 @@ impl<S: TableStore> OwnerThread<S> {
     }
 
     fn check_integrity(&mut self) -> Result<(), MaintenanceError> {
-        let store = self.store.as_mut().ok_or_else(|| MaintenanceError::Unavailable("table is not open".into()))?;
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| MaintenanceError::Unavailable("table is not open".into()))?;
         match store.check_integrity() {
             Ok(()) => Ok(()),
             Err(IntegrityError::Corrupted(detail)) => {
@@ -681,7 +731,10 @@ impl<S: TableStore> OwnerThread<S> {
         self.shared.publish_counters(store.counters());
         self.store = Some(store);
         self.shared.set_status(TableStatus::Ok);
-        Ok(ReplaceReport { quarantined, records })
+        Ok(ReplaceReport {
+            quarantined,
+            records,
+        })
     }
 
     /// Put the previous file back (from quarantine) after a failed replacement, and reopen it.
@@ -704,7 +757,8 @@ impl<S: TableStore> OwnerThread<S> {
                 self.shared.set_status(TableStatus::Ok);
             }
             Err(e) => {
-                self.shared.set_status(TableStatus::Unavailable(e.to_string()));
+                self.shared
+                    .set_status(TableStatus::Unavailable(e.to_string()));
             }
         }
     }

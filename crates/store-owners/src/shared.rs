@@ -56,7 +56,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(table: &'static str, path: PathBuf, corruption_reports: Option<Sender<&'static str>>) -> Shared {
+    pub(crate) fn new(
+        table: &'static str,
+        path: PathBuf,
+        corruption_reports: Option<Sender<&'static str>>,
+    ) -> Shared {
         Shared {
             table,
             path,
@@ -94,7 +98,10 @@ impl Shared {
 
     /// The table's current status.
     pub fn status(&self) -> TableStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn set_status(&self, status: TableStatus) {

@@ -59,7 +59,10 @@ pub fn table_path(data_dir: &Path, table: &str) -> PathBuf {
 
 /// Take the exclusive lock of a data dir, creating the dir if needed.
 pub fn lock_data_dir(data_dir: &Path) -> Result<File, OpenStoresError> {
-    let io = |source| OpenStoresError::Io { path: data_dir.to_path_buf(), source };
+    let io = |source| OpenStoresError::Io {
+        path: data_dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let lock = File::options()
         .create(true)
@@ -81,10 +84,17 @@ impl Stores {
     pub fn open(data_dir: &Path, options: StoresOptions) -> Result<Stores, OpenStoresError> {
         let lock = lock_data_dir(data_dir)?;
         let mut owner = options.owner.clone();
-        owner.store = StoreOptions { check_integrity_on_open: options.check_integrity_on_open, ..owner.store };
+        owner.store = StoreOptions {
+            check_integrity_on_open: options.check_integrity_on_open,
+            ..owner.store
+        };
         owner.corruption_reports = options.corruption_reports.clone();
         let start = |table: &'static str| {
-            OwnerHandle::start::<store_core::RedbStore>(table, &table_path(data_dir, table), owner.clone())
+            OwnerHandle::start::<store_core::RedbStore>(
+                table,
+                &table_path(data_dir, table),
+                owner.clone(),
+            )
         };
         let dead_letter = start("task_dead_letter");
         Ok(Stores {
@@ -125,7 +135,12 @@ impl Stores {
             self.task_queue.owner(),
             self.task_dead_letter.owner(),
         ];
-        debug_assert!(owners.iter().map(|o| o.table()).eq(TABLE_NAMES.iter().copied()));
+        debug_assert!(
+            owners
+                .iter()
+                .map(|o| o.table())
+                .eq(TABLE_NAMES.iter().copied())
+        );
         owners
     }
 
