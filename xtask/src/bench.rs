@@ -301,7 +301,7 @@ fn render(r: &Report) -> String {
          A client issues {rate:.0} operations/s on a fixed schedule (open loop, up to {workers} in flight; 1 in \
          {put_every} a durable put, the others gets, of random keys); latency is measured from each operation's \
          scheduled time, so a stall counts against every operation it delayed. After a warm-up (at least \
-         {warmup} s, and until the client keeps its schedule) the table is compacted. \"During\" is the \
+         {warmup} s, and until the client keeps its schedule, at most {max_warmup} s) the table is compacted. \"During\" is the \
          compaction plus a settling period as long as it ({min_settle} to {max_settle} s: the backlog a stall \
          leaves, closing the old file); \"without\" is the window of the same length (at least {min_base} s) \
          that follows. Each operation counts in the window it was scheduled in. Online and in-place rows run \
@@ -316,6 +316,7 @@ fn render(r: &Report) -> String {
         workers = stall::N_CLIENT_WORKERS,
         put_every = stall::PUT_EVERY,
         warmup = r.profile.warmup.as_secs_f64(),
+        max_warmup = stall::MAX_WARMUP.as_secs_f64(),
         min_settle = stall::MIN_SETTLE.as_secs_f64(),
         max_settle = stall::MAX_SETTLE.as_secs_f64(),
         min_base = stall::MIN_BASELINE.as_secs_f64(),
@@ -330,18 +331,19 @@ fn render(r: &Report) -> String {
         );
         let _ = writeln!(
             md,
-            "| row | status | time (s) | MB before | MB after | max during | p99.9 during | p99 during | max without | p99.9 without | p99 without | reported pause | ops during / without |"
+            "| row | status | warm-up (s) | time (s) | MB before | MB after | max during | p99.9 during | p99 during | max without | p99.9 without | p99 without | reported pause | ops during / without |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for row in &s.rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
                 row.name,
                 row.status,
+                secs(row.warmup_s),
                 secs(row.compaction_s),
                 mb(row.bytes_before),
                 mb(row.bytes_after),

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -294,9 +295,9 @@ fn run_child(
     let log = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
-    if status.success() {
+    if status.signal() != Some(libc::SIGKILL) {
         bail!(
-            "the child exited on its own before the kill; see {}",
+            "the child exited on its own before the kill ({status}); see {}",
             stderr_log.display()
         );
     }
