@@ -97,7 +97,7 @@ impl Stores {
             )
         };
         let dead_letter = start("task_dead_letter");
-        Ok(Stores {
+        let stores = Stores {
             agent_mailbox: AgentMailbox::new(start("agent_mailbox")),
             message_history: MessageHistory::new(start("message_history")),
             agent_channels: AgentChannels::new(start("agent_channels")),
@@ -109,7 +109,22 @@ impl Stores {
             task_dead_letter: TaskDeadLetter::new(dead_letter),
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
-        })
+        };
+        // A task whose move to the dead-letter table was interrupted by a crash is finished
+        // now, before the hub uses the queue.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        match stores.task_queue.resume_dead_lettering(now_ms) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                n_tasks = n,
+                "finished interrupted moves to task_dead_letter"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot finish interrupted dead-letter moves"),
+        }
+        Ok(stores)
     }
 
     /// The data dir these tables live in.

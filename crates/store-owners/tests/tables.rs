@@ -561,3 +561,30 @@ fn corruption_met_by_a_typed_read_is_reported() {
     ));
     assert_eq!(reports.try_recv(), Ok("agent_mailbox"));
 }
+
+/// A move to the dead-letter table interrupted by a crash is finished by the next
+/// `Stores::open`, before the hub touches the queue.
+#[test]
+fn reopening_finishes_an_interrupted_dead_letter_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let stores = open(&dir);
+        let q = &stores.task_queue;
+        let id = q.submit(task("c", 0)).unwrap();
+        q.assign("w").unwrap();
+        let refusing = store_owners::OwnerHandle::start::<store_core::RedbStore>(
+            "task_dead_letter",
+            &dir.path()
+                .join("elsewhere/missing-dir/task_dead_letter.redb"),
+            Default::default(),
+        );
+        let cut_off_queue = store_owners::tables::TaskQueue::new(q.owner().clone(), refusing);
+        assert!(cut_off_queue.fail(id, "boom", 5).is_err());
+        assert_eq!(q.get(id).unwrap().unwrap().state, TaskState::DeadLettering);
+        id
+    };
+    let stores = open(&dir);
+    assert_eq!(stores.task_queue.get(id).unwrap(), None);
+    let dead = stores.task_dead_letter.list(0, 10).unwrap();
+    assert_eq!(dead.iter().map(|d| d.task.id).collect::<Vec<_>>(), [id]);
+}
