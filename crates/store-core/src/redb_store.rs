@@ -98,6 +98,25 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// Create the table file `path` complete or not at all: initialise it beside the live
+    /// path (`<file>.creating`) and rename it in. redb writes a new file's magic number last,
+    /// so a process killed while redb creates a file in place leaves one that never opens
+    /// again ("magic number mismatch"); the crash campaign (`cargo xtask crash`) found it.
+    fn create_atomically(path: &Path, options: &StoreOptions) -> Result<(), OpenError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".creating");
+        let creating = path.with_file_name(name);
+        // A leftover of an earlier crash is an incomplete file: start again.
+        let _ = std::fs::remove_file(&creating);
+        let db = Self::builder(options)
+            .create(&creating)
+            .map_err(|e| OpenError::from_redb(&creating, e))?;
+        Self::from_database(db, &creating, options)?
+            .close()
+            .map_err(|e| OpenError::storage(&creating, e))?;
+        fsutil::replace_file(&creating, path).map_err(|e| OpenError::storage(path, e))
+    }
+
     /// Create a new, empty table file at `path`, which must not exist yet.
     pub fn create_new(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
         std::fs::OpenOptions::new()
@@ -157,6 +176,9 @@ impl TableStore for RedbStore {
             let backend =
                 FaultBackend::new(file, plan.clone()).map_err(|e| OpenError::from_redb(path, e))?;
             return Self::open_with_backend(path, backend, options);
+        }
+        if !path.exists() {
+            Self::create_atomically(path, options)?;
         }
         let db = Self::builder(options)
             .create(path)
