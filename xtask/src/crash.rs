@@ -17,7 +17,7 @@
 //! never written twice with different values and never deleted, so "present with its value"
 //! is exactly "not lost".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -112,7 +112,9 @@ struct Figures {
     kills: u64,
     acknowledged: u64,
     checks: u64,
-    lost: u64,
+    /// Distinct acknowledged writes found missing or wrong (a write found lost after two
+    /// kills counts once).
+    lost: HashSet<(String, String)>,
     failed_opens: u64,
     killed_before_open: u64,
     compactions_online: u64,
@@ -172,7 +174,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         }
         let check = reopen_and_check(&data_dir, &to_check)?;
         figures.checks += check.checked;
-        figures.lost += check.lost;
+        figures.lost.extend(check.lost.iter().map(|&e| e.clone()));
         figures.failed_opens += check.failed_opens;
         for problem in &check.problems {
             println!("  iteration {iteration}: {problem}");
@@ -182,7 +184,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
                 "  {:>4} kills, {:>7} acknowledged writes, {} lost, {} tables failed to open ({:.0} s)",
                 iteration + 1,
                 figures.acknowledged,
-                figures.lost,
+                figures.lost.len(),
                 figures.failed_opens,
                 started.elapsed().as_secs_f64()
             );
@@ -191,7 +193,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     let all: Vec<&(String, String)> = acked.iter().collect();
     let last = reopen_and_check(&data_dir, &all)?;
     figures.checks += last.checked;
-    figures.lost += last.lost;
+    figures.lost.extend(last.lost.iter().map(|&e| e.clone()));
     figures.failed_opens += last.failed_opens;
     for problem in &last.problems {
         println!("  final check: {problem}");
@@ -211,7 +213,10 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         "  acknowledged writes checked:           {} (each kill: its own + a sample; all at the end)",
         figures.checks
     );
-    println!("  writes lost:                           {}", figures.lost);
+    println!(
+        "  writes lost:                           {}",
+        figures.lost.len()
+    );
     println!(
         "  tables that failed to open:            {}",
         figures.failed_opens
@@ -224,10 +229,10 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         "  time:                                  {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    if figures.lost > 0 || figures.failed_opens > 0 {
+    if !figures.lost.is_empty() || figures.failed_opens > 0 {
         bail!(
             "{} writes lost, {} tables failed to open",
-            figures.lost,
+            figures.lost.len(),
             figures.failed_opens
         );
     }
@@ -304,20 +309,23 @@ fn run_child(
     Ok(log)
 }
 
-struct Check {
+struct Check<'a> {
     checked: u64,
-    lost: u64,
+    lost: Vec<&'a (String, String)>,
     failed_opens: u64,
     problems: Vec<String>,
 }
 
 /// Reopen the data dir; check every table is ok and every key in `acks` holds its value.
-fn reopen_and_check(data_dir: &Path, acks: &[&(String, String)]) -> anyhow::Result<Check> {
+fn reopen_and_check<'a>(
+    data_dir: &Path,
+    acks: &[&'a (String, String)],
+) -> anyhow::Result<Check<'a>> {
     let stores = Stores::open(data_dir, StoresOptions::default())
         .with_context(|| format!("reopening {} after the kill", data_dir.display()))?;
     let mut check = Check {
         checked: 0,
-        lost: 0,
+        lost: Vec::new(),
         failed_opens: 0,
         problems: Vec::new(),
     };
@@ -343,20 +351,21 @@ fn reopen_and_check(data_dir: &Path, acks: &[&(String, String)]) -> anyhow::Resu
             }
         }
     }
-    for (table, key) in acks {
+    for &entry in acks {
+        let (table, key) = entry;
         check.checked += 1;
         let Some(snapshot) = snapshots.get(table.as_str()) else {
-            check.lost += 1;
+            check.lost.push(entry);
             continue;
         };
         match snapshot.get(key.as_bytes()) {
             Ok(Some(v)) if v == value_for(key) => {}
             Ok(Some(_)) => {
-                check.lost += 1;
+                check.lost.push(entry);
                 check.problems.push(format!("{table} {key}: wrong value"));
             }
             Ok(None) => {
-                check.lost += 1;
+                check.lost.push(entry);
                 if check.problems.len() < 20 {
                     check
                         .problems
@@ -364,7 +373,7 @@ fn reopen_and_check(data_dir: &Path, acks: &[&(String, String)]) -> anyhow::Resu
                 }
             }
             Err(e) => {
-                check.lost += 1;
+                check.lost.push(entry);
                 check
                     .problems
                     .push(format!("{table} {key}: read failed: {e}"));
@@ -543,7 +552,7 @@ mod tests {
         let refs: Vec<&(String, String)> = acks.iter().collect();
         let check = reopen_and_check(dir.path(), &refs).unwrap();
         assert_eq!(check.checked, 4);
-        assert_eq!(check.lost, 3, "{:?}", check.problems);
+        assert_eq!(check.lost.len(), 3, "{:?}", check.problems);
         assert_eq!(check.failed_opens, 0);
     }
 
