@@ -24,3 +24,22 @@ pub fn replace_file(src: &Path, dest: &Path) -> io::Result<()> {
     std::fs::rename(src, dest)?;
     sync_parent_dir(dest)
 }
+
+/// Bytes freed per step by [`release_gradually`].
+const RELEASE_STEP: u64 = 8 << 20;
+/// Pause between two steps of [`release_gradually`].
+const RELEASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Give back the blocks of an unlinked file in small steps (truncating it from the end)
+/// before its last handle closes, so that no single step holds the file system journal for
+/// long. Only for files nobody reads or writes any more.
+pub fn release_gradually(file: File) {
+    let Ok(mut len) = file.metadata().map(|m| m.len()) else { return };
+    while len > 0 {
+        len = len.saturating_sub(RELEASE_STEP);
+        if file.set_len(len).is_err() {
+            return;
+        }
+        std::thread::sleep(RELEASE_PAUSE);
+    }
+}

@@ -26,7 +26,7 @@ const META_LIVE_BYTES: &str = "live_bytes";
 const META_DEAD_BYTES: &str = "dead_bytes";
 const META_DEAD_RECORDS: &str = "dead_records";
 /// Records per intermediate (non-durable) commit while copying into a fresh file.
-const COPY_CHUNK: usize = 20_000;
+const COPY_CHUNK: usize = 5_000;
 
 /// A table file on redb.
 #[derive(Debug)]
@@ -187,15 +187,24 @@ impl TableStore for RedbStore {
     }
 
     fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
+        // A second handle on the old file, to give its space back gradually once replaced.
+        let old_file = std::fs::OpenOptions::new().write(true).open(&self.path).ok();
         fsutil::replace_file(&fresh.path, &self.path)?;
         fresh.path = self.path.clone();
         let old = std::mem::replace(self, fresh);
-        // Closing a large redb file writes its allocator state and takes ~100 ms; the old file
-        // is already unlinked, so close it off the caller's thread to keep the pause short.
-        // If the thread cannot be spawned, the closure (and the old file) is dropped right here.
+        // Closing a large redb file writes its allocator state and takes ~100 ms, and freeing
+        // all its blocks at once holds the file system journal long enough to stall the new
+        // file's fsyncs (a 110 ms spike after swapping a 621 MB table). Both happen off the
+        // caller's thread, and the blocks are freed in steps. If the thread cannot be spawned,
+        // the closure (and the old file) is dropped right here.
         let _ = std::thread::Builder::new()
             .name("close-replaced".into())
-            .spawn(move || drop(old));
+            .spawn(move || {
+                drop(old);
+                if let Some(file) = old_file {
+                    fsutil::release_gradually(file);
+                }
+            });
         Ok(())
     }
 
