@@ -510,17 +510,19 @@ impl<S: TableStore> OwnerThread<S> {
         }
     }
 
-    /// Serve a drained run of commands in order. Consecutive writes share one commit; a read
-    /// or maintenance command first flushes the writes queued before it.
+    /// Serve a drained run of commands. Reads are answered at once from the committed state;
+    /// the writes share one commit; a maintenance command first commits the writes queued
+    /// before it. A caller sees its own writes once they are acknowledged (a read sent while
+    /// a pipelined write of the same caller is still pending may not see it).
     fn process(&mut self, commands: &mut Vec<Command>) {
         let mut writes: Vec<Box<dyn WriteJob>> = Vec::new();
         for command in commands.drain(..) {
             match command {
                 Command::Write(job) => writes.push(job),
-                Command::Read(f) => {
-                    self.commit_group(std::mem::take(&mut writes));
-                    self.serve_read(f);
-                }
+                // The writes queued so far are not acknowledged yet, so no caller can have seen
+                // them: the read is served from the committed state without waiting for their
+                // fsync (and without splitting their group into several commits).
+                Command::Read(f) => self.serve_read(f),
                 Command::Maintenance(m) => {
                     self.commit_group(std::mem::take(&mut writes));
                     self.serve_maintenance(m);

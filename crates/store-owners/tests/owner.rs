@@ -147,6 +147,53 @@ fn queued_writes_share_one_commit() {
     assert_eq!(owner.shared().counters().records, 3 + N_WRITERS as u64);
 }
 
+/// A read queued among writes is answered from the committed state, without the writes
+/// queued before it (not acknowledged yet) and without splitting them into two commits.
+#[test]
+fn a_read_queued_among_writes_neither_waits_for_them_nor_splits_their_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let plan = FaultPlan::new();
+    let options = StoreOptions {
+        io_faults: Some(plan.clone()),
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(&path, &options).unwrap();
+    let owner = OwnerHandle::start_with_store("agent_mailbox", store, OwnerConfig::default());
+    owner.put(b"k", b"committed").unwrap();
+    let min_syncs_per_commit = (0..3)
+        .map(|i| {
+            let before = plan.syncs();
+            owner.put(format!("single{i}").as_bytes(), b"1").unwrap();
+            plan.syncs() - before
+        })
+        .min()
+        .unwrap();
+
+    let (release, blocker) = block_owner(&owner);
+    let first = owner.submit(|b| b.put(b"k", b"queued")).unwrap();
+    wait_for_queue(&owner, 1);
+    let reader = {
+        let owner = owner.clone();
+        thread::spawn(move || owner.get(b"k").unwrap())
+    };
+    wait_for_queue(&owner, 2);
+    let second = owner.submit(|b| b.put(b"other", b"queued")).unwrap();
+    wait_for_queue(&owner, 3);
+    let before = plan.syncs();
+    drop(release);
+    blocker.join().unwrap();
+    assert_eq!(reader.join().unwrap().as_deref(), Some(&b"committed"[..]));
+    first.wait().unwrap();
+    second.wait().unwrap();
+    let group_syncs = plan.syncs() - before;
+    assert!(
+        group_syncs < 2 * min_syncs_per_commit,
+        "the two writes around the read took {group_syncs} fsyncs: more than one commit"
+    );
+    assert_eq!(owner.get(b"k").unwrap().as_deref(), Some(&b"queued"[..]));
+}
+
 #[test]
 fn clean_shutdown_answers_queued_commands_and_closes_the_file() {
     let dir = tempfile::tempdir().unwrap();
