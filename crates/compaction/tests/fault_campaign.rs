@@ -246,6 +246,10 @@ fn compaction_campaign(kind: Kind) {
         n_retried > 0,
         "some one-shot fault was survived through the retry"
     );
+    println!(
+        "compaction: {n} {kind:?} calls, each failed once and for good: {} faults, {n_retried} survived by the retry",
+        2 * n
+    );
 }
 
 #[test]
@@ -314,6 +318,7 @@ fn backup_campaign(kind: Kind) {
         drop(m);
         check_reopened(dir.path(), &model, &context);
     }
+    println!("backup: {n} {kind:?} calls, each failed in turn");
 }
 
 #[test]
@@ -381,6 +386,7 @@ fn restore_campaign(kind: Kind) {
         drop(m);
         check_reopened(dir.path(), &expected, &context);
     }
+    println!("restore: {n} {kind:?} calls, each failed in turn");
 }
 
 #[test]
