@@ -5,11 +5,16 @@
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -28,7 +33,12 @@ fn workspace_rust_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root.join("crates"), &mut files);
     rust_files(&root.join("xtask"), &mut files);
-    assert!(files.len() > 20, "found only {} Rust files under {}", files.len(), root.display());
+    assert!(
+        files.len() > 20,
+        "found only {} Rust files under {}",
+        files.len(),
+        root.display()
+    );
     files
 }
 
@@ -42,7 +52,10 @@ fn every_rust_file_opens_with_a_module_doc() {
         })
         .map(|f| f.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading //! line: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! line: {missing:#?}"
+    );
 }
 
 #[test]
@@ -58,7 +71,10 @@ fn no_test_is_ignored_or_expected_to_panic() {
             }
         }
     }
-    assert!(found.is_empty(), "ignored or should_panic tests: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "ignored or should_panic tests: {found:#?}"
+    );
 }
 
 #[test]

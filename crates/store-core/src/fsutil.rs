@@ -34,7 +34,9 @@ const RELEASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 /// before its last handle closes, so that no single step holds the file system journal for
 /// long. Only for files nobody reads or writes any more.
 pub fn release_gradually(file: File) {
-    let Ok(mut len) = file.metadata().map(|m| m.len()) else { return };
+    let Ok(mut len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
     while len > 0 {
         len = len.saturating_sub(RELEASE_STEP);
         if file.set_len(len).is_err() {

@@ -188,7 +188,10 @@ impl TableStore for RedbStore {
 
     fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
         // A second handle on the old file, to give its space back gradually once replaced.
-        let old_file = std::fs::OpenOptions::new().write(true).open(&self.path).ok();
+        let old_file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .ok();
         fsutil::replace_file(&fresh.path, &self.path)?;
         fresh.path = self.path.clone();
         let old = std::mem::replace(self, fresh);
