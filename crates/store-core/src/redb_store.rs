@@ -196,9 +196,9 @@ impl TableStore for RedbStore {
         fresh.path = self.path.clone();
         let old = std::mem::replace(self, fresh);
         // Closing a large redb file writes its allocator state and takes ~100 ms, and freeing
-        // all its blocks at once holds the file system journal long enough to stall the new
-        // file's fsyncs (a 110 ms spike after swapping a 621 MB table). Both happen off the
-        // caller's thread, and the blocks are freed in steps. If the thread cannot be spawned,
+        // all its blocks at once (discarded by the file system, here mounted with `discard`)
+        // stalls the new file's fsyncs: 37-123 ms spikes after swapping a 0.6-2.5 GB table.
+        // Both happen off the caller's thread, and the blocks are freed in small steps. If the thread cannot be spawned,
         // the closure (and the old file) is dropped right here.
         let _ = std::thread::Builder::new()
             .name("close-replaced".into())
