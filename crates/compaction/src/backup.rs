@@ -572,19 +572,12 @@ impl Maintainer {
         let manifest_path = dir.join(format!("{id}.json"));
 
         let result = (|| {
-            // Write the copy back chunk by chunk, as online compaction does: one flush of the
-            // whole file at its end would stall the live tables' fsyncs behind it. Only
-            // pacing: durability comes from the fsync before the rename.
-            let pace = |records: u64| {
-                if records > 0 {
-                    let _ = fsutil::sync_file(&tmp);
-                }
-                true
-            };
-            let stats = snapshot.copy_to_file(&tmp, &pace).map_err(|e| match e {
-                CopyError::Corrupted(d) => BackupError::Corrupted(d),
-                other => BackupError::Copy(other.to_string()),
-            })?;
+            let stats = snapshot
+                .copy_to_file(&tmp, &|_| true)
+                .map_err(|e| match e {
+                    CopyError::Corrupted(d) => BackupError::Corrupted(d),
+                    other => BackupError::Copy(other.to_string()),
+                })?;
             // Release the snapshot promptly: it holds back page reuse in the live file.
             drop(snapshot);
             let records =

@@ -477,6 +477,11 @@ impl StoreSnapshot for RedbSnapshot {
             txn.set_durability(Durability::None)
                 .map_err(|e| CopyError::Storage(e.to_string()))?;
             txn.commit()?;
+            // Write the copy back chunk by chunk: left to the final commit, one flush of the
+            // whole file stalls the live tables' own fsyncs behind it (one file system
+            // journal). Only pacing: durability comes from the final commit, so a failure
+            // here is of no consequence.
+            let _ = fsutil::sync_file(dest);
         }
         target
             .db

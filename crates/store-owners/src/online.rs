@@ -254,13 +254,6 @@ fn worker<S: TableStore>(
         if cancel.load(Ordering::Relaxed) {
             return false;
         }
-        if records > 0 {
-            // Pace the write-back of the fresh file chunk by chunk: left to the final commit,
-            // one flush of the whole file stalls the live table's own fsyncs behind it (shared
-            // journal). Only pacing: durability comes from the final commit, so an error here
-            // is of no consequence.
-            let _ = store_core::fsutil::sync_file(&fresh_path);
-        }
         match run_hook(hook.as_ref(), Step::CopyChunk(records)) {
             Ok(()) => true,
             Err(e) => {
