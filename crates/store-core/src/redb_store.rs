@@ -126,11 +126,6 @@ impl RedbStore {
             .map_err(|e| OpenError::storage(path, e))?;
         Self::open(path, options)
     }
-
-    /// Forget the dead-space counters; used when the whole file has just been rewritten.
-    pub fn counters_mut(&mut self) -> &mut TableCounters {
-        &mut self.counters
-    }
 }
 
 fn read_counters(
