@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
-use store_core::{FaultBackend, FaultPlan, KeyRange, RedbStore, StoreOptions, TableStore};
+use store_core::{FaultPlan, KeyRange, RedbStore, StoreOptions, TableStore};
 use store_owners::{
     CallError, OpenStoresError, OwnerConfig, OwnerHandle, Stores, StoresOptions, TableStatus,
 };
@@ -99,19 +99,11 @@ fn queued_writes_share_one_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.redb");
     let plan = FaultPlan::new();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .unwrap();
-    let store = RedbStore::open_with_backend(
-        &path,
-        FaultBackend::new(file, plan.clone()).unwrap(),
-        &StoreOptions::default(),
-    )
-    .unwrap();
+    let options = StoreOptions {
+        io_faults: Some(plan.clone()),
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(&path, &options).unwrap();
     let owner = OwnerHandle::start_with_store("agent_mailbox", store, OwnerConfig::default());
     // The fsyncs of one commit vary a little (2 or 3 with redb 4.6); take the fewest seen.
     let min_syncs_per_commit = (0..3)
