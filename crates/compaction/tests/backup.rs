@@ -2,12 +2,15 @@
 //! of the snapshot, no write torn); files and dirs are private; verification catches flipped
 //! bytes; retention keeps the newest verified backups; the schedule runs on its own.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use support::flip_bytes;
 
 use compaction::backup::{BackupFailure, BackupManifest, BackupRequestError, VerifyError};
 use compaction::{
@@ -61,17 +64,6 @@ fn manual() -> BackupOptions {
         trigger: BackupTrigger::Manual,
         wait: true,
     }
-}
-
-/// XOR bytes at several offsets spread over the middle of the file, where the data pages are.
-fn flip_bytes(path: &Path) {
-    let mut bytes = std::fs::read(path).expect("read file");
-    let len = bytes.len();
-    for k in 1..16 {
-        let at = len / 4 + k * (len / 2) / 16;
-        bytes[at] ^= 0xFF;
-    }
-    std::fs::write(path, bytes).expect("write file");
 }
 
 #[test]

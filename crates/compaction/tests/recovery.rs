@@ -4,10 +4,13 @@
 //! degraded mode, its corrupt file in quarantine; bad requests are refused; a restore that
 //! fails half-way leaves the original table serving.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use support::flip_bytes;
 
 use compaction::recovery::{RecoveryOutcome, RestoreFault};
 use compaction::{
@@ -84,17 +87,6 @@ fn backup(m: &Maintainer) -> String {
         .expect("backup");
     assert!(run.failures.is_empty(), "{:?}", run.failures);
     run.backups[0].id.clone()
-}
-
-/// XOR bytes at several offsets spread over the middle of the file, where the data pages are.
-fn flip_bytes(path: &Path) {
-    let mut bytes = std::fs::read(path).expect("read file");
-    let len = bytes.len();
-    for k in 1..16 {
-        let at = len / 4 + k * (len / 2) / 16;
-        bytes[at] ^= 0xFF;
-    }
-    std::fs::write(path, bytes).expect("write file");
 }
 
 fn table_file(data: &Path) -> PathBuf {
