@@ -16,6 +16,13 @@
 //! last iteration every acknowledged write of the campaign is checked once more. Keys are
 //! never written twice with different values and never deleted, so "present with its value"
 //! is exactly "not lost".
+//!
+//! That is the default mode, `--mode mixed`. `--mode restore` ([`restore`]) restores one table
+//! holding a known set of records back to back while writers run on the other tables, reopens
+//! the data dir the way the daemon does (integrity check, automatic recovery) and counts the
+//! tables that came back without their known records.
+
+mod restore;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -26,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use compaction::recovery::RecoveryOutcome;
 use compaction::{BackupOptions, BackupSelector, Maintainer, MaintenanceConfig, RecoveryTrigger};
 use rand::rngs::StdRng;
@@ -34,9 +41,41 @@ use rand::{Rng, SeedableRng};
 use store_core::StoreSnapshot;
 use store_owners::{OnlineConfig, OwnerHandle, Stores, StoresOptions, TableStatus};
 
+/// What the child does until it is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Mode {
+    /// Writers on every table while the tables are compacted (online and in place), backed up,
+    /// and one of them now and then restored.
+    #[default]
+    Mixed,
+    /// Restores of one table holding a known set of records, back to back, while writers run
+    /// on the other tables; the parent reopens like the daemon and counts emptied tables.
+    Restore,
+}
+
+impl Mode {
+    /// The latest kill when `--max-kill-ms` is not given.
+    fn default_max_kill_ms(self) -> u64 {
+        match self {
+            Mode::Mixed => 500,
+            Mode::Restore => 1000,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Mixed => "mixed",
+            Mode::Restore => "restore",
+        }
+    }
+}
+
 /// Arguments of `cargo xtask crash`.
 #[derive(Debug, Clone, Args)]
 pub struct CrashArgs {
+    /// What the child does until it is killed.
+    #[arg(long, value_enum, default_value_t = Mode::Mixed)]
+    pub mode: Mode,
     /// Kills (iterations) to run.
     #[arg(long, default_value_t = 200)]
     pub iterations: u64,
@@ -49,9 +88,9 @@ pub struct CrashArgs {
     /// Earliest kill, in ms after the child starts.
     #[arg(long, default_value_t = 10)]
     pub min_kill_ms: u64,
-    /// Latest kill, in ms after the child starts.
-    #[arg(long, default_value_t = 500)]
-    pub max_kill_ms: u64,
+    /// Latest kill, in ms after the child starts [default: 500; 1000 with --mode restore].
+    #[arg(long)]
+    pub max_kill_ms: Option<u64>,
     /// Writer threads per table in the child.
     #[arg(long, default_value_t = 2)]
     pub writers: u64,
@@ -66,6 +105,9 @@ pub struct ChildArgs {
     /// Iteration number (keeps keys unique across iterations).
     #[arg(long)]
     pub iteration: u64,
+    /// What to do until killed.
+    #[arg(long, value_enum, default_value_t = Mode::Mixed)]
+    pub mode: Mode,
     /// Writer threads per table.
     #[arg(long, default_value_t = 2)]
     pub writers: u64,
@@ -103,7 +145,14 @@ struct ChildLog {
     compactions_in_place: u64,
     backups: u64,
     restores: u64,
+    /// Restores that ended in an error or without restoring (restore mode).
+    failed_restores: u64,
     opened: bool,
+    /// The child said the restored table holds its known set and a backup of it exists
+    /// (restore mode).
+    seeded: bool,
+    /// Why the child could not put the known set in place (restore mode).
+    seed_failed: Option<String>,
 }
 
 /// The campaign's figures.
@@ -121,11 +170,22 @@ struct Figures {
     compactions_in_place: u64,
     backups: u64,
     restores: u64,
+    /// Restore mode: restores that failed (the table kept its previous file).
+    failed_restores: u64,
+    /// Restore mode: kills before the restored table's known set was in place.
+    killed_before_seeded: u64,
+    /// Restore mode: reopens that found the restored table without its known records.
+    emptied: u64,
+    /// Restore mode: tables that did not open ok but were recovered automatically.
+    recovered: u64,
 }
 
 /// `cargo xtask crash`.
 pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
-    if args.min_kill_ms > args.max_kill_ms {
+    let max_kill_ms = args
+        .max_kill_ms
+        .unwrap_or_else(|| args.mode.default_max_kill_ms());
+    if args.min_kill_ms > max_kill_ms {
         bail!("--min-kill-ms must not exceed --max-kill-ms");
     }
     let data_dir = args
@@ -142,24 +202,42 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     let mut acked: Vec<(String, String)> = Vec::new();
     let mut figures = Figures::default();
     let started = Instant::now();
+    let mode = match args.mode {
+        Mode::Mixed => String::new(),
+        Mode::Restore => format!(
+            ", restore mode: {} restored back to back",
+            restore::RESTORED_TABLE
+        ),
+    };
     println!(
-        "crash campaign: {} kills on {} (kill after {}..{} ms, {} writers per table)",
+        "crash campaign: {} kills on {} (kill after {}..{} ms, {} writers per table{mode})",
         args.iterations,
         data_dir.display(),
         args.min_kill_ms,
-        args.max_kill_ms,
+        max_kill_ms,
         args.writers
     );
+    // Restore mode: whether the restored table must hold its known set at the next reopen.
+    let mut known_set_in_place = false;
     for iteration in 0..args.iterations {
-        let kill_after =
-            Duration::from_millis(rng.random_range(args.min_kill_ms..=args.max_kill_ms));
-        let log = run_child(&exe, &data_dir, iteration, args.writers, kill_after)?;
+        let kill_after = Duration::from_millis(rng.random_range(args.min_kill_ms..=max_kill_ms));
+        let log = run_child(&exe, &data_dir, iteration, args, kill_after)?;
         figures.kills += 1;
         figures.compactions_online += log.compactions_online;
         figures.compactions_in_place += log.compactions_in_place;
         figures.backups += log.backups;
         figures.restores += log.restores;
+        figures.failed_restores += log.failed_restores;
         figures.killed_before_open += u64::from(!log.opened);
+        if let Some(why) = &log.seed_failed {
+            println!(
+                "  iteration {iteration}: the child could not put the known set in place: {why}"
+            );
+        }
+        if args.mode == Mode::Restore {
+            known_set_in_place |= log.seeded;
+            figures.killed_before_seeded += u64::from(!known_set_in_place);
+        }
         let new = log.acks.len();
         acked.extend(log.acks);
         figures.acknowledged = acked.len() as u64;
@@ -172,16 +250,38 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
                 to_check.push(&acked[rng.random_range(0..first_new)]);
             }
         }
-        let check = reopen_and_check(&data_dir, &to_check)?;
-        figures.checks += check.checked;
-        figures.lost.extend(check.lost.iter().map(|&e| e.clone()));
-        figures.failed_opens += check.failed_opens;
+        let check = match args.mode {
+            Mode::Mixed => reopen_and_check(&data_dir, &to_check)?,
+            Mode::Restore => restore::reopen_and_check(&data_dir, &to_check, known_set_in_place)?,
+        };
+        add_check(&mut figures, &check);
         for problem in &check.problems {
             println!("  iteration {iteration}: {problem}");
         }
+        if args.mode == Mode::Restore {
+            if check.emptied > 0 {
+                // The next child writes the known set again; until it says so, the table is
+                // not expected to hold it (the same loss is not counted twice).
+                known_set_in_place = false;
+            }
+            let keep = !check.problems.is_empty();
+            if let Some(kept) = restore::clear_quarantine(&data_dir, iteration, keep)? {
+                println!(
+                    "  iteration {iteration}: quarantined files kept in {}",
+                    kept.display()
+                );
+            }
+        }
         if (iteration + 1) % 10 == 0 || iteration + 1 == args.iterations {
+            let emptied = match args.mode {
+                Mode::Mixed => String::new(),
+                Mode::Restore => format!(
+                    ", {} emptied, {} restores",
+                    figures.emptied, figures.restores
+                ),
+            };
             println!(
-                "  {:>4} kills, {:>7} acknowledged writes, {} lost, {} tables failed to open ({:.0} s)",
+                "  {:>4} kills, {:>7} acknowledged writes, {} lost, {} tables failed to open{emptied} ({:.0} s)",
                 iteration + 1,
                 figures.acknowledged,
                 figures.lost.len(),
@@ -191,14 +291,43 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         }
     }
     let all: Vec<&(String, String)> = acked.iter().collect();
-    let last = reopen_and_check(&data_dir, &all)?;
-    figures.checks += last.checked;
-    figures.lost.extend(last.lost.iter().map(|&e| e.clone()));
-    figures.failed_opens += last.failed_opens;
+    let last = match args.mode {
+        Mode::Mixed => reopen_and_check(&data_dir, &all)?,
+        Mode::Restore => restore::reopen_and_check(&data_dir, &all, known_set_in_place)?,
+    };
+    add_check(&mut figures, &last);
     for problem in &last.problems {
         println!("  final check: {problem}");
     }
 
+    match args.mode {
+        Mode::Mixed => print_figures(&figures, started),
+        Mode::Restore => restore::print_figures(&figures, started),
+    }
+    if !figures.lost.is_empty() || figures.failed_opens > 0 || figures.emptied > 0 {
+        let emptied = match args.mode {
+            Mode::Mixed => String::new(),
+            Mode::Restore => format!(", {} emptied tables", figures.emptied),
+        };
+        bail!(
+            "{} writes lost, {} tables failed to open{emptied}",
+            figures.lost.len(),
+            figures.failed_opens,
+        );
+    }
+    Ok(())
+}
+
+fn add_check(figures: &mut Figures, check: &Check<'_>) {
+    figures.checks += check.checked;
+    figures.lost.extend(check.lost.iter().map(|&e| e.clone()));
+    figures.failed_opens += check.failed_opens;
+    figures.emptied += check.emptied;
+    figures.recovered += check.recovered;
+}
+
+/// The closing figures of the mixed mode.
+fn print_figures(figures: &Figures, started: Instant) {
     println!("crash campaign figures:");
     println!("  kills (SIGKILL):                       {}", figures.kills);
     println!(
@@ -229,21 +358,13 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         "  time:                                  {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    if !figures.lost.is_empty() || figures.failed_opens > 0 {
-        bail!(
-            "{} writes lost, {} tables failed to open",
-            figures.lost.len(),
-            figures.failed_opens
-        );
-    }
-    Ok(())
 }
 
 fn run_child(
     exe: &Path,
     data_dir: &Path,
     iteration: u64,
-    writers: u64,
+    args: &CrashArgs,
     kill_after: Duration,
 ) -> anyhow::Result<ChildLog> {
     let stderr_log = data_dir
@@ -261,7 +382,9 @@ fn run_child(
         .arg("--iteration")
         .arg(iteration.to_string())
         .arg("--writers")
-        .arg(writers.to_string())
+        .arg(args.writers.to_string())
+        .arg("--mode")
+        .arg(args.mode.name())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -285,7 +408,12 @@ fn run_child(
                     (Some("compacted"), Some("in-place"), _) => log.compactions_in_place += 1,
                     (Some("backup"), _, _) => log.backups += 1,
                     (Some("restored"), _, _) => log.restores += 1,
+                    (Some("restore-failed"), _, _) => log.failed_restores += 1,
                     (Some("opened"), _, _) => log.opened = true,
+                    (Some("seeded"), _, _) => log.seeded = true,
+                    (Some("seed-failed"), _, _) => {
+                        log.seed_failed = Some(text["seed-failed".len()..].trim().to_string())
+                    }
                     _ => {}
                 }
             }
@@ -309,10 +437,17 @@ fn run_child(
     Ok(log)
 }
 
+/// What one reopen found.
+#[derive(Debug, Default)]
 struct Check<'a> {
     checked: u64,
     lost: Vec<&'a (String, String)>,
+    /// Tables not serving (status not ok) when checked.
     failed_opens: u64,
+    /// Restore mode: 1 when the restored table lacked some of its known records.
+    emptied: u64,
+    /// Restore mode: tables that did not open ok and were then recovered automatically.
+    recovered: u64,
     problems: Vec<String>,
 }
 
@@ -323,12 +458,14 @@ fn reopen_and_check<'a>(
 ) -> anyhow::Result<Check<'a>> {
     let stores = Stores::open(data_dir, StoresOptions::default())
         .with_context(|| format!("reopening {} after the kill", data_dir.display()))?;
-    let mut check = Check {
-        checked: 0,
-        lost: Vec::new(),
-        failed_opens: 0,
-        problems: Vec::new(),
-    };
+    let mut check = Check::default();
+    check_tables(&stores, acks, &mut check);
+    stores.close();
+    Ok(check)
+}
+
+/// Check every table of `stores` is ok and every key in `acks` holds its value.
+fn check_tables<'a>(stores: &Stores, acks: &[&'a (String, String)], check: &mut Check<'a>) {
     let mut snapshots: HashMap<&str, Box<dyn StoreSnapshot>> = HashMap::new();
     for owner in stores.owners() {
         let status = owner.shared().status();
@@ -380,21 +517,32 @@ fn reopen_and_check<'a>(
             }
         }
     }
-    drop(snapshots);
-    stores.close();
-    Ok(check)
 }
 
-/// The child: writers on every table, compaction over and over; runs until killed.
+/// The child: what it does depends on the mode; runs until killed.
 pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
-    let stores = Arc::new(Stores::open(&args.data_dir, StoresOptions::default())?);
-    let maintainer = Maintainer::new(stores.clone(), MaintenanceConfig::default());
+    match args.mode {
+        Mode::Mixed => mixed_child(args),
+        Mode::Restore => restore::child(args),
+    }
+}
+
+/// A thread-safe line printer to stdout, flushed after each line (the parent reads the lines
+/// as they come; one cut by the kill is ignored).
+fn line_printer() -> impl Fn(&str) + Sync {
     let out = Mutex::new(std::io::stdout());
-    let say = |line: &str| {
+    move |line: &str| {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
-    };
+    }
+}
+
+/// The mixed child: writers on every table, compaction over and over, backups, restores.
+fn mixed_child(args: &ChildArgs) -> anyhow::Result<()> {
+    let stores = Arc::new(Stores::open(&args.data_dir, StoresOptions::default())?);
+    let maintainer = Maintainer::new(stores.clone(), MaintenanceConfig::default());
+    let say = line_printer();
     say("opened");
     let owners = stores.owners();
     let deadline = Instant::now() + Duration::from_millis(args.max_life_ms);

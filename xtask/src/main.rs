@@ -6,7 +6,9 @@
 //!   binary with `--release` (the `xtask` alias runs a debug build), as `bench-run`.
 //! - `crash`: the crash campaign: a child process writing to the nine tables while they are
 //!   compacted (and backed up) is killed with SIGKILL at random moments; every acknowledged
-//!   write must survive and every table must reopen on its own.
+//!   write must survive and every table must reopen on its own. `--mode restore` restores a
+//!   table with known records back to back instead, and counts the tables that come back
+//!   without them.
 //!
 //! Needs nothing but cargo and rustc, plus `escript` (Erlang) for the optional DETS row of the
 //! bench.
@@ -41,8 +43,8 @@ enum Task {
     /// The benchmarks themselves, in this process (what `bench` runs after a release build).
     #[command(hide = true)]
     BenchRun(bench::BenchArgs),
-    /// Kill a writing, compacting child with SIGKILL at random moments; check every
-    /// acknowledged write survives.
+    /// Kill a writing, compacting (or, with --mode restore, restoring) child with SIGKILL at
+    /// random moments; check every acknowledged write survives and no table is emptied.
     Crash(crash::CrashArgs),
     /// The child process of the crash campaign.
     #[command(hide = true)]

@@ -89,3 +89,46 @@ fn kills_during_the_first_open_leave_tables_that_open() {
         );
     }
 }
+
+/// Restores of a table holding 200 known records, back to back, killed at random moments. A
+/// restore used to move the live file to quarantine and fsync before renaming the backup in;
+/// a kill in between left no file, and the next open served an empty table with status ok.
+/// After every kill, and the daemon's automatic recovery, the table must hold all 200.
+#[test]
+fn killed_restores_never_empty_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "crash",
+            "--mode",
+            "restore",
+            "--iterations",
+            "12",
+            "--min-kill-ms",
+            "400",
+            "--max-kill-ms",
+            "1000",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "campaign failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(figure(&stdout, "kills (SIGKILL):"), 12, "{stdout}");
+    assert_eq!(figure(&stdout, "emptied tables:"), 0, "{stdout}");
+    assert_eq!(
+        figure(&stdout, "tables that failed to open:"),
+        0,
+        "{stdout}"
+    );
+    assert_eq!(figure(&stdout, "writes lost:"), 0, "{stdout}");
+    assert!(
+        figure(&stdout, "restores completed:") > 0,
+        "no restore completed before a kill:\n{stdout}"
+    );
+}

@@ -5,9 +5,27 @@
 //! Routes: `GET /health`, `GET /history`, `GET /backups[?verify=true]`, `POST /compact[/{table}]
 //! [?force=true]`, `POST /backup[?table=T]`, `POST /restore/{table}` (body `{"backup": id}`,
 //! optional), `GET /events`, `GET /metrics` (the only route without auth).
+//!
+//! # Clients that stop reading or sending
+//!
+//! No thread waits on a client for long, so that no client can hold up the shutdown:
+//!
+//! - Every write to a client times out after [`WRITE_TIMEOUT`] without progress (a send
+//!   timeout on the listening socket, inherited by each connection: tiny_http never hands out
+//!   a connection's socket). An event stream whose client stopped reading ends there: its
+//!   thread and subscription go away. The connection stays open until the client closes it
+//!   (tiny_http waits on it for a next request; it cannot be closed from here).
+//! - Request bodies are only taken when tiny_http has already read them (at most
+//!   [`BUFFERED_BODY`] bytes, no chunked encoding, no `Expect`): a worker never reads a body
+//!   from the socket, and a request that announces another body is answered 413 on a thread
+//!   of its own (dropping such a request reads the rest of its body).
+//! - At shutdown the event streams get [`STREAMS_STOP`] to end; a stream still blocked
+//!   writing by then is left behind (it holds nothing but its connection and subscription).
+//! - Slow event clients never slow down maintenance: the event bus drops what a full
+//!   subscriber queue cannot take.
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,18 +45,25 @@ pub const N_WORKERS: usize = 4;
 const SSE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// How often blocked threads look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(200);
-/// Largest request body read.
-const MAX_BODY: u64 = 64 * 1024;
+/// Longest time a write to a client may make no progress; then that client is given up.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the shutdown waits for the event streams to end before leaving them behind.
+pub const STREAMS_STOP: Duration = Duration::from_secs(1);
+/// Largest request body taken: tiny_http reads bodies up to this size before handing the
+/// request over (larger ones are read from the socket on demand).
+pub const BUFFERED_BODY: usize = 1024;
 
 /// The running admin API. [`AdminServer::shutdown`] (or drop) stops it.
 #[derive(Debug)]
 pub struct AdminServer {
     /// The address actually bound (port 0 resolved).
     addr: SocketAddr,
-    /// State shared with the workers and SSE threads.
+    /// State shared with the workers.
     ctx: Arc<Ctx>,
     /// The workers; joined at shutdown, after each has finished its current request.
     workers: Vec<JoinHandle<()>>,
+    /// The metrics tracker's thread; joined at shutdown.
+    tracker: Option<JoinHandle<()>>,
 }
 
 /// What request handlers share.
@@ -49,10 +74,11 @@ struct Ctx {
     token: String,
     /// The maintenance façade.
     maintainer: Arc<Maintainer>,
-    /// Set at shutdown: workers stop taking requests, SSE streams end.
-    shutdown: AtomicBool,
-    /// The SSE client threads and the metrics tracker's, joined at shutdown.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set at shutdown: workers stop taking requests, SSE streams end. The SSE threads hold
+    /// only this, never the context: one left behind must not keep the tables open.
+    shutdown: Arc<AtomicBool>,
+    /// The SSE client threads, given [`STREAMS_STOP`] to end at shutdown.
+    streams: Mutex<Vec<JoinHandle<()>>>,
     /// Last compaction, backup and restore per table, for /metrics.
     tracker: Tracker,
 }
@@ -72,7 +98,12 @@ impl AdminServer {
         token: String,
         maintainer: Arc<Maintainer>,
     ) -> Result<AdminServer> {
-        let server = Server::http(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = with_write_timeout(listener, WRITE_TIMEOUT)
+            .context("setting a send timeout on the admin API's socket")?;
+        let server = Server::from_listener(listener, None)
+            .map_err(|e| anyhow!("cannot serve on {listen}: {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -82,8 +113,8 @@ impl AdminServer {
             server,
             token,
             maintainer,
-            shutdown: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            streams: Mutex::new(Vec::new()),
             tracker,
         });
         // From here on, an early return drops `admin`, which stops what was started.
@@ -91,6 +122,7 @@ impl AdminServer {
             addr,
             ctx: ctx.clone(),
             workers: Vec::new(),
+            tracker: None,
         };
         let tracking = std::thread::Builder::new()
             .name("metrics-tracker".into())
@@ -101,12 +133,7 @@ impl AdminServer {
                 }
             })
             .context("spawning the metrics tracker")?;
-        admin
-            .ctx
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tracking);
+        admin.tracker = Some(tracking);
         for i in 0..N_WORKERS {
             let ctx = admin.ctx.clone();
             let worker = std::thread::Builder::new()
@@ -124,7 +151,8 @@ impl AdminServer {
     }
 
     /// Stop taking requests, end the event streams, and wait for requests in progress (a
-    /// compaction started through the API finishes first).
+    /// compaction started through the API finishes first). Event streams get
+    /// [`STREAMS_STOP`]; one still blocked writing to its client is left behind.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -134,11 +162,52 @@ impl AdminServer {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        let sse = std::mem::take(&mut *self.ctx.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        for thread in sse {
-            let _ = thread.join();
+        if let Some(tracker) = self.tracker.take() {
+            let _ = tracker.join();
+        }
+        let streams =
+            std::mem::take(&mut *self.ctx.streams.lock().unwrap_or_else(|p| p.into_inner()));
+        let deadline = Instant::now() + STREAMS_STOP;
+        let mut n_left = 0;
+        for stream in streams {
+            while !stream.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if stream.is_finished() {
+                let _ = stream.join();
+            } else {
+                // Dropping the handle detaches the thread; it ends at its write timeout.
+                n_left += 1;
+            }
+        }
+        if n_left > 0 {
+            tracing::warn!(
+                n_left,
+                "admin API: events streams still blocked writing to their clients; left behind"
+            );
         }
     }
+}
+
+/// Give `listener` a send timeout (`SO_SNDTIMEO`) that the connections accepted from it
+/// inherit (Linux copies it from the listening socket, as do the BSDs; a test below checks it):
+/// tiny_http never hands out a connection's socket, so this is the one place to bound its
+/// writes. std sets the option only through a `TcpStream`, so the socket is viewed as one for
+/// the call; the option itself applies to any socket, and it is a send timeout only, so
+/// `accept` is not affected.
+#[cfg(unix)]
+fn with_write_timeout(listener: TcpListener, timeout: Duration) -> std::io::Result<TcpListener> {
+    use std::os::fd::OwnedFd;
+    let socket = std::net::TcpStream::from(OwnedFd::from(listener));
+    let set = socket.set_write_timeout(Some(timeout));
+    let listener = TcpListener::from(OwnedFd::from(socket));
+    set.map(|()| listener)
+}
+
+/// Elsewhere writes are not bounded; the shutdown still is (see [`AdminServer::shutdown`]).
+#[cfg(not(unix))]
+fn with_write_timeout(listener: TcpListener, _timeout: Duration) -> std::io::Result<TcpListener> {
+    Ok(listener)
 }
 
 impl Drop for AdminServer {
@@ -201,6 +270,18 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     let started = Instant::now();
     let method = request.method().clone();
     let url = request.url().to_string();
+    if !body_buffered(&request) {
+        tracing::warn!(%method, %url, "admin API: refused a request body not read in advance");
+        let reply = Reply::error(
+            413,
+            format!(
+                "request bodies are taken up to {BUFFERED_BODY} bytes, with a Content-Length \
+                 and without Expect"
+            ),
+        );
+        respond_detached(request, reply);
+        return;
+    }
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path
         .trim_matches('/')
@@ -330,11 +411,48 @@ impl<'a> Params<'a> {
     }
 }
 
+/// Whether tiny_http has read the request's body already (or it has none), so that neither
+/// reading it nor dropping the request (which reads what is left of a body) waits on the
+/// client: a `Content-Length` up to [`BUFFERED_BODY`], no `Transfer-Encoding`, no `Expect`,
+/// no `Connection: upgrade`.
+fn body_buffered(request: &Request) -> bool {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    let length_ok = match header("Content-Length") {
+        None => true,
+        Some(value) => value
+            .trim()
+            .parse::<usize>()
+            .is_ok_and(|n| n <= BUFFERED_BODY),
+    };
+    length_ok
+        && header("Transfer-Encoding").is_none()
+        && header("Expect").is_none()
+        && !header("Connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+}
+
+/// Answer `request` on a thread of its own, which then waits for the client to send the body
+/// it announced (dropping the request reads it) or to go away. Never joined.
+fn respond_detached(request: Request, reply: Reply) {
+    let spawned = std::thread::Builder::new()
+        .name("admin-refused".into())
+        .spawn(move || respond(request, reply));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "admin API: cannot start a thread to answer a request");
+    }
+}
+
+/// The request body, already read by tiny_http (see [`body_buffered`]).
 fn read_body(request: &mut Request) -> Result<String, Reply> {
     let mut body = String::new();
     request
         .as_reader()
-        .take(MAX_BODY)
+        .take(BUFFERED_BODY as u64)
         .read_to_string(&mut body)
         .map_err(|e| Reply::error(400, format!("cannot read the request body: {e}")))?;
     Ok(body)
@@ -367,10 +485,11 @@ fn respond(request: Request, reply: Reply) {
     }
 }
 
-/// Hand the connection to a thread of its own that streams the "backups" topic.
+/// Hand the connection to a thread of its own that streams the "backups" topic. A write that
+/// makes no progress for [`WRITE_TIMEOUT`] fails, which ends the stream.
 fn start_sse(ctx: &Arc<Ctx>, request: Request) {
     let events = ctx.maintainer.events().subscribe();
-    let ctx2 = ctx.clone();
+    let shutdown = ctx.shutdown.clone();
     let spawned = std::thread::Builder::new().name("admin-sse".into()).spawn(move || {
         let mut out = request.into_writer();
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
@@ -380,7 +499,7 @@ fn start_sse(ctx: &Arc<Ctx>, request: Request) {
         }
         tracing::info!("admin API: events client connected");
         let mut last_write = Instant::now();
-        while !ctx2.shutdown.load(Ordering::SeqCst) {
+        while !shutdown.load(Ordering::SeqCst) {
             let chunk = match events.recv_timeout(POLL) {
                 Ok(envelope) => {
                     let data = serde_json::to_string(&envelope).unwrap_or_default();
@@ -390,19 +509,47 @@ fn start_sse(ctx: &Arc<Ctx>, request: Request) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            if out.write_all(chunk.as_bytes()).and_then(|()| out.flush()).is_err() {
+            if let Err(e) = out.write_all(chunk.as_bytes()).and_then(|()| out.flush()) {
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                    let timeout = WRITE_TIMEOUT;
+                    tracing::warn!(?timeout, "admin API: events client stopped reading; given up");
+                }
                 break;
             }
             last_write = Instant::now();
         }
+        // The connection is not closed here: tiny_http keeps it (and what is left in its
+        // buffer) for the client's next request, until the client closes it.
+        drop(events);
+        drop(out);
         tracing::info!("admin API: events client gone");
     });
     match spawned {
         Ok(thread) => {
-            let mut threads = ctx.threads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut threads = ctx.streams.lock().unwrap_or_else(|p| p.into_inner());
             threads.retain(|t| !t.is_finished());
             threads.push(thread);
         }
         Err(e) => tracing::error!(error = %e, "admin API: cannot start an events thread"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::{WRITE_TIMEOUT, with_write_timeout};
+
+    /// Bounded writes to clients rest on this: an accepted connection inherits the send
+    /// timeout of the listening socket (and nothing bounds its reads, nor `accept`).
+    #[cfg(unix)]
+    #[test]
+    fn accepted_connections_inherit_the_write_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = with_write_timeout(listener, WRITE_TIMEOUT).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(accepted.write_timeout().unwrap(), Some(WRITE_TIMEOUT));
+        assert_eq!(accepted.read_timeout().unwrap(), None);
     }
 }

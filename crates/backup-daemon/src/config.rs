@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use compaction::{BackupConfig, CompactionConfig, MaintenanceConfig};
+use compaction::{BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig};
 use serde::{Deserialize, Serialize};
 
 /// Everything the daemon and the CLI verbs read from `--config FILE`.
@@ -18,6 +18,8 @@ pub struct DaemonConfig {
     pub compaction: CompactionConfig,
     /// Backup schedule and retention.
     pub backup: BackupConfig,
+    /// Bounds of the quarantine of replaced table files.
+    pub quarantine: QuarantineConfig,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -30,6 +32,7 @@ impl Default for DaemonConfig {
             data_dir: PathBuf::from("data"),
             compaction: CompactionConfig::default(),
             backup: BackupConfig::default(),
+            quarantine: QuarantineConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -86,6 +89,7 @@ impl DaemonConfig {
         MaintenanceConfig {
             compaction: self.compaction.clone(),
             backup: self.backup.clone(),
+            quarantine: self.quarantine.clone(),
         }
     }
 
@@ -171,6 +175,9 @@ impl DaemonConfig {
         }
         if self.backup.keep == 0 {
             return Err(("backup", "keep", "must keep at least one backup".into()));
+        }
+        if self.quarantine.max_age.is_zero() {
+            return Err(("quarantine", "max_age", "must be more than zero".into()));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("", "data_dir", "must not be empty".into()));
@@ -290,6 +297,13 @@ dir = ""
 interval = "1day"
 # Verified backups kept per table.
 keep = 3
+
+[quarantine]
+# A restore never deletes the table file it replaces: it goes to <data_dir>/quarantine/.
+# Copies older than this, or beyond the size budget (oldest first), are pruned; the newest
+# copy of each table is always kept. Sizes: a number of bytes, or "500MB", "4GiB".
+max_age = "30days"
+max_bytes = "4GiB"
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

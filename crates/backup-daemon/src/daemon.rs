@@ -11,6 +11,10 @@
 //! once: an operation still running is abandoned, which is safe because a compaction or a
 //! restore replaces a table file only by an atomic rename, and a backup is only listed once
 //! its manifest is written.
+//!
+//! Nothing in the shutdown waits on a client of the admin API for long: writes to clients
+//! time out, and an event stream still blocked on its client after a second is left behind
+//! (see [`crate::admin`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +38,7 @@ const CORRUPTION_QUEUE: usize = 64;
 /// Run the daemon until a signal; returns after a clean shutdown.
 pub fn run(config: &DaemonConfig) -> Result<()> {
     let data_dir = absolute(&config.data_dir)?;
-    std::fs::create_dir_all(&data_dir)
+    store_core::fsutil::create_dir_durably(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let signals = watch_signals()?;
 

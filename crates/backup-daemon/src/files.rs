@@ -1,5 +1,6 @@
-//! Files the daemon keeps in the data dir: the admin token (`admin.token`, mode 0600) and
-//! `daemon.json`, which tells CLI verbs where the running daemon's admin API is.
+//! Files the daemon keeps in the data dir: the admin token (`admin.token`) and `daemon.json`,
+//! which tells CLI verbs where the running daemon's admin API is. Both are private (mode
+//! 0600): the token grants the whole admin API, and `daemon.json` says where to find it.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -12,10 +13,12 @@ use serde::{Deserialize, Serialize};
 pub const DAEMON_FILE: &str = "daemon.json";
 
 /// Read the admin token from `path`, generating it on first start (32 random bytes from
-/// `/dev/urandom`, hex encoded, file mode 0600).
+/// `/dev/urandom`, hex encoded, file mode 0600). An existing file that group or others may
+/// access is made private first, with a warning; when that fails, the daemon does not start.
 pub fn load_or_create_token(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            make_private(path)?;
             let token = text.trim().to_string();
             if token.is_empty() {
                 bail!("token file {} is empty", path.display());
@@ -45,6 +48,38 @@ pub fn load_or_create_token(path: &Path) -> Result<String> {
     }
 }
 
+/// Clear the group and other permission bits of the token file at `path`, if any are set.
+#[cfg(unix)]
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading the permissions of token file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(|| {
+        format!(
+            "token file {} is open to group or others (mode {:o}) and cannot be made private; \
+             fix its permissions (chmod 600) and start again",
+            path.display(),
+            mode & 0o777
+        )
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        was = format!("{:o}", mode & 0o777),
+        "the token file was open to group or others; made private (0600)"
+    );
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// Read the admin token without creating it.
 pub fn read_token(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
@@ -72,13 +107,12 @@ pub struct DaemonFile {
 }
 
 impl DaemonFile {
-    /// Write `<data_dir>/daemon.json` (through a temporary file and a rename).
+    /// Write `<data_dir>/daemon.json`, mode 0600, durably: a temporary file, fsynced, renamed
+    /// in, and the data dir fsynced.
     pub fn write(&self, data_dir: &Path) -> Result<()> {
         let path = data_dir.join(DAEMON_FILE);
-        let tmp = data_dir.join(format!("{DAEMON_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self).context("encoding daemon.json")?;
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        store_core::fsutil::write_file_atomically(&path, &json)
             .with_context(|| format!("writing {}", path.display()))
     }
 

@@ -199,6 +199,7 @@ fn state_name(status: &TableStatus) -> &'static str {
         TableStatus::Corrupted(_) => "corrupted",
         TableStatus::Unavailable(_) => "unavailable",
         TableStatus::Degraded(_) => "degraded",
+        TableStatus::Lost(_) => "lost",
         TableStatus::Closed => "closed",
     }
 }
@@ -299,6 +300,41 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
             }
         }
     }
+    let mut family = Family::new(
+        &mut out,
+        "table_reopens_total",
+        "counter",
+        "Times the table file was closed and reopened after an I/O error.",
+    );
+    for owner in &owners {
+        family.sample(&[("table", owner.table())], owner.shared().reopens() as f64);
+    }
+    let quarantine = maintainer.quarantine().unwrap_or_default();
+    let name = format!("{PREFIX}_quarantine_bytes");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes of replaced table files kept in quarantine."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(
+        out,
+        "{name} {}",
+        quarantine.iter().map(|f| f.bytes).sum::<u64>()
+    );
+    let name = format!("{PREFIX}_quarantine_files");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Replaced table files kept in quarantine."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {}", quarantine.len());
+    let name = format!("{PREFIX}_quarantine_pruned_total");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Quarantined files pruned by age or size since the daemon started."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {}", maintainer.quarantine_pruned());
     let name = format!("{PREFIX}_events_dropped_total");
     let _ = writeln!(
         out,

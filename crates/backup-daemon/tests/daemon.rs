@@ -3,7 +3,7 @@
 //! config errors and direct mode (no daemon). The SIGTERM test guards the promise that a
 //! shutdown in the middle of a compaction leaves every table openable with all its data.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -17,6 +17,9 @@ use tempfile::TempDir;
 mod support;
 
 use support::{BIN, Daemon, call};
+
+/// How often the daemon writes a keepalive comment on an idle event stream.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Records written into each table by [`load_data`].
 const N_RECORDS: usize = 300;
@@ -342,7 +345,12 @@ fn admin_api_checks_the_token_and_answers_errors_in_json() {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(format!("{:o}", mode & 0o777), "600");
+        let mode = std::fs::metadata(data.join("daemon.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(format!("{:o}", mode & 0o777), "600");
     }
 
     let (code, body) = call("GET", &daemon.url("/health"), Some("wrong"), None);
@@ -660,4 +668,273 @@ fn an_operation_asked_for_while_a_compaction_runs_gets_409() {
     let (code, _) = daemon.call("POST", "/compact/task_queue", None);
     assert_eq!(code, 409);
     assert_eq!(compaction.join().unwrap().unwrap(), 200);
+}
+
+/// Connect to `/events` and never read: returns once the response head has arrived (seen with
+/// `peek`, so nothing is consumed). The subscription exists by then.
+fn stalled_events_client(daemon: &Daemon) -> TcpStream {
+    let mut stream = TcpStream::connect(daemon.addr).unwrap();
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        daemon.token
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    let n = stream.peek(&mut head).unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    stream
+}
+
+/// `agentcom_store_events_dropped_total`. A scrape also takes in the metrics tracker's queued
+/// events, so the tracker's own queue never overflows while fewer than
+/// [`compaction::events::SUBSCRIBER_QUEUE`] events are published between two scrapes.
+fn events_dropped(daemon: &Daemon) -> u64 {
+    let (code, body) = call("GET", &daemon.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    let text = body.as_str().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("agentcom_store_events_dropped_total "))
+        .unwrap_or_else(|| panic!("no events_dropped_total in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// One `recovery_failed` event (a few hundred bytes of JSON): a restore of a table that has no
+/// backup fails fast and publishes it.
+fn publish_one_event(agent: &ureq::Agent, daemon: &Daemon) {
+    let result = agent
+        .post(&daemon.url("/restore/agent_mailbox"))
+        .set("Authorization", &format!("Bearer {}", daemon.token))
+        .call();
+    match result {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => panic!("a restore without backups: {other:?}"),
+    }
+}
+
+/// Publish events in rounds smaller than a subscriber queue, scraping the metrics after each,
+/// until events are dropped: only a subscriber that stopped taking events (the events thread
+/// of the stalled client, blocked writing to it) can then overflow. Several MB go into the
+/// socket buffers first (the sender's grows up to `tcp_wmem`). Returns the dropped count.
+fn publish_until_the_stream_stalls(daemon: &Daemon) -> u64 {
+    let round = compaction::events::SUBSCRIBER_QUEUE * 3 / 4;
+    let agent = ureq::AgentBuilder::new().build();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut n_events = 0;
+    loop {
+        for _ in 0..round {
+            publish_one_event(&agent, daemon);
+        }
+        n_events += round;
+        let dropped = events_dropped(daemon);
+        if dropped > 0 {
+            eprintln!("the events stream stalled after {n_events} events");
+            return dropped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event dropped after {n_events} events: the stream never stalled"
+        );
+    }
+}
+
+/// The daemon's log without the line per request and per event.
+fn log_without_requests(daemon: &Daemon) -> String {
+    daemon
+        .log_text()
+        .lines()
+        .filter(|l| !l.contains("admin request") && !l.contains("compaction::events"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Bytes the client has received and not read (up to 1 MiB).
+fn unread_bytes(stream: &TcpStream) -> usize {
+    stream.peek(&mut vec![0u8; 1 << 20]).unwrap()
+}
+
+/// The regression: the events thread blocked writing to a client that stopped reading, and
+/// the shutdown joined it, so SIGTERM left the daemon running.
+#[test]
+fn sigterm_stops_the_daemon_while_an_events_client_is_not_reading() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start(dir.path(), &data);
+    let stream = stalled_events_client(&daemon);
+    publish_until_the_stream_stalls(&daemon);
+    let unread = unread_bytes(&stream);
+    assert!(
+        unread >= 16 * 1024,
+        "only {unread} bytes wait in the client"
+    );
+
+    let signalled = Instant::now();
+    daemon.signal_term();
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    let elapsed = signalled.elapsed();
+    let log = log_without_requests(&daemon);
+    let status = status.unwrap_or_else(|| {
+        panic!("the daemon still runs {elapsed:?} after SIGTERM; its log:\n{log}")
+    });
+    eprintln!("the daemon stopped {elapsed:?} after SIGTERM");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    assert!(!data.join("daemon.json").exists());
+    // The client was connected and stalled the whole time.
+    drop(stream);
+}
+
+/// A client that stops reading is given up once a write to it makes no progress for a few
+/// seconds, while the daemon keeps running: when it reads again, it gets what was buffered
+/// and nothing more.
+#[test]
+fn an_events_client_that_stops_reading_is_given_up() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(dir.path(), &data);
+    let mut stream = stalled_events_client(&daemon);
+    publish_until_the_stream_stalls(&daemon);
+
+    // Keep the buffers full (the kernel may still grow them a little) until the daemon says
+    // it gave the client up.
+    let agent = ureq::AgentBuilder::new().build();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.log_text().contains("events client stopped reading") {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client was never dropped; log:\n{}",
+            log_without_requests(&daemon)
+        );
+        for _ in 0..20 {
+            publish_one_event(&agent, &daemon);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _) = daemon.call("GET", "/health", None);
+    assert_eq!(code, 200);
+
+    // What was buffered arrives, then nothing: a live events thread would follow it with a
+    // keepalive every second. (The connection itself stays open: tiny_http keeps it for the
+    // client's next request, and only the client can end it.)
+    stream.set_read_timeout(Some(SSE_KEEPALIVE * 3)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("reading the stream: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream goes on; {} bytes so far",
+            received.len()
+        );
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+    assert!(received.len() > 1 << 20, "{} bytes", received.len());
+}
+
+/// An existing token file that others may read is made private at start, with a warning that
+/// names it; `daemon.json` (it names the token file) is private too.
+#[cfg(unix)]
+#[test]
+fn a_token_file_readable_by_others_is_made_private_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        format!("{:o}", mode & 0o777)
+    };
+
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token = data.join("admin.token");
+    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let daemon = Daemon::start(dir.path(), &data);
+    assert_eq!(mode(&token), "600");
+    assert_eq!(daemon.token, "0123456789abcdef");
+    let (code, _) = daemon.call("GET", "/health", None);
+    assert_eq!(code, 200);
+    let log = daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(&token.display().to_string())),
+        "{log}"
+    );
+    assert_eq!(mode(&data.join("daemon.json")), "600");
+}
+
+/// A request that announces a body and never sends it used to hold its worker after the reply
+/// (tiny_http reads the rest of a body when the request is dropped): with one per worker the
+/// API stopped answering, and SIGTERM waited for the workers forever. Now the daemon answers
+/// 413 without waiting for the body, keeps serving, and stops on SIGTERM.
+#[test]
+fn requests_whose_body_never_comes_hold_up_neither_the_api_nor_the_shutdown() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start(dir.path(), &data);
+
+    // More than the four workers; no token either: the route is never reached.
+    let clients: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut stream = TcpStream::connect(daemon.addr).unwrap();
+            write!(
+                stream,
+                "POST /compact HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{"
+            )
+            .unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    let replies: Vec<String> = clients
+        .iter()
+        .map(|stream| {
+            let mut status = String::new();
+            let _ = BufReader::new(stream).read_line(&mut status);
+            status
+        })
+        .collect();
+    let health = ureq::get(&daemon.url("/health"))
+        .set("Authorization", &format!("Bearer {}", daemon.token))
+        .timeout(Duration::from_secs(5))
+        .call();
+    assert_eq!(
+        health.map(|r| r.status()).map_err(|e| e.to_string()),
+        Ok(200)
+    );
+
+    daemon.signal_term();
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the daemon still runs 5 s after SIGTERM; its log:\n{}",
+            log_without_requests(&daemon)
+        )
+    });
+    assert!(status.success(), "{status:?}");
+    // tiny_http parses at most four connections at once at first, so a reply to the fifth
+    // and sixth such client may come late (seen under load); the ones that came are 413.
+    let answered: Vec<&String> = replies.iter().filter(|r| !r.is_empty()).collect();
+    assert!(answered.len() >= 4, "{replies:?}");
+    for reply in answered {
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    }
+    drop(clients);
 }

@@ -36,9 +36,9 @@
 //! exists; bad backups newer than that are left for an operator to inspect. When no good
 //! backup exists nothing is deleted.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -55,10 +55,7 @@ use crate::scheduler::{Schedule, StartScheduleError};
 pub const MANIFEST_FORMAT: u32 = 1;
 
 /// Mode of backup files and manifests.
-pub const FILE_MODE: u32 = 0o600;
-
-/// Mode of the backup dir and its per-table dirs.
-pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = fsutil::FILE_MODE;
 
 /// What started a backup run: the same type as a compaction run's trigger (`manual` or
 /// `schedule`).
@@ -231,6 +228,14 @@ pub enum VerifyError {
     /// The manifest is missing or does not parse.
     #[error("manifest unusable: {0}")]
     Manifest(String),
+    /// The manifest is of a format this build does not read (written by a newer version).
+    #[error("manifest format {found} is not supported (this build reads format {supported})")]
+    UnsupportedFormat {
+        /// From the manifest.
+        found: u32,
+        /// [`MANIFEST_FORMAT`].
+        supported: u32,
+    },
     /// The file size differs from the manifest.
     #[error("size is {actual} bytes, manifest says {expected}")]
     SizeMismatch {
@@ -274,6 +279,7 @@ impl VerifyError {
         matches!(
             self,
             VerifyError::Manifest(_)
+                | VerifyError::UnsupportedFormat { .. }
                 | VerifyError::SizeMismatch { .. }
                 | VerifyError::ChecksumMismatch { .. }
                 | VerifyError::Corrupted(_)
@@ -317,13 +323,10 @@ pub fn backup_id_at(time: SystemTime) -> String {
         .replace(['-', ':'], "")
 }
 
-/// Create `dir` (and parents) with mode 0700, and make sure an existing one is 0700 too.
+/// Create `dir` (and parents) with mode 0700, each new one made durable (its parent
+/// fsynced), and make sure an existing one is 0700 too.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+    fsutil::create_dir_durably(dir).map(drop)
 }
 
 /// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given.
@@ -387,31 +390,6 @@ pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
         });
     }
     Ok(records)
-}
-
-/// Write `bytes` to `path` atomically: a temporary file beside it (mode 0600), fsync, rename,
-/// directory fsync.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fsutil::replace_file(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn read_manifest(path: &Path) -> Result<BackupManifest, VerifyError> {
@@ -610,9 +588,11 @@ impl Maintainer {
                 what: "encoding the manifest".into(),
                 source: io::Error::other(e),
             })?;
-            write_atomically(&manifest_path, &json).map_err(|source| BackupError::Io {
-                what: format!("writing {}", manifest_path.display()),
-                source,
+            fsutil::write_file_atomically(&manifest_path, &json).map_err(|source| {
+                BackupError::Io {
+                    what: format!("writing {}", manifest_path.display()),
+                    source,
+                }
             })?;
             Ok(TableBackup {
                 table: table.to_string(),
@@ -672,6 +652,12 @@ impl Maintainer {
     /// Cheap check: manifest readable, consistent, file present with the recorded size.
     fn shallow_check(&self, table: &str, found: &Found) -> Result<BackupManifest, VerifyError> {
         let manifest = read_manifest(&found.manifest)?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(VerifyError::UnsupportedFormat {
+                found: manifest.format,
+                supported: MANIFEST_FORMAT,
+            });
+        }
         if manifest.id != found.id || manifest.table != table {
             return Err(VerifyError::Manifest(format!(
                 "manifest is for backup {} of table {}",

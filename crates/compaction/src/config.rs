@@ -75,4 +75,6 @@ pub struct MaintenanceConfig {
     pub compaction: CompactionConfig,
     /// Backup settings.
     pub backup: BackupConfig,
+    /// Bounds of the quarantine.
+    pub quarantine: crate::quarantine::QuarantineConfig,
 }

@@ -26,6 +26,8 @@ pub enum HealthStatus {
     Degraded,
     /// Corruption detected; waiting for a restore.
     Corrupted,
+    /// The table existed but its file is missing, empty or not a file; waiting for a restore.
+    Lost,
     /// The owner has stopped.
     Closed,
 }
@@ -39,6 +41,7 @@ impl HealthStatus {
             TableStatus::Unavailable(d) => (HealthStatus::Unavailable, Some(d.clone())),
             TableStatus::Degraded(d) => (HealthStatus::Degraded, Some(d.clone())),
             TableStatus::Corrupted(d) => (HealthStatus::Corrupted, Some(d.clone())),
+            TableStatus::Lost(d) => (HealthStatus::Lost, Some(d.clone())),
             TableStatus::Closed => (HealthStatus::Closed, None),
         }
     }
@@ -49,7 +52,7 @@ impl HealthStatus {
 pub struct TableHealth {
     /// The table.
     pub table: String,
-    /// Ok, compacting, unavailable, degraded, corrupted or closed.
+    /// Ok, compacting, unavailable, degraded, corrupted, lost or closed.
     pub status: HealthStatus,
     /// Why, for the statuses that carry a reason.
     pub status_detail: Option<String>,

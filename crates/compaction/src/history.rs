@@ -3,7 +3,6 @@
 //! directory fsync). Loaded when the [`crate::Maintainer`] is created.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -174,7 +173,12 @@ impl History {
             }
         };
         let bytes = serde_json::to_vec_pretty(&file)?;
-        write_durably(&self.path, &bytes)
+        store_core::fsutil::write_file_atomically(&self.path, &bytes).map_err(|source| {
+            SaveHistoryError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<CompactionRun>> {
@@ -190,21 +194,4 @@ fn aside_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".corrupt-{nanos}"));
     path.with_file_name(name)
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SaveHistoryError> {
-    let io = |source| SaveHistoryError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    {
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    store_core::fsutil::sync_parent_dir(path).map_err(io)
 }

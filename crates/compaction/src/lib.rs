@@ -12,6 +12,7 @@
 //! - [`health`]: [`Maintainer::health_metrics`], per-table size, fragmentation and status.
 //! - [`backup`]: hot, verified backups with manifests, retention and a schedule.
 //! - [`recovery`]: restore from a backup, automatic recovery from corruption, degraded mode.
+//! - [`quarantine`]: the replaced table files, kept and bounded by age and size.
 
 pub mod backup;
 pub mod compact;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod health;
 pub mod history;
 pub mod maintainer;
+pub mod quarantine;
 pub mod recovery;
 pub mod scheduler;
 
@@ -30,5 +32,6 @@ pub use events::{Envelope, Event, EventBus};
 pub use health::{HealthReport, HealthStatus, TableHealth};
 pub use history::{CompactionRun, History, TableOutcome, TableResult};
 pub use maintainer::Maintainer;
+pub use quarantine::{QuarantineConfig, QuarantinedFile};
 pub use recovery::{BackupSelector, RecoveryReport, RecoveryTrigger, RestoreError};
 pub use scheduler::{Schedule, StartScheduleError};

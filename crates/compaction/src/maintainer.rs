@@ -34,6 +34,8 @@ pub struct Maintainer {
     pub(crate) compaction_schedule: Mutex<std::sync::Weak<crate::scheduler::ScheduleState>>,
     /// A fault injected into the next restores (tests only; see [`crate::recovery`]).
     pub(crate) restore_fault: Mutex<Option<crate::recovery::RestoreFault>>,
+    /// Copies pruned from the quarantine (see [`crate::quarantine`]).
+    pub(crate) quarantine_pruned: std::sync::atomic::AtomicU64,
 }
 
 impl Maintainer {
@@ -55,6 +57,7 @@ impl Maintainer {
             compaction_hook: Mutex::new(None),
             compaction_schedule: Mutex::new(std::sync::Weak::new()),
             restore_fault: Mutex::new(None),
+            quarantine_pruned: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -350,7 +350,7 @@ impl Maintainer {
                 rejected: attempt.rejected.clone(),
             });
         };
-        let result = self.swap_in(table, Some(&staged), Some(manifest.records));
+        let result = self.swap_in(table, Some(&staged), Some(manifest.records), false);
         let _ = std::fs::remove_file(&staged);
         let replaced = result?;
         let mut report = attempt.report(RecoveryOutcome::Restored);
@@ -361,17 +361,29 @@ impl Maintainer {
         Ok(report)
     }
 
-    /// Ask the owner to replace the table file with `staged` (or an empty table).
+    /// Ask the owner to replace the table file with `staged` (or an empty table, serving
+    /// degraded when `degraded`), then bound the quarantine.
     fn swap_in(
         &self,
         table: &str,
         staged: Option<&Path>,
         expected_records: Option<u64>,
+        degraded: bool,
     ) -> Result<store_owners::ReplaceReport, RestoreError> {
         let owner = self
             .owner_of(table)
             .ok_or_else(|| RestoreError::UnknownTable(table.to_string()))?;
         let quarantine = self.quarantine_path(table);
+        let degraded = degraded.then(|| {
+            if std::fs::symlink_metadata(&owner.shared().path).is_ok() {
+                format!(
+                    "no verified backup; data lost, previous file kept at {}",
+                    quarantine.display()
+                )
+            } else {
+                "no verified backup; data lost (the table file was missing)".to_string()
+            }
+        });
         if let Some(dir) = quarantine.parent() {
             create_private_dir(dir).map_err(|source| RestoreError::Io {
                 what: format!("creating {}", dir.display()),
@@ -395,13 +407,16 @@ impl Maintainer {
                 None => {}
             }
         }
-        owner
+        let result = owner
             .replace(ReplaceRequest {
                 replacement: staged.map(Path::to_path_buf),
                 quarantine,
                 expected_records,
+                degraded,
             })
-            .map_err(RestoreError::Replace)
+            .map_err(RestoreError::Replace);
+        self.prune_quarantine();
+        result
     }
 
     /// Recover a table reported corrupt: restore its newest verified backup, or, when none
@@ -426,7 +441,7 @@ impl Maintainer {
             }
         }
         // No good backup: keep the hub running on an empty table.
-        let result = self.swap_in(table, None, None);
+        let result = self.swap_in(table, None, None, true);
         let replaced = match result {
             Ok(r) => r,
             Err(e) => {
@@ -435,17 +450,10 @@ impl Maintainer {
                 return result;
             }
         };
-        let detail = format!(
-            "no verified backup; data lost, corrupt file kept at {}",
-            replaced
-                .quarantined
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "(none)".into())
-        );
-        if let Some(owner) = self.owner_of(table) {
-            owner.shared().mark_degraded(detail.clone());
-        }
+        let detail = self
+            .owner_of(table)
+            .map(|o| o.shared().status().to_string())
+            .unwrap_or_default();
         tracing::error!(table, %detail, "table degraded");
         let mut report = attempt.report(RecoveryOutcome::Degraded);
         report.records = replaced.records;
@@ -487,11 +495,14 @@ impl Maintainer {
                         continue;
                     };
                     let status = owner.shared().status();
-                    if !matches!(
-                        status,
-                        TableStatus::Corrupted(_) | TableStatus::Unavailable(_)
-                    ) {
-                        tracing::info!(table, %status, "corruption report ignored: table serving");
+                    if !status.needs_restore() {
+                        tracing::info!(table, %status, "report ignored: table serving");
+                        continue;
+                    }
+                    // A file that merely did not open (busy, a transient I/O error) may open
+                    // now: a restore would roll back its writes since the last backup.
+                    if matches!(status, TableStatus::Unavailable(_)) && owner.reopen().is_ok() {
+                        tracing::info!(table, "table reopened; no restore needed");
                         continue;
                     }
                     if let Err(e) = maintainer.recover_corrupt_table(table) {

@@ -379,9 +379,15 @@ fn health_reports_every_table_without_asking_the_owners() {
     assert!(before.last_compaction.is_none());
 
     let run = m.compact_all(manual()).unwrap();
+    // Degraded mode is entered through a replacement, as after a data loss.
     owner(&m, "task_queue")
-        .shared()
-        .mark_degraded("test".into());
+        .replace(store_owners::ReplaceRequest {
+            replacement: None,
+            quarantine: m.data_dir().join("quarantine/task_queue.test.redb"),
+            expected_records: None,
+            degraded: Some("test".into()),
+        })
+        .unwrap();
     let after = m.health_metrics();
     let t = after.table(TABLE).unwrap();
     assert_eq!(t.last_compacted_at, Some(run.started_at));

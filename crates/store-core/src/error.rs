@@ -87,6 +87,15 @@ pub enum OpenError {
     /// Another database handle (in this or another process) has the file open.
     #[error("table file {0} is already open")]
     AlreadyOpen(PathBuf),
+    /// The table existed but its file is gone: missing, empty, or not a regular file. Its
+    /// data must come back from a backup; it is never served as an empty table.
+    #[error("table file {path} is lost: {detail}")]
+    Missing {
+        /// The table path.
+        path: PathBuf,
+        /// What is (not) there.
+        detail: String,
+    },
     /// An I/O or storage error that is not corruption.
     #[error("cannot open table file {path}: {detail}")]
     Storage {
@@ -123,6 +132,11 @@ impl OpenError {
     /// True when the file itself is damaged (as opposed to busy or unreadable).
     pub fn is_corruption(&self) -> bool {
         matches!(self, OpenError::Corrupted { .. })
+    }
+
+    /// True when the table's file is missing, empty or not a file (see [`OpenError::Missing`]).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, OpenError::Missing { .. })
     }
 }
 

@@ -1,9 +1,18 @@
 //! The durable file-system steps every swap relies on: fsync a file, fsync its directory,
-//! replace a file atomically.
+//! replace a file atomically, create a directory durably, keep a second name for a file.
+//!
+//! Everything holding user data is private: files [`FILE_MODE`] (0600), directories
+//! [`DIR_MODE`] (0700).
 
-use std::fs::File;
-use std::io;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// Mode of every file holding user data (tables, backups, manifests, quarantined files).
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory holding user data.
+pub const DIR_MODE: u32 = 0o700;
 
 /// fsync the directory holding `path`, so that a rename or a create inside it survives a crash.
 pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
@@ -23,6 +32,82 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
 pub fn replace_file(src: &Path, dest: &Path) -> io::Result<()> {
     std::fs::rename(src, dest)?;
     sync_parent_dir(dest)
+}
+
+/// Create `dir` and any missing parent with mode [`DIR_MODE`], fsyncing the parent of each
+/// directory created so that it survives a power loss; an existing `dir` is made private
+/// too. Returns whether anything was created.
+pub fn create_dir_durably(dir: &Path) -> io::Result<bool> {
+    if dir.is_dir() {
+        make_private(dir, DIR_MODE)?;
+        return Ok(false);
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: it still needs its entry made durable.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    make_private(dir, DIR_MODE)?;
+    sync_parent_dir(dir)?;
+    Ok(true)
+}
+
+/// Take group and other permissions away from `path` if it has any (`mode` is the wanted
+/// mode). Returns whether the mode was changed.
+pub fn make_private(path: &Path, mode: u32) -> io::Result<bool> {
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 == 0 {
+        return Ok(false);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(true)
+}
+
+/// Give the file at `src` a second name `dest` (a new file, in a directory on the same file
+/// system, else a full copy), make it private and durable (file and directory fsync). `src`
+/// keeps its name throughout: nothing is ever missing.
+pub fn link_or_copy(src: &Path, dest: &Path) -> io::Result<()> {
+    if std::fs::hard_link(src, dest).is_err() {
+        let mut input = File::open(src)?;
+        let mut output = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(dest)?;
+        io::copy(&mut input, &mut output)?;
+        output.sync_all()?;
+    }
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(FILE_MODE))?;
+    sync_parent_dir(dest)
+}
+
+/// Write `bytes` to `path` atomically: a temporary file beside it (mode [`FILE_MODE`]),
+/// fsync, rename, directory fsync. A crash leaves the old content or the new, never a mix.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        replace_file(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Bytes freed per step by [`release_gradually`]: 2.5 GB take about 13 s in the background

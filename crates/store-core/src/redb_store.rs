@@ -1,6 +1,7 @@
 //! [`TableStore`] on redb 4.x: one redb file per table, holding a `data` table of byte keys
 //! and values and a `meta` table with the counters behind the fragmentation metrics.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,32 +100,85 @@ impl RedbStore {
     }
 
     /// Create the table file `path` complete or not at all: initialise it beside the live
-    /// path (`<file>.creating`) and rename it in. redb writes a new file's magic number last,
-    /// so a process killed while redb creates a file in place leaves one that never opens
-    /// again ("magic number mismatch"); the crash campaign (`cargo xtask crash`) found it.
+    /// path (`<file>.creating`, mode 0600) and rename it in, over whatever is there. redb
+    /// writes a new file's magic number last, so a process killed while redb creates a file
+    /// in place leaves one that never opens again ("magic number mismatch"); the crash
+    /// campaign (`cargo xtask crash`) found it.
     fn create_atomically(path: &Path, options: &StoreOptions) -> Result<(), OpenError> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".creating");
         let creating = path.with_file_name(name);
         // A leftover of an earlier crash is an incomplete file: start again.
         let _ = std::fs::remove_file(&creating);
+        create_private_file(&creating).map_err(|e| OpenError::storage(&creating, e))?;
         let db = Self::builder(options)
             .create(&creating)
             .map_err(|e| OpenError::from_redb(&creating, e))?;
         Self::from_database(db, &creating, options)?
             .close()
             .map_err(|e| OpenError::storage(&creating, e))?;
+        fsutil::sync_file(&creating).map_err(|e| OpenError::storage(&creating, e))?;
         fsutil::replace_file(&creating, path).map_err(|e| OpenError::storage(path, e))
     }
 
-    /// Create a new, empty table file at `path`, which must not exist yet.
+    /// Create a new, empty table file at `path`, which must not exist yet (a work file: a
+    /// compaction's fresh copy, a backup being written).
     pub fn create_new(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| OpenError::storage(path, e))?;
-        Self::open(path, options)
+        create_private_file(path).map_err(|e| OpenError::storage(path, e))?;
+        Self::open_file(path, options)
+    }
+
+    /// Open the file at `path` as it is (an empty file is initialised as a new table).
+    fn open_file(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
+        if let Some(plan) = &options.io_faults {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(fsutil::FILE_MODE)
+                .open(path)
+                .map_err(|e| OpenError::storage(path, e))?;
+            let backend =
+                FaultBackend::new(file, plan.clone()).map_err(|e| OpenError::from_redb(path, e))?;
+            return Self::open_with_backend(path, backend, options);
+        }
+        let db = Self::builder(options)
+            .create(path)
+            .map_err(|e| OpenError::from_redb(path, e))?;
+        Self::from_database(db, path, options)
+    }
+}
+
+/// Create `path` as a new, empty file with mode 0600.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(fsutil::FILE_MODE)
+        .open(path)
+        .map(drop)
+}
+
+/// What is at a table path that must hold a table file, when it cannot be one.
+fn not_a_table(path: &Path, options: &StoreOptions) -> Result<Option<String>, OpenError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() == 0 => Ok(Some("the file is empty".into())),
+        Ok(m) if m.is_file() => Ok(None),
+        Ok(m) if m.file_type().is_symlink() => match std::fs::metadata(path) {
+            Ok(target) if target.is_file() && target.len() > 0 => Ok(None),
+            Ok(_) => Ok(Some("a link to something that is not a table file".into())),
+            Err(_) => Ok(Some("a dangling link".into())),
+        },
+        Ok(_) => Ok(Some("not a regular file".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if options.create_if_missing {
+                Ok(None)
+            } else {
+                Ok(Some("the file is missing".into()))
+            }
+        }
+        Err(e) => Err(OpenError::storage(path, e)),
     }
 }
 
@@ -160,25 +214,25 @@ impl TableStore for RedbStore {
     type Batch<'a> = RedbBatch<'a>;
 
     fn open(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
-        if let Some(plan) = &options.io_faults {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| OpenError::storage(path, e))?;
-            let backend =
-                FaultBackend::new(file, plan.clone()).map_err(|e| OpenError::from_redb(path, e))?;
-            return Self::open_with_backend(path, backend, options);
+        if let Some(detail) = not_a_table(path, options)? {
+            return Err(OpenError::Missing {
+                path: path.to_path_buf(),
+                detail,
+            });
         }
-        if !path.exists() {
+        if !path.exists() && options.io_faults.is_none() {
             Self::create_atomically(path, options)?;
         }
-        let db = Self::builder(options)
-            .create(path)
-            .map_err(|e| OpenError::from_redb(path, e))?;
-        Self::from_database(db, path, options)
+        // Tables written before modes were enforced: nothing but the owner reads them.
+        if path.exists() {
+            fsutil::make_private(path, fsutil::FILE_MODE)
+                .map_err(|e| OpenError::storage(path, e))?;
+        }
+        Self::open_file(path, options)
+    }
+
+    fn create_empty(path: &Path, options: &StoreOptions) -> Result<(), OpenError> {
+        Self::create_atomically(path, options)
     }
 
     fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
@@ -430,6 +484,7 @@ impl StoreSnapshot for RedbSnapshot {
             check_integrity_on_open: false,
             cache_bytes: 16 << 20,
             io_faults: self.io_faults.clone(),
+            create_if_missing: true,
         };
         let target = RedbStore::create_new(dest, &options)?;
         let source = self.txn.open_table(DATA)?;

@@ -159,6 +159,10 @@ pub struct StoreOptions {
     /// Open every file (the table, and the fresh files its snapshots are copied into) through
     /// a [`crate::FaultBackend`] following this plan. For fault-injection tests only.
     pub io_faults: Option<std::sync::Arc<crate::FaultPlan>>,
+    /// Create the file when it is missing. Off for a table known to have existed (its data
+    /// dir holds its birth marker): a missing file is then [`OpenError::Missing`], never an
+    /// empty table.
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
@@ -167,6 +171,7 @@ impl Default for StoreOptions {
             check_integrity_on_open: false,
             cache_bytes: 64 << 20,
             io_faults: None,
+            create_if_missing: true,
         }
     }
 }
@@ -230,8 +235,13 @@ pub trait TableStore: Sized + Send + 'static {
     where
         Self: 'a;
 
-    /// Open the file at `path`, creating it when missing.
+    /// Open the file at `path`, creating it when missing (if
+    /// [`StoreOptions::create_if_missing`]). A path that is empty or not a regular file is
+    /// [`OpenError::Missing`], never served as an empty table.
     fn open(path: &Path, options: &StoreOptions) -> Result<Self, OpenError>;
+    /// Put a new, empty table file at `path`, atomically replacing whatever is there (the
+    /// file is written beside it and renamed in, then the directory is fsynced).
+    fn create_empty(path: &Path, options: &StoreOptions) -> Result<(), OpenError>;
     /// Replace this store's file with `fresh`, a complete file written beside it: atomic
     /// rename over the live path, directory fsync; reads and writes then go to the fresh file.
     /// On error the live file is unchanged.

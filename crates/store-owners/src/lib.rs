@@ -14,6 +14,7 @@
 pub mod error;
 pub mod online;
 pub mod owner;
+mod replace;
 pub mod shared;
 pub mod stores;
 pub mod tables;

@@ -532,6 +532,15 @@ impl<S: TableStore> OwnerThread<S> {
     }
 }
 
+impl<S: TableStore> OnlineCompaction<S> {
+    /// Ask the worker to stop at its next check; the attempt then ends through the owner's
+    /// loop like any failed one (the worker is not waited for here: it may be waiting for the
+    /// owner).
+    pub(crate) fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Cancel a compaction at shutdown and wait for its worker, so the table file can be closed.
 pub(crate) fn abandon<S: TableStore>(c: OnlineCompaction<S>, why: &str) {
     c.cancel.store(true, Ordering::Relaxed);

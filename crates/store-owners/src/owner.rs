@@ -22,6 +22,7 @@ use store_core::{
 
 use crate::error::{CallError, MaintenanceError};
 use crate::online::{self, OnlineCompaction, OnlineConfig, WorkerEvent};
+use crate::replace;
 use crate::shared::{Shared, TableStatus};
 
 /// Longest an owner waits for the writers of its previous commit before committing fewer
@@ -110,6 +111,7 @@ pub(crate) enum Maintenance {
         ReplaceRequest,
         Sender<Result<ReplaceReport, MaintenanceError>>,
     ),
+    Reopen(Sender<Result<(), MaintenanceError>>),
 }
 
 /// What a compaction did.
@@ -140,6 +142,9 @@ pub struct ReplaceRequest {
     pub quarantine: PathBuf,
     /// If set, the reopened table must hold exactly this many records.
     pub expected_records: Option<u64>,
+    /// Serve the replacement as [`TableStatus::Degraded`] with this detail (its data was
+    /// lost) instead of ok.
+    pub degraded: Option<String>,
 }
 
 /// What a replacement did.
@@ -228,12 +233,7 @@ impl OwnerHandle {
             Ok(store) => (Some(store), TableStatus::Ok),
             Err(e) => {
                 tracing::error!(table, error = %e, "table did not open");
-                let status = if e.is_corruption() {
-                    TableStatus::Corrupted(e.to_string())
-                } else {
-                    TableStatus::Unavailable(e.to_string())
-                };
-                (None, status)
+                (None, status_after_open_error(&e))
             }
         };
         Self::spawn(table, path, config, store, status)
@@ -266,9 +266,10 @@ impl OwnerHandle {
         if let Some(store) = &store {
             shared.publish_counters(store.counters());
         }
-        let corrupt_at_open = matches!(status, TableStatus::Corrupted(_));
+        // Every state a restore can fix is reported, so that automatic recovery sees it.
+        let needs_restore = status.needs_restore();
         shared.set_status(status);
-        if corrupt_at_open && let Some(reports) = &config.corruption_reports {
+        if needs_restore && let Some(reports) = &config.corruption_reports {
             let _ = reports.try_send(table);
         }
         let owner = OwnerThread {
@@ -279,6 +280,7 @@ impl OwnerHandle {
             shared: shared.clone(),
             compaction: None,
             last_group: 0,
+            reopen: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("owner-{table}"))
@@ -414,9 +416,16 @@ impl OwnerHandle {
         self.maintenance(Maintenance::CheckIntegrity)
     }
 
-    /// Replace the table file (restore): the current file is moved to quarantine, the
-    /// replacement renamed in, and the table reopened. If the replacement does not open, the
-    /// previous file is put back and keeps serving.
+    /// Open the table file again if the table is not serving (it did not open, or an I/O
+    /// error closed it); `Ok` once it serves.
+    pub fn reopen(&self) -> Result<(), MaintenanceError> {
+        self.maintenance(Maintenance::Reopen)
+    }
+
+    /// Replace the table file (restore): the current file gets a second name in quarantine,
+    /// the replacement is renamed over the table path, and the table reopened. If the
+    /// replacement does not open, the previous file is put back and keeps serving. The table
+    /// path names a complete file at every instant (see `replace.rs`).
     pub fn replace(&self, request: ReplaceRequest) -> Result<ReplaceReport, MaintenanceError> {
         self.maintenance(|tx| Maintenance::Replace(request, tx))
     }
@@ -440,13 +449,44 @@ pub(crate) struct OwnerThread<S: TableStore> {
     pub(crate) compaction: Option<OnlineCompaction<S>>,
     /// Write commands in the previous group, the writers [`Self::gather_writers`] waits for.
     pub(crate) last_group: usize,
+    /// Set while the store is closed after an I/O error and waits to be opened again.
+    reopen: Option<PendingReopen>,
+}
+
+/// The store was closed after an I/O error (redb refuses every later write until the file
+/// is opened again); the owner retries opening it with a growing delay.
+struct PendingReopen {
+    /// The I/O error that closed it.
+    cause: String,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// No attempt before this instant.
+    next: Instant,
+}
+
+/// First delay between two attempts to reopen after an I/O error; doubled up to
+/// [`REOPEN_MAX_DELAY`].
+const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(100);
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// The status of a table whose file did not open.
+pub(crate) fn status_after_open_error(e: &store_core::OpenError) -> TableStatus {
+    if e.is_corruption() {
+        TableStatus::Corrupted(e.to_string())
+    } else if e.is_missing() {
+        TableStatus::Lost(e.to_string())
+    } else {
+        TableStatus::Unavailable(e.to_string())
+    }
 }
 
 impl<S: TableStore> OwnerThread<S> {
     fn run(mut self, inbox: Receiver<Command>) {
         let mut pending: Vec<Command> = Vec::new();
         loop {
+            self.try_reopen();
             let worker_events = self.compaction.as_ref().map(|c| c.events.clone());
+            let retry_at = self.reopen.as_ref().map(|r| r.next);
             let first = match &worker_events {
                 Some(events) => select! {
                     recv(inbox) -> cmd => cmd.ok(),
@@ -458,7 +498,14 @@ impl<S: TableStore> OwnerThread<S> {
                         continue;
                     }
                 },
-                None => inbox.recv().ok(),
+                None => match retry_at {
+                    Some(at) => match inbox.recv_deadline(at) {
+                        Ok(cmd) => Some(cmd),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                    },
+                    None => inbox.recv().ok(),
+                },
             };
             let Some(first) = first else { break };
             pending.push(first);
@@ -580,11 +627,15 @@ impl<S: TableStore> OwnerThread<S> {
                     return;
                 }
                 BatchOutcome::Failed(error) => {
-                    if let CallError::Corrupted(detail) = &error {
-                        self.report_corruption(detail.clone());
-                    }
                     for job in jobs {
                         job.finish(Err(error.clone()));
+                    }
+                    match &error {
+                        CallError::Corrupted(detail) => self.report_corruption(detail.clone()),
+                        // Jobs only fail through their batch: this is the store's own failure
+                        // (a write or fsync refused, a full disk), which latches redb.
+                        CallError::Storage(detail) => self.close_after_io_error(detail),
+                        _ => {}
                     }
                     return;
                 }
@@ -665,6 +716,9 @@ impl<S: TableStore> OwnerThread<S> {
                 let result = self.check_integrity();
                 let _ = reply.send(result);
             }
+            Maintenance::Reopen(reply) => {
+                let _ = reply.send(self.reopen_on_request());
+            }
             Maintenance::Replace(request, reply) => {
                 let result = if self.compaction.is_some() {
                     Err(MaintenanceError::Busy("online compaction"))
@@ -724,30 +778,23 @@ impl<S: TableStore> OwnerThread<S> {
         {
             tracing::warn!(table = self.table, error = %e, "closing before replacement failed");
         }
-        let quarantined = if self.path.exists() {
-            if let Some(parent) = request.quarantine.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    self.reopen_after_failed_replace(None);
-                    io("creating quarantine", e)
-                })?;
-            }
-            std::fs::rename(&self.path, &request.quarantine).map_err(|e| {
+        self.reopen = None;
+        let quarantined = match replace::keep_aside(&self.path, &request.quarantine) {
+            Ok(q) => q,
+            Err(e) => {
                 self.reopen_after_failed_replace(None);
-                io("moving the table file to quarantine", e)
-            })?;
-            store_core::fsutil::sync_parent_dir(&request.quarantine).map_err(|e| {
-                self.reopen_after_failed_replace(Some(&request.quarantine));
-                io("fsync", e)
-            })?;
-            Some(request.quarantine.clone())
-        } else {
-            None
+                return Err(io("keeping the current file in quarantine", e));
+            }
         };
-        if let Some(replacement) = &request.replacement
-            && let Err(e) = store_core::fsutil::replace_file(replacement, &self.path)
-        {
+        let put_in = match &request.replacement {
+            Some(replacement) => store_core::fsutil::replace_file(replacement, &self.path)
+                .map_err(|e| io("renaming the replacement in", e)),
+            None => S::create_empty(&self.path, &self.config.store)
+                .map_err(|e| MaintenanceError::Replacement(e.to_string())),
+        };
+        if let Err(e) = put_in {
             self.reopen_after_failed_replace(quarantined.as_deref());
-            return Err(io("renaming the replacement in", e));
+            return Err(e);
         }
         let store = match S::open(&self.path, &self.config.store) {
             Ok(store) => store,
@@ -768,7 +815,10 @@ impl<S: TableStore> OwnerThread<S> {
         }
         self.shared.publish_counters(store.counters());
         self.store = Some(store);
-        self.shared.set_status(TableStatus::Ok);
+        self.shared.set_status(match request.degraded {
+            Some(detail) => TableStatus::Degraded(detail),
+            None => TableStatus::Ok,
+        });
         Ok(ReplaceReport {
             quarantined,
             records,
@@ -777,16 +827,10 @@ impl<S: TableStore> OwnerThread<S> {
 
     /// Put the previous file back (from quarantine) after a failed replacement, and reopen it.
     fn reopen_after_failed_replace(&mut self, quarantined: Option<&Path>) {
-        if let Some(q) = quarantined {
-            // Keep whatever was renamed in aside: the original goes back to serving.
-            if self.path.exists() {
-                let failed = self.path.with_extension("redb.failed-restore");
-                let _ = std::fs::rename(&self.path, failed);
-            }
-            if let Err(e) = std::fs::rename(q, &self.path) {
-                tracing::error!(table = self.table, error = %e, "cannot put the original file back");
-            }
-            let _ = store_core::fsutil::sync_parent_dir(&self.path);
+        if let Some(q) = quarantined
+            && let Err(e) = replace::put_back(&self.path, q)
+        {
+            tracing::error!(table = self.table, error = %e, "cannot put the original file back");
         }
         match S::open(&self.path, &self.config.store) {
             Ok(store) => {
@@ -794,9 +838,99 @@ impl<S: TableStore> OwnerThread<S> {
                 self.store = Some(store);
                 self.shared.set_status(TableStatus::Ok);
             }
+            Err(e) => self.shared.set_status(status_after_open_error(&e)),
+        }
+    }
+
+    /// After a storage failure of a commit: close the store (redb answers every later write
+    /// with "Previous I/O error occurred") and open the file again, now or later.
+    fn close_after_io_error(&mut self, cause: &str) {
+        tracing::warn!(table = self.table, error = %cause, "I/O error: closing and reopening the table file");
+        // The attempt ends at its worker's next event, finding the store closed. Until then its
+        // snapshot keeps the old file open, and reopening waits (redb locks the file).
+        if let Some(compaction) = &self.compaction {
+            compaction.cancel();
+        }
+        if let Some(store) = self.store.take() {
+            // Closing a latched database may fail; its last durable commit is on disk anyway.
+            let _ = store.close();
+        }
+        self.shared.set_status(TableStatus::Unavailable(format!(
+            "reopening after an I/O error: {cause}"
+        )));
+        self.reopen = Some(PendingReopen {
+            cause: cause.to_string(),
+            attempts: 0,
+            next: Instant::now(),
+        });
+        self.try_reopen();
+    }
+
+    /// One attempt to reopen after an I/O error, if one is pending and due.
+    fn try_reopen(&mut self) {
+        let Some(pending) = &mut self.reopen else {
+            return;
+        };
+        if Instant::now() < pending.next {
+            return;
+        }
+        // The file was fine before the failed write: no need to verify every page again.
+        let options = StoreOptions {
+            check_integrity_on_open: false,
+            ..self.config.store.clone()
+        };
+        match S::open(&self.path, &options) {
+            Ok(store) => {
+                tracing::info!(
+                    table = self.table,
+                    attempts = pending.attempts + 1,
+                    "table file reopened after an I/O error"
+                );
+                self.reopen = None;
+                self.shared.publish_counters(store.counters());
+                self.shared.count_reopen();
+                self.store = Some(store);
+                self.shared.set_status(TableStatus::Ok);
+            }
+            Err(e) if e.is_corruption() || e.is_missing() => {
+                self.reopen = None;
+                let status = status_after_open_error(&e);
+                self.shared.report_for_restore(status);
+            }
             Err(e) => {
-                self.shared
-                    .set_status(TableStatus::Unavailable(e.to_string()));
+                pending.attempts += 1;
+                let delay = REOPEN_FIRST_DELAY
+                    .saturating_mul(1 << pending.attempts.min(6))
+                    .min(REOPEN_MAX_DELAY);
+                pending.next = Instant::now() + delay;
+                self.shared.set_status(TableStatus::Unavailable(format!(
+                    "reopening after an I/O error ({}) failed {} times, retrying: {e}",
+                    pending.cause, pending.attempts
+                )));
+            }
+        }
+    }
+
+    /// The [`OwnerHandle::reopen`] command.
+    fn reopen_on_request(&mut self) -> Result<(), MaintenanceError> {
+        if self.store.is_some() {
+            return Ok(());
+        }
+        self.reopen = None;
+        match S::open(&self.path, &self.config.store) {
+            Ok(store) => {
+                self.shared.publish_counters(store.counters());
+                self.store = Some(store);
+                self.shared.set_status(TableStatus::Ok);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.set_status(status_after_open_error(&e));
+                Err(if e.is_corruption() {
+                    MaintenanceError::Corrupted(e.to_string())
+                } else {
+                    MaintenanceError::Unavailable(e.to_string())
+                })
             }
         }
     }

@@ -19,8 +19,11 @@ pub enum TableStatus {
     Compacting,
     /// Corruption detected; waiting for a restore.
     Corrupted(String),
-    /// Not serving (did not open, or being replaced).
+    /// Not serving (did not open, or an I/O error closed it and it is being reopened).
     Unavailable(String),
+    /// Not serving: the table existed but its file is missing, empty or not a file. Waiting
+    /// for a restore; never served as an empty table.
+    Lost(String),
     /// Serving an empty table after its corrupt file was quarantined with no backup to restore.
     Degraded(String),
     /// The owner has stopped.
@@ -34,9 +37,21 @@ impl std::fmt::Display for TableStatus {
             TableStatus::Compacting => f.write_str("compacting"),
             TableStatus::Corrupted(d) => write!(f, "corrupted: {d}"),
             TableStatus::Unavailable(d) => write!(f, "unavailable: {d}"),
+            TableStatus::Lost(d) => write!(f, "lost: {d}"),
             TableStatus::Degraded(d) => write!(f, "degraded: {d}"),
             TableStatus::Closed => f.write_str("closed"),
         }
+    }
+}
+
+impl TableStatus {
+    /// Whether a restore from a backup can bring the table back (it is not serving because
+    /// its file is corrupt, lost or does not open).
+    pub fn needs_restore(&self) -> bool {
+        matches!(
+            self,
+            TableStatus::Corrupted(_) | TableStatus::Unavailable(_) | TableStatus::Lost(_)
+        )
     }
 }
 
@@ -52,6 +67,7 @@ pub struct Shared {
     dead_records: AtomicU64,
     dead_bytes: AtomicU64,
     status: Mutex<TableStatus>,
+    reopens: AtomicU64,
     corruption_reports: Option<Sender<&'static str>>,
 }
 
@@ -69,6 +85,7 @@ impl Shared {
             dead_records: AtomicU64::new(0),
             dead_bytes: AtomicU64::new(0),
             status: Mutex::new(TableStatus::Ok),
+            reopens: AtomicU64::new(0),
             corruption_reports,
         }
     }
@@ -108,9 +125,23 @@ impl Shared {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// Mark the table degraded (serving, but its data was lost) until the next replacement.
-    pub fn mark_degraded(&self, detail: String) {
-        self.set_status(TableStatus::Degraded(detail));
+    /// Times the owner closed and reopened the table file after an I/O error.
+    pub fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_reopen(&self) {
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Set a status that a restore can fix (see [`TableStatus::needs_restore`]) and tell the
+    /// recovery manager.
+    pub(crate) fn report_for_restore(&self, status: TableStatus) {
+        tracing::error!(table = self.table, %status, "table needs a restore");
+        self.set_status(status);
+        if let Some(reports) = &self.corruption_reports {
+            let _ = reports.try_send(self.table);
+        }
     }
 
     /// Record corruption and tell whoever listens (the recovery manager) once per detection.

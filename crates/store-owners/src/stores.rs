@@ -1,5 +1,13 @@
 //! Opening the nine tables of a data dir: one owner each, files `<data_dir>/<table>.redb`,
 //! and a lock file so that a second process cannot open the same data dir.
+//!
+//! # Birth markers
+//!
+//! Once a table's file has opened, an empty marker file `<data_dir>/.<table>.created` says
+//! that the table exists. From then on a missing (or empty) table file is never taken for a
+//! new, empty table: the table opens [`crate::TableStatus::Lost`] and is reported for a
+//! restore, and no backup of it is taken until it serves again (so retention can never push
+//! its good backups out). To really start a table afresh, remove its file *and* its marker.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -57,13 +65,35 @@ pub fn table_path(data_dir: &Path, table: &str) -> PathBuf {
     data_dir.join(format!("{table}.redb"))
 }
 
-/// Take the exclusive lock of a data dir, creating the dir if needed.
+/// The birth marker of `table` in `data_dir` (see the module doc).
+pub fn birth_marker(data_dir: &Path, table: &str) -> PathBuf {
+    data_dir.join(format!(".{table}.created"))
+}
+
+/// Write the birth marker of a table whose file just opened, if it is not there yet.
+fn mark_born(data_dir: &Path, table: &str) -> std::io::Result<()> {
+    let marker = birth_marker(data_dir, table);
+    if marker.exists() {
+        return Ok(());
+    }
+    store_core::fsutil::write_file_atomically(&marker, b"")
+}
+
+/// Take the exclusive lock of a data dir, creating the dir if needed (mode 0700; an
+/// existing dir open to group or others is made private, with a warning).
 pub fn lock_data_dir(data_dir: &Path) -> Result<File, OpenStoresError> {
     let io = |source| OpenStoresError::Io {
         path: data_dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let existed = data_dir.is_dir();
+    if existed {
+        if store_core::fsutil::make_private(data_dir, store_core::fsutil::DIR_MODE).map_err(io)? {
+            tracing::warn!(data_dir = %data_dir.display(), "the data dir was open to group or others; made private (0700)");
+        }
+    } else {
+        store_core::fsutil::create_dir_durably(data_dir).map_err(io)?;
+    }
     let lock = File::options()
         .create(true)
         .truncate(false)
@@ -90,11 +120,19 @@ impl Stores {
         };
         owner.corruption_reports = options.corruption_reports.clone();
         let start = |table: &'static str| {
-            OwnerHandle::start::<store_core::RedbStore>(
+            let mut config = owner.clone();
+            config.store.create_if_missing = !birth_marker(data_dir, table).exists();
+            let handle = OwnerHandle::start::<store_core::RedbStore>(
                 table,
                 &table_path(data_dir, table),
-                owner.clone(),
-            )
+                config,
+            );
+            if handle.shared().status() == crate::TableStatus::Ok
+                && let Err(e) = mark_born(data_dir, table)
+            {
+                tracing::warn!(table, error = %e, "cannot write the table's birth marker");
+            }
+            handle
         };
         let dead_letter = start("task_dead_letter");
         let stores = Stores {

@@ -314,7 +314,15 @@ fn a_degraded_table_stays_degraded_after_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let owner = start(dir.path());
     owner.put(b"k", b"v").unwrap();
-    owner.shared().mark_degraded("test".into());
+    // Degraded mode is entered through a replacement, as after a data loss.
+    owner
+        .replace(store_owners::ReplaceRequest {
+            replacement: None,
+            quarantine: dir.path().join("quarantine/t.redb"),
+            expected_records: None,
+            degraded: Some("test".into()),
+        })
+        .unwrap();
     owner.compact_online(OnlineConfig::default()).unwrap();
     assert_eq!(
         owner.shared().status(),

@@ -489,6 +489,12 @@ impl store_core::TableStore for PoisonedReads {
             poisoned: Default::default(),
         })
     }
+    fn create_empty(
+        path: &std::path::Path,
+        options: &store_core::StoreOptions,
+    ) -> Result<(), store_core::OpenError> {
+        store_core::RedbStore::create_empty(path, options)
+    }
     fn swap_in(&mut self, fresh: Self) -> Result<(), store_core::SwapError> {
         self.inner.swap_in(fresh.inner)
     }

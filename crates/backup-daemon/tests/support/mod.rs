@@ -28,11 +28,15 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub token: String,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
 }
 
 impl Daemon {
     pub fn start(root: &Path, data_dir: &Path) -> Daemon {
         let config = write_config(root, "");
+        let log = root.join("daemon.log");
+        let stderr = std::fs::File::create(&log).expect("create the log file");
         let child = Command::new(BIN)
             .arg("run")
             .arg("--config")
@@ -40,13 +44,14 @@ impl Daemon {
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start the daemon");
         let mut daemon = Daemon {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
             token: String::new(),
+            log,
         };
         // The banner is printed once daemon.json is written and the API listens.
         let stdout = daemon.child.stdout.take().expect("stdout");
@@ -91,24 +96,38 @@ impl Daemon {
         call(method, &self.url(path), Some(&self.token), body)
     }
 
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// What the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal_term(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    /// The exit status, once the process has ended within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                return Some(status);
             }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal_term();
+        self.wait_exit(Duration::from_secs(30))
+            .expect("the daemon did not stop after SIGTERM")
     }
 }
 
