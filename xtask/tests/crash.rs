@@ -1,6 +1,7 @@
-//! A short crash campaign through the built binary: a writing, compacting child is killed
+//! Short crash campaigns through the built binary: a writing, compacting child is killed
 //! with SIGKILL five times; every acknowledged write must survive and every table must reopen
-//! on its own. (`cargo xtask crash` runs the long version.)
+//! on its own. A restoring child (`--mode restore`) is killed twelve times; its table must
+//! never come back without its records. (`cargo xtask crash` runs the long versions.)
 
 use std::process::Command;
 
@@ -94,6 +95,9 @@ fn kills_during_the_first_open_leave_tables_that_open() {
 /// restore used to move the live file to quarantine and fsync before renaming the backup in;
 /// a kill in between left no file, and the next open served an empty table with status ok.
 /// After every kill, and the daemon's automatic recovery, the table must hold all 200.
+/// Twelve kills caught that defect in about one debug run out of three (a kill must land in
+/// the few milliseconds between the two renames); 200 kills in release caught it 9 to 17
+/// times, so the long campaign is the proof and this is the smoke test.
 #[test]
 fn killed_restores_never_empty_a_table() {
     let dir = tempfile::tempdir().unwrap();
