@@ -79,9 +79,13 @@ pub struct CrashArgs {
     /// Kills (iterations) to run.
     #[arg(long, default_value_t = 200)]
     pub iterations: u64,
-    /// The data dir the campaign runs on (emptied first). Default: target/crash/data.
+    /// The data dir the campaign runs on (emptied first, if an earlier campaign created it).
+    /// Default: target/crash/data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Empty `--data-dir` even though no campaign created it (it holds other files).
+    #[arg(long)]
+    pub wipe: bool,
     /// Seed of the kill times and of the sampled checks.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -192,11 +196,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| crate::project_root().join("target/crash/data"));
-    if data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir)
-            .with_context(|| format!("emptying {}", data_dir.display()))?;
-    }
-    std::fs::create_dir_all(&data_dir)?;
+    prepare_data_dir(&data_dir, args.wipe)?;
     let exe = std::env::current_exe().context("finding this binary")?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut acked: Vec<(String, String)> = Vec::new();
@@ -358,6 +358,34 @@ fn print_figures(figures: &Figures, started: Instant) {
         "  time:                                  {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Marks a data dir a campaign created, so that a later campaign may empty it.
+const CAMPAIGN_MARKER: &str = ".xtask-crash-campaign";
+
+/// Empty `data_dir` for a new campaign: only one an earlier campaign created (or an empty
+/// one), unless `wipe`; never a directory holding someone's other files.
+fn prepare_data_dir(data_dir: &Path, wipe: bool) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        let ours = data_dir.join(CAMPAIGN_MARKER).exists();
+        let empty = std::fs::read_dir(data_dir)
+            .with_context(|| format!("reading {}", data_dir.display()))?
+            .next()
+            .is_none();
+        if !ours && !empty && !wipe {
+            bail!(
+                "{} is not empty and no crash campaign created it; choose another --data-dir, \
+                 or pass --wipe to empty it",
+                data_dir.display()
+            );
+        }
+        std::fs::remove_dir_all(data_dir)
+            .with_context(|| format!("emptying {}", data_dir.display()))?;
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(data_dir.join(CAMPAIGN_MARKER), b"")
+        .with_context(|| format!("marking {}", data_dir.display()))
 }
 
 fn run_child(
@@ -681,6 +709,25 @@ fn compactor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_no_campaign_created_is_never_emptied_unless_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("precious"), b"keep me").unwrap();
+        let error = prepare_data_dir(&data, false).unwrap_err().to_string();
+        assert!(error.contains("--wipe"), "{error}");
+        assert_eq!(std::fs::read(data.join("precious")).unwrap(), b"keep me");
+        // A campaign's own dir is emptied; so is any dir with --wipe.
+        prepare_data_dir(&data, true).unwrap();
+        assert!(!data.join("precious").exists());
+        std::fs::write(data.join("from-a-run"), b"").unwrap();
+        prepare_data_dir(&data, false).unwrap();
+        assert!(!data.join("from-a-run").exists());
+        // A missing or empty dir is fine.
+        prepare_data_dir(&dir.path().join("new"), false).unwrap();
+    }
 
     #[test]
     fn the_check_finds_a_missing_write_and_a_wrong_value() {
