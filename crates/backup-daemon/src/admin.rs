@@ -2,9 +2,9 @@
 //! `POST /compact` never blocks `GET /health`), bearer-token auth, JSON errors, server-sent
 //! events on a thread per client, and Prometheus metrics.
 //!
-//! Routes: `GET /health`, `GET /history`, `GET /backups[?verify=true]`, `POST /compact[/{table}]
-//! [?force=true]`, `POST /backup[?table=T]`, `POST /restore/{table}` (body `{"backup": id}`,
-//! optional), `GET /events`, `GET /metrics` (the only route without auth).
+//! Routes: the operations of [`crate::protocol`] (`GET /health`, `POST /compact`, ...), read
+//! by [`Op::from_request`] and run by [`crate::ops::execute`], and two routes served here,
+//! `GET /events` and `GET /metrics` (the only route without auth).
 //!
 //! # Clients that stop reading or sending
 //!
@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use compaction::Maintainer;
 use crossbeam_channel::RecvTimeoutError;
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Request, Response, Server};
 
 use crate::metrics::Tracker;
-use crate::ops::{Op, OpError};
+use crate::protocol::{Op, OpError, Special};
 
 /// Worker threads answering requests.
 pub const N_WORKERS: usize = 4;
@@ -255,14 +255,14 @@ impl Reply {
         }
     }
 
-    fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::json(status, &serde_json::json!({ "error": message.into() }))
+    fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+        OpError::new(status, message).into()
     }
 }
 
 impl From<OpError> for Reply {
     fn from(e: OpError) -> Reply {
-        Reply::error(e.status, e.message)
+        Reply::json(e.status, &e.to_json())
     }
 }
 
@@ -283,13 +283,8 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
         return;
     }
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let segments: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-
-    if method == Method::Get && segments == ["metrics"] {
+    let special = Special::from_request(method.as_str(), path);
+    if special == Some(Special::Metrics) {
         let text = crate::metrics::render(&ctx.maintainer, &ctx.tracker);
         respond(
             request,
@@ -306,109 +301,20 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
         respond(request, Reply::error(401, "missing or wrong bearer token"));
         return;
     }
-    if method == Method::Get && segments == ["events"] {
+    if special == Some(Special::Events) {
         start_sse(ctx, request);
         return;
     }
-    let reply = match route(&method, &segments, query, &mut request) {
-        Ok(op) => match crate::ops::execute(&ctx.maintainer, &op) {
-            Ok(value) => Reply::json(200, &value),
-            Err(e) => e.into(),
-        },
-        Err(reply) => reply,
+    let result = read_body(&mut request)
+        .and_then(|body| Op::from_request(method.as_str(), path, query, &body))
+        .and_then(|op| crate::ops::execute(&ctx.maintainer, &op))
+        .and_then(|result| result.to_json());
+    let reply = match result {
+        Ok(json) => Reply::json(200, &json),
+        Err(e) => e.into(),
     };
     tracing::info!(%method, %url, status = reply.status, elapsed = ?started.elapsed(), "admin request");
     respond(request, reply);
-}
-
-/// The operation a request asks for, or the error reply.
-fn route(
-    method: &Method,
-    segments: &[&str],
-    query: &str,
-    request: &mut Request,
-) -> Result<Op, Reply> {
-    let params = Params::parse(query)?;
-    match (method, segments) {
-        (Method::Get, ["health"]) => Ok(Op::Status),
-        (Method::Get, ["history"]) => Ok(Op::History),
-        (Method::Get, ["backups"]) => Ok(Op::Backups {
-            verify: params.flag("verify")?,
-        }),
-        (Method::Post, ["compact"]) => Ok(Op::Compact {
-            table: params.get("table").map(str::to_string),
-            force: params.flag("force")?,
-        }),
-        (Method::Post, ["compact", table]) => Ok(Op::Compact {
-            table: Some(table.to_string()),
-            force: params.flag("force")?,
-        }),
-        (Method::Post, ["backup"]) => Ok(Op::Backup {
-            table: params.get("table").map(str::to_string),
-        }),
-        (Method::Post, ["backup", table]) => Ok(Op::Backup {
-            table: Some(table.to_string()),
-        }),
-        (Method::Post, ["restore", table]) => {
-            let body = read_body(request)?;
-            let from_body = match body.trim() {
-                "" => None,
-                text => {
-                    #[derive(serde::Deserialize)]
-                    #[serde(deny_unknown_fields)]
-                    struct RestoreBody {
-                        backup: Option<String>,
-                    }
-                    let parsed: RestoreBody = serde_json::from_str(text)
-                        .map_err(|e| Reply::error(400, format!("bad JSON body: {e}")))?;
-                    parsed.backup
-                }
-            };
-            let backup = from_body.or_else(|| params.get("backup").map(str::to_string));
-            Ok(Op::Restore {
-                table: table.to_string(),
-                backup,
-            })
-        }
-        (_, ["health" | "history" | "backups" | "events" | "metrics"])
-        | (_, ["compact" | "backup"] | ["compact" | "backup", _])
-        | (_, ["restore", _]) => Err(Reply::error(
-            405,
-            format!("method {method} not allowed here"),
-        )),
-        _ => Err(Reply::error(
-            404,
-            format!("no route /{}", segments.join("/")),
-        )),
-    }
-}
-
-/// Query-string parameters (no percent-decoding needed: table names and ids are plain).
-struct Params<'a>(Vec<(&'a str, &'a str)>);
-
-impl<'a> Params<'a> {
-    fn parse(query: &'a str) -> Result<Params<'a>, Reply> {
-        let pairs = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")));
-        Ok(Params(pairs.collect()))
-    }
-
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-
-    fn flag(&self, key: &str) -> Result<bool, Reply> {
-        match self.get(key) {
-            None | Some("false" | "0") => Ok(false),
-            Some("" | "true" | "1") => Ok(true),
-            Some(other) => Err(Reply::error(
-                400,
-                format!("{key}={other}: expected true or false"),
-            )),
-        }
-    }
 }
 
 /// Whether tiny_http has read the request's body already (or it has none), so that neither
@@ -448,13 +354,13 @@ fn respond_detached(request: Request, reply: Reply) {
 }
 
 /// The request body, already read by tiny_http (see [`body_buffered`]).
-fn read_body(request: &mut Request) -> Result<String, Reply> {
-    let mut body = String::new();
+fn read_body(request: &mut Request) -> Result<Vec<u8>, OpError> {
+    let mut body = Vec::new();
     request
         .as_reader()
         .take(BUFFERED_BODY as u64)
-        .read_to_string(&mut body)
-        .map_err(|e| Reply::error(400, format!("cannot read the request body: {e}")))?;
+        .read_to_end(&mut body)
+        .map_err(|e| OpError::new(400, format!("cannot read the request body: {e}")))?;
     Ok(body)
 }
 

@@ -14,8 +14,9 @@ use store_owners::{OpenStoresError, Stores, StoresOptions};
 
 use crate::config::DaemonConfig;
 use crate::files::{self, DaemonFile};
-use crate::ops::{self, Op, OpError};
+use crate::ops;
 use crate::progress::Spinner;
+use crate::protocol::{Op, OpError, OpResult};
 
 /// How long a quick request may take before the daemon is considered unresponsive.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,17 +48,22 @@ pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
         let _spinner = op.progress_label().map(Spinner::start);
         execute(config, op)
     };
+    // With `--json`, the result is the JSON the admin API answers; one that cannot be
+    // encoded is an error, as the API's 500 is.
+    let result = result.and_then(|result| {
+        let encoded = if json { Some(result.to_json()?) } else { None };
+        Ok((result, encoded))
+    });
     match result {
-        Ok(value) => {
-            if json {
-                println!(
+        Ok((result, encoded)) => {
+            match encoded {
+                Some(json) => println!(
                     "{}",
-                    serde_json::to_string_pretty(&value).unwrap_or_default()
-                );
-            } else {
-                print!("{}", crate::render::render(op, &value));
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                ),
+                None => print!("{}", crate::render::render(&result)),
             }
-            if crate::render::has_failures(op, &value) {
+            if crate::render::has_failures(op, &result) {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
@@ -86,12 +92,12 @@ pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
     }
 }
 
-fn execute(config: &DaemonConfig, op: &Op) -> Result<Value, VerbError> {
+fn execute(config: &DaemonConfig, op: &Op) -> Result<OpResult, VerbError> {
     let data_dir = &config.data_dir;
     let daemon = DaemonFile::read(data_dir).filter(DaemonFile::pid_alive);
     if let Some(daemon) = &daemon {
         match via_daemon(daemon, op) {
-            Ok(value) => return Ok(value),
+            Ok(result) => return Ok(result),
             Err(Remote::Unreachable(e)) => {
                 tracing::warn!(admin = %daemon.admin, error = %e, "daemon.json names a daemon that does not answer");
             }
@@ -109,10 +115,11 @@ enum Remote {
     Failed(VerbError),
 }
 
-fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<Value, Remote> {
+fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<OpResult, Remote> {
     let token = files::read_token(&daemon.token_file).map_err(|e| Remote::Failed(e.into()))?;
-    let (method, path, body) = op.http();
-    let url = format!("http://{}{path}", daemon.admin);
+    let route = op.route();
+    let method = route.method.as_str();
+    let url = format!("http://{}{}", daemon.admin, route.path_and_query());
     tracing::debug!(%method, %url, "admin API request");
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT)
@@ -120,24 +127,26 @@ fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<Value, Remote> {
     let request = agent
         .request(method, &url)
         .set("Authorization", &format!("Bearer {token}"));
-    let response = match body {
+    let response = match route.body {
         Some(body) => request.send_json(body),
         None => request.call(),
     };
     match response {
-        Ok(response) => response.into_json::<Value>().map_err(|e| {
-            Remote::Failed(VerbError::Other(anyhow::anyhow!(
-                "bad reply from the daemon at {}: {e}",
-                daemon.admin
-            )))
-        }),
+        Ok(response) => response
+            .into_json::<Value>()
+            .map_err(anyhow::Error::new)
+            .and_then(|json| op.read_result(json).map_err(anyhow::Error::new))
+            .map_err(|e| {
+                Remote::Failed(VerbError::Other(anyhow::anyhow!(
+                    "bad reply from the daemon at {}: {e}",
+                    daemon.admin
+                )))
+            }),
         Err(ureq::Error::Status(status, response)) => {
-            let message = response
-                .into_json::<Value>()
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| format!("the daemon answered HTTP {status}"));
-            Err(Remote::Failed(VerbError::Op(OpError { status, message })))
+            let body = response.into_string().unwrap_or_default();
+            Err(Remote::Failed(VerbError::Op(OpError::from_reply(
+                status, &body,
+            ))))
         }
         Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
             Err(Remote::Unreachable(t.to_string()))
@@ -149,7 +158,11 @@ fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<Value, Remote> {
     }
 }
 
-fn direct(config: &DaemonConfig, op: &Op, stale: Option<&DaemonFile>) -> Result<Value, VerbError> {
+fn direct(
+    config: &DaemonConfig,
+    op: &Op,
+    stale: Option<&DaemonFile>,
+) -> Result<OpResult, VerbError> {
     let stores = open_stores(&config.data_dir, stale)?;
     let maintainer = Maintainer::new(Arc::new(stores), config.maintenance());
     Ok(ops::execute(&maintainer, op)?)

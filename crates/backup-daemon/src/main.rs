@@ -6,10 +6,12 @@
 //! - [`config`]: the TOML config, its defaults and its errors (file, line, key).
 //! - [`daemon`]: `run`: opens the tables, starts the schedules and the admin API, waits for
 //!   SIGINT/SIGTERM, shuts down cleanly.
+//! - [`protocol`]: the one typed protocol of the verbs and the admin API: the operations, the
+//!   table of their requests (route and parser side by side), the typed results and errors.
 //! - [`admin`]: the admin HTTP API (bearer token, JSON errors, SSE, metrics).
-//! - [`ops`]: the operations behind both the API and the verbs' direct mode.
+//! - [`ops`]: `execute`, running an operation; behind both the API and the verbs' direct mode.
 //! - [`client`]: the verbs: through the running daemon's API, or directly on the data dir.
-//! - [`render`]: human-readable output of the verbs.
+//! - [`render`]: human-readable output of the verbs, from the typed results.
 //! - [`metrics`]: the Prometheus text exposition.
 //! - [`files`]: `admin.token` and `daemon.json` in the data dir.
 //! - [`logging`], [`progress`]: log output and the terminal spinner.
@@ -27,6 +29,7 @@ mod logging;
 mod metrics;
 mod ops;
 mod progress;
+mod protocol;
 mod render;
 
 use std::net::SocketAddr;
@@ -36,7 +39,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{DaemonConfig, LogFormat};
-use crate::ops::Op;
+use crate::protocol::Op;
 
 /// Storage maintenance for the agent-communication hub: compaction, backups, recovery.
 #[derive(Debug, Parser)]

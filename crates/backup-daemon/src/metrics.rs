@@ -192,18 +192,6 @@ fn seconds_since_epoch(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn state_name(status: &TableStatus) -> &'static str {
-    match status {
-        TableStatus::Ok => "ok",
-        TableStatus::Compacting => "compacting",
-        TableStatus::Corrupted(_) => "corrupted",
-        TableStatus::Unavailable(_) => "unavailable",
-        TableStatus::Degraded(_) => "degraded",
-        TableStatus::Lost(_) => "lost",
-        TableStatus::Closed => "closed",
-    }
-}
-
 /// The exposition text.
 pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     tracker.catch_up();
@@ -252,7 +240,7 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
         "1 for the table's current state.",
     );
     for (table, _, status) in &tables {
-        family.sample(&[("table", table), ("state", state_name(status))], 1.0);
+        family.sample(&[("table", table), ("state", status.name())], 1.0);
     }
 
     type Pick = fn(&Track) -> Option<&Last>;

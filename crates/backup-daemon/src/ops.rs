@@ -1,124 +1,27 @@
-//! The operations a verb or an admin request asks for, run against a [`Maintainer`]. Both the
-//! admin API and the CLI's direct mode go through [`execute`], so a verb gives the same JSON
-//! whether a daemon runs or not.
+//! The operations a verb or an admin request asks for ([`Op`]), run against a [`Maintainer`].
+//! Both the admin API and the CLI's direct mode go through [`execute`], so a verb gives the
+//! same result whether a daemon runs or not.
 
-use compaction::Maintainer;
-use compaction::backup::{BackupOptions, BackupRequestError, BackupTrigger, ListBackupsError};
-use compaction::compact::{CompactOptions, CompactRequestError, Trigger};
-use compaction::recovery::{BackupSelector, RecoveryTrigger, RestoreError};
-use serde::Serialize;
-use serde_json::Value;
+use compaction::backup::{BackupRequestError, ListBackupsError};
+use compaction::{
+    BackupOptions, BackupSelector, BackupTrigger, CompactOptions, CompactRequestError, Maintainer,
+    RecoveryTrigger, RestoreError, Trigger,
+};
 
-/// One operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Health metrics of the nine tables.
-    Status,
-    /// The last compaction runs.
-    History,
-    /// The backups; with `verify`, each fully verified.
-    Backups {
-        /// Read and check every backup file.
-        verify: bool,
-    },
-    /// Compact one table or all.
-    Compact {
-        /// `None`: every table.
-        table: Option<String>,
-        /// Ignore the fragmentation threshold.
-        force: bool,
-    },
-    /// Back up one table or all.
-    Backup {
-        /// `None`: every table.
-        table: Option<String>,
-    },
-    /// Restore a table from a backup.
-    Restore {
-        /// The table.
-        table: String,
-        /// `None`: the newest verified backup.
-        backup: Option<String>,
-    },
-}
-
-impl Op {
-    /// The admin API request for this operation: method, path with query, JSON body.
-    pub fn http(&self) -> (&'static str, String, Option<Value>) {
-        match self {
-            Op::Status => ("GET", "/health".into(), None),
-            Op::History => ("GET", "/history".into(), None),
-            Op::Backups { verify } => ("GET", format!("/backups?verify={verify}"), None),
-            Op::Compact { table: None, force } => ("POST", format!("/compact?force={force}"), None),
-            Op::Compact {
-                table: Some(t),
-                force,
-            } => ("POST", format!("/compact/{t}?force={force}"), None),
-            Op::Backup { table: None } => ("POST", "/backup".into(), None),
-            Op::Backup { table: Some(t) } => ("POST", format!("/backup?table={t}"), None),
-            Op::Restore { table, backup } => (
-                "POST",
-                format!("/restore/{table}"),
-                Some(serde_json::json!({ "backup": backup })),
-            ),
-        }
-    }
-
-    /// What a spinner says while the operation runs; `None` for quick operations.
-    pub fn progress_label(&self) -> Option<&'static str> {
-        match self {
-            Op::Status | Op::History | Op::Backups { verify: false } => None,
-            Op::Backups { verify: true } => Some("verifying backups"),
-            Op::Compact { .. } => Some("compacting"),
-            Op::Backup { .. } => Some("backing up"),
-            Op::Restore { .. } => Some("restoring"),
-        }
-    }
-}
-
-/// An operation that did not run, with the HTTP status that says why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpError {
-    /// 400 bad input, 404 unknown table or backup, 409 busy, 500 anything else.
-    pub status: u16,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl OpError {
-    fn new(status: u16, message: impl std::fmt::Display) -> OpError {
-        OpError {
-            status,
-            message: message.to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for OpError {}
-
-fn to_json<T: Serialize>(value: &T) -> Result<Value, OpError> {
-    serde_json::to_value(value)
-        .map_err(|e| OpError::new(500, format!("cannot encode the result: {e}")))
-}
+use crate::protocol::{Op, OpError, OpResult};
 
 /// Run `op`. Compactions and backups never wait for another maintenance operation (409
 /// instead); a restore waits for it (the library always does).
-pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<Value, OpError> {
+pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<OpResult, OpError> {
     match op {
-        Op::Status => to_json(&maintainer.health_metrics()),
-        Op::History => to_json(&maintainer.history()),
+        Op::Status => Ok(OpResult::Health(maintainer.health_metrics())),
+        Op::History => Ok(OpResult::History(maintainer.history())),
         Op::Backups { verify } => {
             let backups = maintainer.list_backups(*verify).map_err(|e| match e {
                 ListBackupsError::UnknownTable(_) => OpError::new(404, e),
                 _ => OpError::new(500, e),
             })?;
-            to_json(&backups)
+            Ok(OpResult::Backups(backups))
         }
         Op::Compact { table, force } => {
             let options = CompactOptions {
@@ -135,7 +38,7 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<Value, OpError> {
                 CompactRequestError::Busy => OpError::new(409, e),
                 _ => OpError::new(500, e),
             })?;
-            to_json(&run)
+            Ok(OpResult::Compaction(run))
         }
         Op::Backup { table } => {
             let options = BackupOptions {
@@ -151,7 +54,7 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<Value, OpError> {
                 BackupRequestError::Busy => OpError::new(409, e),
                 _ => OpError::new(500, e),
             })?;
-            to_json(&run)
+            Ok(OpResult::Backup(run))
         }
         Op::Restore { table, backup } => {
             let selector = match backup {
@@ -168,7 +71,82 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<Value, OpError> {
                     }
                     _ => OpError::new(500, e),
                 })?;
-            to_json(&report)
+            Ok(OpResult::Restore(report))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use compaction::Maintainer;
+    use store_owners::{Stores, StoresOptions};
+
+    use super::execute;
+    use crate::config::DaemonConfig;
+    use crate::protocol::{Op, OpResult};
+
+    /// What the CLI reads from the daemon's reply is what the daemon had: every kind of result,
+    /// taken from real operations, reads back from its JSON.
+    #[test]
+    fn every_result_reads_back_from_its_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Stores::open(&dir.path().join("data"), StoresOptions::default()).unwrap();
+        let mut config = DaemonConfig::default().maintenance();
+        config.backup.dir = dir.path().join("backups");
+        let maintainer = Maintainer::new(Arc::new(stores), config);
+        let table = || "task_queue".to_string();
+        let mut ops = vec![
+            Op::Compact {
+                table: None,
+                force: true,
+            },
+            Op::Compact {
+                table: Some(table()),
+                force: false,
+            },
+            Op::Backup { table: None },
+            Op::Backups { verify: false },
+            Op::Backups { verify: true },
+            Op::Restore {
+                table: table(),
+                backup: None,
+            },
+            Op::History,
+            Op::Status,
+        ];
+        let Ok(OpResult::Backup(run)) = execute(
+            &maintainer,
+            &Op::Backup {
+                table: Some(table()),
+            },
+        ) else {
+            panic!("a backup of {}", table());
+        };
+        ops.push(Op::Restore {
+            table: table(),
+            backup: Some(run.backups[0].id.clone()),
+        });
+        for op in &ops {
+            let result = execute(&maintainer, op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            let json = result.to_json().unwrap();
+            let read_back = op.read_result(json.clone());
+            assert_eq!(read_back.as_ref().ok(), Some(&result), "{op:?}: {json}");
+        }
+        let Ok(OpResult::Health(report)) = execute(&maintainer, &Op::Status) else {
+            panic!("a health report");
+        };
+        // The report above had the history and a backup to carry.
+        assert!(!report.history.is_empty());
+        assert!(report.tables.iter().all(|t| t.last_backup.is_some()));
+        let unknown = Op::Restore {
+            table: "no_such_table".into(),
+            backup: None,
+        };
+        assert_eq!(
+            execute(&maintainer, &unknown).map_err(|e| e.status),
+            Err(404)
+        );
     }
 }

@@ -1,84 +1,135 @@
-//! Human-readable output of the verbs, rendered from the same JSON the admin API returns (so
-//! that a verb prints the same thing through the daemon and directly).
+//! Human-readable output of the verbs, rendered from the typed results ([`OpResult`]), which
+//! a verb has whether it ran the operation itself or read the daemon's reply: a verb prints
+//! the same thing either way.
 
 use std::fmt::Write;
+use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use compaction::recovery::RecoveryOutcome;
+use compaction::{
+    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, HealthStatus, RecoveryReport,
+    TableOutcome,
+};
 
-use crate::ops::Op;
+use crate::protocol::{Op, OpResult};
 
-/// The text a verb prints for `value`.
-pub fn render(op: &Op, value: &Value) -> String {
-    match op {
-        Op::Status => render_status(value),
-        Op::History => render_history(value),
-        Op::Backups { .. } => render_backups(value),
-        Op::Compact { .. } => render_compaction_run(value),
-        Op::Backup { .. } => render_backup_run(value),
-        Op::Restore { .. } => render_recovery(value),
+/// The text a verb prints for `result`.
+pub fn render(result: &OpResult) -> String {
+    match result {
+        OpResult::Health(report) => render_status(report),
+        OpResult::History(runs) => render_history(runs),
+        OpResult::Backups(all) => render_backups(all),
+        OpResult::Compaction(run) => render_compaction_run(run),
+        OpResult::Backup(run) => render_backup_run(run),
+        OpResult::Restore(report) => render_recovery(report),
     }
 }
 
-/// Whether the result reports failed tables (the verb then exits with 1).
-pub fn has_failures(op: &Op, value: &Value) -> bool {
-    match op {
-        Op::Compact { .. } => items(value, "results")
+/// Whether the result of `op` reports failed tables (the verb then exits with 1): a failed
+/// compaction or backup, a restore that did not restore, a corrupt backup found by `verify`.
+pub fn has_failures(op: &Op, result: &OpResult) -> bool {
+    match result {
+        OpResult::Compaction(run) => run
+            .results
             .iter()
-            .any(|r| r.get("status").and_then(Value::as_str) == Some("failed")),
-        Op::Backup { .. } => !items(value, "failures").is_empty(),
-        Op::Restore { .. } => value.get("outcome").and_then(Value::as_str) != Some("restored"),
-        Op::Backups { verify: true } => value
-            .as_array()
-            .is_some_and(|all| all.iter().any(|b| text(b, "state") == "corrupt")),
-        Op::Status | Op::History | Op::Backups { verify: false } => false,
-    }
-}
-
-fn items<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// A field as text: strings as they are, numbers and booleans printed, absent as "-".
-fn text(value: &Value, key: &str) -> String {
-    match value.pointer(key).or_else(|| value.get(key)) {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{f:.3}"),
-            _ => n.to_string(),
-        },
-        Some(other) => other.to_string(),
-    }
-}
-
-/// A humantime duration field, rounded for reading (`1.234s`, `56ms`).
-fn dur(value: &Value, key: &str) -> String {
-    let raw = text(value, key);
-    match humantime::parse_duration(&raw) {
-        Ok(d) if d.as_secs() >= 60 => {
-            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            .any(|r| matches!(r.outcome, TableOutcome::Failed(_))),
+        OpResult::Backup(run) => !run.failures.is_empty(),
+        OpResult::Restore(report) => report.outcome != RecoveryOutcome::Restored,
+        OpResult::Backups(all) => {
+            matches!(op, Op::Backups { verify: true })
+                && all
+                    .iter()
+                    .any(|b| matches!(b.state, BackupState::Corrupt(_)))
         }
-        Ok(d) if d.as_millis() >= 1000 => format!("{:.3}s", d.as_secs_f64()),
-        Ok(d) => format!("{}ms", d.as_millis()),
-        Err(_) => raw,
+        OpResult::Health(_) | OpResult::History(_) => false,
     }
 }
 
-fn bytes(value: &Value, key: &str) -> String {
-    match value
-        .pointer(key)
-        .or_else(|| value.get(key))
-        .and_then(Value::as_u64)
-    {
-        Some(n) if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        Some(n) if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        Some(n) if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / (1u64 << 10) as f64),
-        Some(n) => format!("{n} B"),
-        None => "-".into(),
+/// A table's status as its JSON says it.
+fn status_name(status: HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Ok => "ok",
+        HealthStatus::Compacting => "compacting",
+        HealthStatus::Unavailable => "unavailable",
+        HealthStatus::Degraded => "degraded",
+        HealthStatus::Corrupted => "corrupted",
+        HealthStatus::Lost => "lost",
+        HealthStatus::Closed => "closed",
+    }
+}
+
+/// A table's compaction outcome as its JSON says it (`status`, `reason`).
+fn outcome_name(outcome: &TableOutcome) -> (&'static str, Option<&str>) {
+    match outcome {
+        TableOutcome::Compacted => ("compacted", None),
+        TableOutcome::Skipped(reason) => ("skipped", Some(reason)),
+        TableOutcome::Failed(reason) => ("failed", Some(reason)),
+    }
+}
+
+/// A backup's state as its JSON says it (`state`, `detail`).
+fn state_name(state: &BackupState) -> (&'static str, Option<&str>) {
+    match state {
+        BackupState::Verified => ("verified", None),
+        BackupState::Unchecked => ("unchecked", None),
+        BackupState::Corrupt(detail) => ("corrupt", Some(detail)),
+    }
+}
+
+/// A restore's outcome as its JSON says it.
+fn recovery_name(outcome: RecoveryOutcome) -> &'static str {
+    match outcome {
+        RecoveryOutcome::Restored => "restored",
+        RecoveryOutcome::Degraded => "degraded",
+        RecoveryOutcome::Failed => "failed",
+    }
+}
+
+/// `name`, or `name (detail)`.
+fn with_detail(name: &str, detail: Option<&str>) -> String {
+    match detail {
+        None => name.to_string(),
+        Some(detail) => format!("{name} ({detail})"),
+    }
+}
+
+/// An optional value printed, absent as "-".
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// A duration rounded for reading (`1.234s`, `56ms`).
+fn dur(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    } else if d.as_millis() >= 1000 {
+        format!("{:.3}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A timestamp, to the second; absent as "-".
+fn when(at: Option<SystemTime>) -> String {
+    or_dash(at.map(humantime::format_rfc3339_seconds))
+}
+
+/// A size in bytes, in the largest binary unit under it.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / (1u64 << 10) as f64),
+        n => format!("{n} B"),
+    }
+}
+
+/// A ratio to three decimals; a number JSON cannot hold (it would say null) as "-".
+fn ratio(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.3}")
+    } else {
+        "-".into()
     }
 }
 
@@ -105,22 +156,24 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn render_status(value: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(value, "tables")
+fn render_status(report: &HealthReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .tables
         .iter()
         .map(|t| {
-            let status = match text(t, "status_detail").as_str() {
-                "-" => text(t, "status"),
-                detail => format!("{} ({detail})", text(t, "status")),
-            };
+            let last_backup = t
+                .last_backup
+                .as_ref()
+                .and_then(|b| b.manifest.as_ref())
+                .map(|m| m.created_at);
             vec![
-                text(t, "table"),
-                status,
-                bytes(t, "file_bytes"),
-                text(t, "records"),
-                text(t, "fragmentation_ratio"),
-                when(t, "last_compacted_at"),
-                when(t, "/last_backup/manifest/created_at"),
+                t.table.clone(),
+                with_detail(status_name(t.status), t.status_detail.as_deref()),
+                bytes(t.file_bytes),
+                t.records.to_string(),
+                ratio(t.fragmentation_ratio),
+                when(t.last_compacted_at),
+                when(last_backup),
             ]
         })
         .collect();
@@ -136,43 +189,32 @@ fn render_status(value: &Value) -> String {
         ],
         &rows,
     );
-    if value.get("next_compaction").is_some_and(|v| !v.is_null()) {
-        let _ = writeln!(out, "next compaction: {}", when(value, "next_compaction"));
+    if report.next_compaction.is_some() {
+        let _ = writeln!(out, "next compaction: {}", when(report.next_compaction));
     }
     out
 }
 
-/// A timestamp field, to the second.
-fn when(value: &Value, key: &str) -> String {
-    let raw = text(value, key);
-    match humantime::parse_rfc3339_weak(&raw) {
-        Ok(t) => humantime::format_rfc3339_seconds(t).to_string(),
-        Err(_) => raw,
-    }
-}
-
-fn render_compaction_run(run: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(run, "results")
+fn render_compaction_run(run: &CompactionRun) -> String {
+    let rows: Vec<Vec<String>> = run
+        .results
         .iter()
         .map(|r| {
-            let outcome = match text(r, "reason").as_str() {
-                "-" => text(r, "status"),
-                reason => format!("{} ({reason})", text(r, "status")),
-            };
+            let (status, reason) = outcome_name(&r.outcome);
             vec![
-                text(r, "table"),
-                outcome,
-                bytes(r, "bytes_before"),
-                bytes(r, "bytes_after"),
-                dur(r, "duration"),
+                r.table.clone(),
+                with_detail(status, reason),
+                bytes(r.bytes_before),
+                bytes(r.bytes_after),
+                dur(r.duration),
             ]
         })
         .collect();
     let mut out = format!(
         "compaction ({}) started {}, took {}\n",
-        text(run, "trigger"),
-        when(run, "started_at"),
-        dur(run, "duration")
+        run.trigger,
+        when(Some(run.started_at)),
+        dur(run.duration)
     );
     out.push_str(&table(
         &["TABLE", "RESULT", "BEFORE", "AFTER", "TIME"],
@@ -182,8 +224,7 @@ fn render_compaction_run(run: &Value) -> String {
 }
 
 /// One line per run, oldest first (the details are in `--json`).
-fn render_history(value: &Value) -> String {
-    let runs = value.as_array().map(Vec::as_slice).unwrap_or(&[]);
+fn render_history(runs: &[CompactionRun]) -> String {
     if runs.is_empty() {
         return "no compaction has run yet\n".into();
     }
@@ -191,26 +232,26 @@ fn render_history(value: &Value) -> String {
         .iter()
         .map(|run| {
             let count = |status: &str| {
-                let n = items(run, "results")
+                let n = run
+                    .results
                     .iter()
-                    .filter(|r| text(r, "status") == status)
+                    .filter(|r| outcome_name(&r.outcome).0 == status)
                     .count();
                 n.to_string()
             };
-            let saved: i64 = items(run, "results")
+            // Sizes past i64::MAX count as nothing saved (a file system cannot hold them).
+            let saved: i64 = run
+                .results
                 .iter()
                 .map(|r| {
-                    let before = r.get("bytes_before").and_then(Value::as_i64).unwrap_or(0);
-                    before
-                        - r.get("bytes_after")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(before)
+                    let before = i64::try_from(r.bytes_before).unwrap_or(0);
+                    before - i64::try_from(r.bytes_after).unwrap_or(before)
                 })
                 .sum();
             vec![
-                when(run, "started_at"),
-                text(run, "trigger"),
-                dur(run, "duration"),
+                when(Some(run.started_at)),
+                run.trigger.clone(),
+                dur(run.duration),
                 count("compacted"),
                 count("skipped"),
                 count("failed"),
@@ -232,21 +273,22 @@ fn render_history(value: &Value) -> String {
     )
 }
 
-fn render_backup_run(run: &Value) -> String {
+fn render_backup_run(run: &BackupRun) -> String {
     let mut out = format!(
         "backup ({}) took {}\n",
-        text(run, "trigger"),
-        dur(run, "duration")
+        run.trigger.as_str(),
+        dur(run.duration)
     );
-    let rows: Vec<Vec<String>> = items(run, "backups")
+    let rows: Vec<Vec<String>> = run
+        .backups
         .iter()
         .map(|b| {
             vec![
-                text(b, "table"),
-                text(b, "id"),
-                text(b, "records"),
-                bytes(b, "bytes"),
-                dur(b, "duration"),
+                b.table.clone(),
+                b.id.clone(),
+                b.records.to_string(),
+                bytes(b.bytes),
+                dur(b.duration),
             ]
         })
         .collect();
@@ -254,65 +296,125 @@ fn render_backup_run(run: &Value) -> String {
         &["TABLE", "BACKUP", "RECORDS", "SIZE", "TIME"],
         &rows,
     ));
-    for f in items(run, "failures") {
-        let _ = writeln!(out, "FAILED {}: {}", text(f, "table"), text(f, "error"));
+    for f in &run.failures {
+        let _ = writeln!(out, "FAILED {}: {}", f.table, f.error);
     }
     out
 }
 
-fn render_backups(value: &Value) -> String {
-    let all = value.as_array().map(Vec::as_slice).unwrap_or(&[]);
+fn render_backups(all: &[BackupInfo]) -> String {
     if all.is_empty() {
         return "no backups\n".into();
     }
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|b| {
-            let state = match text(b, "detail").as_str() {
-                "-" => text(b, "state"),
-                detail => format!("{} ({detail})", text(b, "state")),
-            };
+            let (state, detail) = state_name(&b.state);
             vec![
-                text(b, "table"),
-                text(b, "id"),
-                text(b, "/manifest/records"),
-                bytes(b, "/manifest/bytes"),
-                state,
+                b.table.clone(),
+                b.id.clone(),
+                or_dash(b.manifest.as_ref().map(|m| m.records)),
+                or_dash(b.manifest.as_ref().map(|m| bytes(m.bytes))),
+                with_detail(state, detail),
             ]
         })
         .collect();
     table(&["TABLE", "BACKUP", "RECORDS", "SIZE", "STATE"], &rows)
 }
 
-fn render_recovery(report: &Value) -> String {
+fn render_recovery(report: &RecoveryReport) -> String {
     let mut out = format!(
         "restore of {}: {} from backup {} ({} records) in {}\n",
-        text(report, "table"),
-        text(report, "outcome"),
-        text(report, "backup_id"),
-        text(report, "records"),
-        dur(report, "duration"),
+        report.table,
+        recovery_name(report.outcome),
+        or_dash(report.backup_id.as_deref()),
+        report.records,
+        dur(report.duration),
     );
-    if report.get("quarantined").is_some_and(|q| !q.is_null()) {
-        let _ = writeln!(
-            out,
-            "previous file moved to {}",
-            text(report, "quarantined")
-        );
+    if let Some(quarantined) = &report.quarantined {
+        let _ = writeln!(out, "previous file moved to {}", quarantined.display());
     }
-    for r in items(report, "rejected") {
-        let _ = writeln!(
-            out,
-            "rejected backup {}: {}",
-            text(r, "id"),
-            text(r, "reason")
-        );
+    for r in &report.rejected {
+        let _ = writeln!(out, "rejected backup {}: {}", r.id, r.reason);
     }
-    if report.get("error").is_some_and(|e| !e.is_null()) {
-        let _ = writeln!(out, "error: {}", text(report, "error"));
+    if let Some(error) = &report.error {
+        let _ = writeln!(out, "error: {error}");
     }
-    if report.get("data_lost").and_then(Value::as_bool) == Some(true) {
+    if report.data_lost {
         out.push_str("WARNING: the table's data was lost; it serves an empty table (degraded)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use compaction::recovery::RecoveryOutcome;
+    use compaction::{BackupState, HealthStatus, TableOutcome};
+    use serde::Serialize;
+    use serde_json::Value;
+
+    use super::{bytes, dur, outcome_name, recovery_name, state_name, status_name, when};
+
+    /// `value`'s JSON, or the `key` field of it.
+    fn json_name<T: Serialize>(value: &T, key: Option<&str>) -> Value {
+        let json = serde_json::to_value(value).unwrap();
+        key.map_or(json.clone(), |k| json[k].clone())
+    }
+
+    /// The text names the same values the JSON does.
+    #[test]
+    fn names_are_the_json_ones() {
+        use HealthStatus::*;
+        for s in [
+            Ok,
+            Compacting,
+            Unavailable,
+            Degraded,
+            Corrupted,
+            Lost,
+            Closed,
+        ] {
+            assert_eq!(json_name(&s, None), status_name(s));
+        }
+        for o in [
+            RecoveryOutcome::Restored,
+            RecoveryOutcome::Degraded,
+            RecoveryOutcome::Failed,
+        ] {
+            assert_eq!(json_name(&o, None), recovery_name(o));
+        }
+        for o in [
+            TableOutcome::Compacted,
+            TableOutcome::Skipped("r".into()),
+            TableOutcome::Failed("r".into()),
+        ] {
+            let (name, reason) = outcome_name(&o);
+            assert_eq!(json_name(&o, Some("status")), name);
+            assert_eq!(json_name(&o, Some("reason")).as_str(), reason);
+        }
+        for s in [
+            BackupState::Verified,
+            BackupState::Unchecked,
+            BackupState::Corrupt("d".into()),
+        ] {
+            let (name, detail) = state_name(&s);
+            assert_eq!(json_name(&s, Some("state")), name);
+            assert_eq!(json_name(&s, Some("detail")).as_str(), detail);
+        }
+    }
+
+    #[test]
+    fn figures_are_rounded_for_reading() {
+        assert_eq!(dur(Duration::from_micros(56_700)), "56ms");
+        assert_eq!(dur(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(dur(Duration::from_millis(61_500)), "1m 1s");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        assert_eq!(when(Some(at)), "2025-11-24T16:00:00Z");
+        assert_eq!(when(None), "-");
+    }
 }

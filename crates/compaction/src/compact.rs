@@ -19,37 +19,15 @@
 //! any table failed, and is recorded in the history.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
-use store_owners::{MaintenanceError, OnlineConfig, OwnerHandle, StepHook, TableStatus};
+use store_owners::{MaintenanceError, OnlineConfig, OwnerHandle, TableStatus};
 
 use crate::config::Strategy;
 use crate::events::Event;
-use crate::history::{CompactionRun, TableOutcome, TableResult};
 use crate::maintainer::Maintainer;
-
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// The compaction schedule.
-    Schedule,
-    /// An operator or a test.
-    #[default]
-    Manual,
-}
-
-impl Trigger {
-    /// The name recorded in the history: `schedule` or `manual`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Manual => "manual",
-        }
-    }
-}
+pub use crate::report::Trigger;
+use crate::report::{CompactionRun, TableOutcome, TableResult};
 
 /// How a run is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,16 +104,6 @@ impl Maintainer {
         self.history.runs()
     }
 
-    /// Tests only: call `hook` at every step of every online compaction from now on (see
-    /// [`store_owners::OnlineConfig::hook`]); an `Err` from it makes that step fail. `None`
-    /// (the default) removes it.
-    pub fn set_compaction_hook(&self, hook: Option<StepHook>) {
-        *self
-            .compaction_hook
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = hook;
-    }
-
     /// The newest run, if any.
     pub fn last_compaction(&self) -> Option<CompactionRun> {
         self.history.last()
@@ -147,7 +115,10 @@ impl Maintainer {
         options: &CompactOptions,
         stop: &AtomicBool,
     ) -> Result<CompactionRun, CompactRequestError> {
-        let _guard = lock_op(&self.op_lock, options.wait)?;
+        let _guard = self
+            .op_lock
+            .take(options.wait)
+            .map_err(|_busy| CompactRequestError::Busy)?;
         let started_at = SystemTime::now();
         let started = Instant::now();
         tracing::info!(
@@ -228,17 +199,9 @@ impl Maintainer {
             result.duration = started.elapsed();
             return result;
         }
-        let hook = self
-            .compaction_hook
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let online = self.online_config();
         let attempt = || match config.strategy {
-            Strategy::Online => owner.compact_online(OnlineConfig {
-                pause_limit: config.pause_limit,
-                hook: hook.clone(),
-                ..OnlineConfig::default()
-            }),
+            Strategy::Online => owner.compact_online(online.clone()),
             Strategy::InPlace => owner.compact_in_place(),
         };
         let mut outcome = attempt();
@@ -271,6 +234,20 @@ impl Maintainer {
         result.duration = started.elapsed();
         result
     }
+
+    /// The settings of an online compaction (with the test hook, when one is set).
+    fn online_config(&self) -> OnlineConfig {
+        let online = OnlineConfig {
+            pause_limit: self.config.compaction.pause_limit,
+            ..OnlineConfig::default()
+        };
+        #[cfg(feature = "testing")]
+        let online = OnlineConfig {
+            hook: self.hooks.compaction_hook(),
+            ..online
+        };
+        online
+    }
 }
 
 /// `owner`'s result when it was not looked at.
@@ -291,20 +268,4 @@ fn skipped(owner: &OwnerHandle, reason: String) -> TableResult {
 /// Whether a second attempt could succeed where the first failed.
 fn retryable(e: &MaintenanceError) -> bool {
     !matches!(e, MaintenanceError::Corrupted(_) | MaintenanceError::Closed)
-}
-
-/// Take the maintenance lock, waiting or not. A poisoned lock is taken anyway: it guards no
-/// data, only exclusion.
-pub(crate) fn lock_op(
-    lock: &Mutex<()>,
-    wait: bool,
-) -> Result<MutexGuard<'_, ()>, CompactRequestError> {
-    if wait {
-        return Ok(lock.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-    match lock.try_lock() {
-        Ok(guard) => Ok(guard),
-        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-        Err(TryLockError::WouldBlock) => Err(CompactRequestError::Busy),
-    }
 }

@@ -1,11 +1,14 @@
 //! The "backups" topic: publish/subscribe over crossbeam channels. Any number of subscribers;
 //! a slow or vanished subscriber never blocks maintenance (its events are dropped and counted).
+//! The payloads are the run types of [`crate::report`], so this module imports no operation.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde::{Deserialize, Serialize};
+
+use crate::report::{BackupFailure, BackupRun, CompactionRun, RecoveryReport, TableResult};
 
 /// The topic name every maintenance event is published on.
 pub const TOPIC: &str = "backups";
@@ -30,32 +33,32 @@ pub enum Event {
     /// A compaction run ended (always sent, with every table's result).
     CompactionComplete {
         /// The run, as kept in the history.
-        run: crate::history::CompactionRun,
+        run: CompactionRun,
     },
     /// A compaction run had failures (sent in addition to `compaction_complete`).
     CompactionFailed {
         /// The run's failed tables only.
-        failures: Vec<crate::history::TableResult>,
+        failures: Vec<TableResult>,
     },
     /// A backup run ended (always sent, with every table's result).
     BackupComplete {
         /// The run: backups made and failures.
-        run: crate::backup::BackupRun,
+        run: BackupRun,
     },
     /// A backup run had failures (sent in addition to `backup_complete`).
     BackupFailed {
         /// Per-table failures.
-        failures: Vec<crate::backup::BackupFailure>,
+        failures: Vec<BackupFailure>,
     },
     /// A restore succeeded.
     RecoveryComplete {
         /// What was restored, from where, and why.
-        report: crate::recovery::RecoveryReport,
+        report: RecoveryReport,
     },
     /// A restore failed (or ended in degraded mode, with data lost: `report.data_lost`).
     RecoveryFailed {
         /// What was attempted and what happened.
-        report: crate::recovery::RecoveryReport,
+        report: RecoveryReport,
     },
 }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use store_owners::TableStatus;
 
 use crate::backup::BackupInfo;
-use crate::history::{CompactionRun, TableOutcome, TableResult};
 use crate::maintainer::Maintainer;
+use crate::report::{CompactionRun, TableOutcome, TableResult};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

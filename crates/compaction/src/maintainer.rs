@@ -1,17 +1,25 @@
 //! [`Maintainer`]: the façade over the nine tables that the daemon (and tests) drive. It holds
-//! the tables, the config, the event topic and the history, and makes sure only one
-//! maintenance operation (compaction, backup or restore) runs at a time.
+//! the tables, the config, the event topic, the history and the maintenance lock, which lets
+//! only one maintenance operation (compaction, backup or restore) run at a time.
 //!
-//! Operations are implemented in their own modules as `impl Maintainer` blocks:
-//! [`crate::compact`], [`crate::backup`], [`crate::recovery`], [`crate::health`].
+//! The operations are `impl Maintainer` blocks in their own modules, which import this one
+//! (never the reverse): [`crate::compact`] (compaction runs), [`crate::backup`] (backups,
+//! listing, verification, retention), [`crate::recovery`] (restores, automatic recovery),
+//! [`crate::quarantine`], [`crate::health`] and [`crate::schedules`] (the two schedules).
+//! This module needs only the leaves: config, events, history, lock, scheduler state and,
+//! with the `testing` feature, the test hooks.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
 
-use store_owners::Stores;
+use store_owners::{OwnerHandle, Stores};
 
 use crate::config::MaintenanceConfig;
 use crate::events::EventBus;
+use crate::history::History;
+use crate::lock::OpLock;
+use crate::scheduler::ScheduleState;
 
 /// The maintenance façade. Share it behind an `Arc`.
 #[derive(Debug)]
@@ -23,19 +31,18 @@ pub struct Maintainer {
     /// The "backups" topic.
     pub(crate) bus: EventBus,
     /// Serializes maintenance operations: never two compactions, backups or restores at once.
-    pub(crate) op_lock: Mutex<()>,
+    pub(crate) op_lock: OpLock,
     /// Where backups live.
     pub(crate) backup_dir: PathBuf,
     /// The last compaction runs, persisted in the data dir (loaded here, at creation).
-    pub(crate) history: crate::history::History,
-    /// Test hook passed to every online compaction (see [`Maintainer::set_compaction_hook`]).
-    pub(crate) compaction_hook: Mutex<Option<store_owners::StepHook>>,
+    pub(crate) history: History,
     /// The compaction schedule's state, once started (for the next run time in health).
-    pub(crate) compaction_schedule: Mutex<std::sync::Weak<crate::scheduler::ScheduleState>>,
-    /// A fault injected into the next restores (tests only; see [`crate::recovery`]).
-    pub(crate) restore_fault: Mutex<Option<crate::recovery::RestoreFault>>,
+    pub(crate) compaction_schedule: Mutex<Weak<ScheduleState>>,
     /// Copies pruned from the quarantine (see [`crate::quarantine`]).
-    pub(crate) quarantine_pruned: std::sync::atomic::AtomicU64,
+    pub(crate) quarantine_pruned: AtomicU64,
+    /// Test hooks (see [`crate::testing`]).
+    #[cfg(feature = "testing")]
+    pub(crate) hooks: crate::testing::Hooks,
 }
 
 impl Maintainer {
@@ -46,18 +53,18 @@ impl Maintainer {
         } else {
             config.backup.dir.clone()
         };
-        let history = crate::history::History::load(stores.data_dir());
+        let history = History::load(stores.data_dir());
         Maintainer {
             stores,
             config,
             bus: EventBus::new(),
-            op_lock: Mutex::new(()),
+            op_lock: OpLock::default(),
             backup_dir,
             history,
-            compaction_hook: Mutex::new(None),
-            compaction_schedule: Mutex::new(std::sync::Weak::new()),
-            restore_fault: Mutex::new(None),
-            quarantine_pruned: std::sync::atomic::AtomicU64::new(0),
+            compaction_schedule: Mutex::new(Weak::new()),
+            quarantine_pruned: AtomicU64::new(0),
+            #[cfg(feature = "testing")]
+            hooks: crate::testing::Hooks::default(),
         }
     }
 
@@ -84,5 +91,29 @@ impl Maintainer {
     /// The backup dir.
     pub fn backup_dir(&self) -> &Path {
         &self.backup_dir
+    }
+
+    /// The dir holding `table`'s backups.
+    pub fn table_backup_dir(&self, table: &str) -> PathBuf {
+        self.backup_dir.join(table)
+    }
+
+    /// The owner of `table`, if it is one of the nine.
+    pub(crate) fn owner_of(&self, table: &str) -> Option<&OwnerHandle> {
+        self.stores.owner(table)
+    }
+
+    /// Call `hook` at every step of every online compaction from now on (see
+    /// [`store_owners::OnlineConfig::hook`]); an `Err` from it makes that step fail. `None`
+    /// (the default) removes it.
+    #[cfg(feature = "testing")]
+    pub fn set_compaction_hook(&self, hook: Option<store_owners::StepHook>) {
+        self.hooks.set_compaction_hook(hook);
+    }
+
+    /// Inject a fault into the following restores (`None` disarms).
+    #[cfg(feature = "testing")]
+    pub fn inject_restore_fault(&self, fault: Option<crate::testing::RestoreFault>) {
+        self.hooks.set_restore_fault(fault);
     }
 }

@@ -11,29 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::QuarantineConfig;
 use crate::maintainer::Maintainer;
-
-/// How much the quarantine may keep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuarantineConfig {
-    /// Copies older than this are pruned (the newest of each table excepted).
-    #[serde(with = "humantime_serde")]
-    pub max_age: Duration,
-    /// Past this many bytes in total, the oldest copies are pruned (the newest of each table
-    /// excepted). A number of bytes or a size with a unit: `"4GiB"`, `"500MB"`.
-    #[serde(with = "byte_size")]
-    pub max_bytes: u64,
-}
-
-impl Default for QuarantineConfig {
-    fn default() -> Self {
-        QuarantineConfig {
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            max_bytes: 4 << 30,
-        }
-    }
-}
 
 /// One entry of the quarantine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,68 +142,6 @@ impl Maintainer {
     }
 }
 
-/// Serde for a byte count written as a number or a size with a unit (`"4GiB"`).
-mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(n),
-            Raw::Text(t) => super::parse_bytes(&t).map_err(serde::de::Error::custom),
-        }
-    }
-
-    fn format(bytes: u64) -> String {
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if bytes >= size && bytes.is_multiple_of(size) {
-                return format!("{}{unit}", bytes / size);
-            }
-        }
-        bytes.to_string()
-    }
-}
-
-/// Parse `"4GiB"`, `"500MB"`, `"1024"` into bytes.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (like \"4GiB\" or \"500MB\")"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,14 +178,5 @@ mod tests {
             pruned,
             vec![PathBuf::from("a.5.redb"), PathBuf::from("a.40.redb")]
         );
-    }
-
-    #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
-        assert_eq!(parse_bytes("1024"), Ok(1024));
-        assert!(parse_bytes("4 parsecs").is_err());
-        assert!(parse_bytes("").is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! A named thread that runs a job on a fixed interval: [`Schedule`]. The daemon starts one for
-//! compaction ([`Maintainer::start_compaction_schedule`]) and may start others.
+//! A named thread that runs a job on a fixed interval: [`Schedule`]. It knows nothing of
+//! maintenance: a job is a closure. The maintainer's two schedules, compaction and backups,
+//! are started in [`crate::schedules`].
 //!
 //! The next run is planned one interval after the previous run *ended*: a slow run delays the
 //! next one and missed ticks are never queued, so runs never pile up. A job that panics is
@@ -15,9 +16,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-
-use crate::compact::{CompactOptions, Trigger};
-use crate::maintainer::Maintainer;
 
 /// A running schedule. Dropping it (or [`Schedule::stop`]) stops the thread and joins it; a
 /// run in progress is finished first, never interrupted.
@@ -113,6 +111,11 @@ impl Schedule {
         self.state.next_run()
     }
 
+    /// The state the thread publishes, held weakly (it goes away with the schedule).
+    pub(crate) fn watch(&self) -> Weak<ScheduleState> {
+        Arc::downgrade(&self.state)
+    }
+
     /// Runs finished so far.
     pub fn n_runs(&self) -> u64 {
         self.state.n_runs.load(Ordering::SeqCst)
@@ -159,11 +162,7 @@ fn run(
     {
         state.set_next(None);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| job(&state.stopping))) {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let text = store_owners::panic_text(&panic);
             tracing::error!(schedule = name, panic = %text, "scheduled job panicked");
         }
         state.n_runs.fetch_add(1, Ordering::SeqCst);
@@ -172,49 +171,4 @@ fn run(
     }
     state.set_next(None);
     tracing::info!(schedule = name, "schedule stopped");
-}
-
-impl Maintainer {
-    /// Start the compaction schedule: every [`crate::CompactionConfig::interval`],
-    /// [`Maintainer::compact_all`] with [`Trigger::Schedule`] (waiting for a maintenance
-    /// operation in progress to end). The first run is one interval from now. Stopping the
-    /// schedule during a run lets the table being compacted finish and skips the others. The
-    /// schedule
-    /// holds the maintainer weakly: once the maintainer is gone, runs do nothing. Its next run
-    /// time shows in [`Maintainer::health_metrics`].
-    pub fn start_compaction_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
-        let maintainer: Weak<Maintainer> = Arc::downgrade(self);
-        let schedule = Schedule::start_stoppable(
-            "compaction-schedule",
-            self.config.compaction.interval,
-            move |stopping| {
-                let Some(maintainer) = maintainer.upgrade() else {
-                    return;
-                };
-                let options = CompactOptions {
-                    trigger: Trigger::Schedule,
-                    ..CompactOptions::default()
-                };
-                if let Err(e) = maintainer.compact_all_until(options, stopping) {
-                    tracing::error!(error = %e, "scheduled compaction did not run");
-                }
-            },
-        )?;
-        *self
-            .compaction_schedule
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&schedule.state);
-        Ok(schedule)
-    }
-
-    /// When the compaction schedule runs next: `None` if it was not started, has stopped, or
-    /// is in a run.
-    pub fn next_compaction(&self) -> Option<SystemTime> {
-        let state = self
-            .compaction_schedule
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .upgrade();
-        state?.next_run()
-    }
 }

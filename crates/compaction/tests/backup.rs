@@ -10,53 +10,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use support::flip_bytes;
 
 use compaction::backup::{BackupFailure, BackupManifest, BackupRequestError, VerifyError};
 use compaction::{
     BackupInfo, BackupOptions, BackupRun, BackupSelector, BackupState, BackupTrigger, Event,
     Maintainer, MaintenanceConfig, RecoveryTrigger,
 };
-use store_core::KeyRange;
-use store_owners::{OwnerHandle, Stores, StoresOptions};
+use support::{contents, flip_bytes, open, owner, put_keys};
 
 const TABLE: &str = "message_history";
 
-fn open(data: &Path, config: MaintenanceConfig) -> Arc<Maintainer> {
-    let stores = Stores::open(data, StoresOptions::default()).expect("open stores");
-    Arc::new(Maintainer::new(Arc::new(stores), config))
-}
-
-fn owner<'a>(m: &'a Maintainer, table: &str) -> &'a OwnerHandle {
-    m.stores().owner(table).expect("known table")
-}
-
+/// Write `n` records tagged `tag` to `table`, 100 per write job.
 fn fill(m: &Maintainer, table: &str, n: usize, tag: &str) {
-    let owner = owner(m, table).clone();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let keys: Vec<usize> = chunk.to_vec();
+    for start in (0..n).step_by(100) {
         let tag = tag.to_string();
-        owner
-            .write(move |b| {
-                for i in &keys {
-                    b.put(
-                        format!("k{i:06}").as_bytes(),
-                        format!("{tag}-{i}").as_bytes(),
-                    )?;
-                }
-                Ok(())
-            })
-            .expect("write");
+        put_keys(m, table, start..(start + 100).min(n), move |i| {
+            format!("{tag}-{i}").into_bytes()
+        });
     }
-}
-
-fn contents(m: &Maintainer, table: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    owner(m, table)
-        .scan(KeyRange::all(), usize::MAX)
-        .expect("scan")
-        .into_iter()
-        .map(|r| (r.key, r.value))
-        .collect()
 }
 
 fn manual() -> BackupOptions {

@@ -3,7 +3,8 @@
 //! reads and publishing never blocks), history capped at 20 and persisted, health metrics,
 //! and the scheduler.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -13,24 +14,16 @@ use compaction::{
     CompactOptions, CompactRequestError, CompactionConfig, Event, HealthStatus, Maintainer,
     MaintenanceConfig, Schedule, Strategy, TableOutcome, Trigger,
 };
-use store_owners::{OwnerHandle, Step, StepHook, Stores, StoresOptions, TABLE_NAMES, TableStatus};
+use store_owners::{Step, StepHook, TABLE_NAMES, TableStatus};
+use support::{open, owner};
 
 const TABLE: &str = "message_history";
-
-fn open(data: &Path, config: MaintenanceConfig) -> Arc<Maintainer> {
-    let stores = Stores::open(data, StoresOptions::default()).expect("open stores");
-    Arc::new(Maintainer::new(Arc::new(stores), config))
-}
 
 fn config(compaction: CompactionConfig) -> MaintenanceConfig {
     MaintenanceConfig {
         compaction,
         ..MaintenanceConfig::default()
     }
-}
-
-fn owner<'a>(m: &'a Maintainer, table: &str) -> &'a OwnerHandle {
-    m.stores().owner(table).expect("known table")
 }
 
 /// Fill `table` with 2,000 records of 1 kB and remove all but 100: far over the default

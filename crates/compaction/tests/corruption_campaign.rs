@@ -9,48 +9,31 @@
 //! Backup file: every flip anywhere in a backup file fails its verification (checksum over
 //! the whole file), and a restore never uses it.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use compaction::{
     BackupOptions, BackupSelector, BackupState, Maintainer, MaintenanceConfig, RecoveryTrigger,
 };
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::Receiver;
 use rand::{Rng, SeedableRng};
-use store_core::KeyRange;
-use store_owners::{Stores, StoresOptions, TableStatus};
+use store_owners::TableStatus;
+use support::quarantined;
 
 const TABLE: &str = "agent_mailbox";
 const N_TABLE_FLIPS: usize = 48;
 const N_BACKUP_FLIPS: usize = 24;
 
 fn open(data: &Path) -> (Arc<Maintainer>, Receiver<&'static str>) {
-    let (tx, reports) = unbounded();
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        corruption_reports: Some(tx),
-        ..StoresOptions::default()
-    };
-    let stores = Stores::open(data, options).expect("open stores");
-    (
-        Arc::new(Maintainer::new(
-            Arc::new(stores),
-            MaintenanceConfig::default(),
-        )),
-        reports,
-    )
+    let hub = support::open_hub(data, MaintenanceConfig::default());
+    (hub.maintainer, hub.reports)
 }
 
 fn contents(m: &Maintainer) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    m.stores()
-        .owner(TABLE)
-        .expect("known table")
-        .scan(KeyRange::all(), usize::MAX)
-        .expect("scan")
-        .into_iter()
-        .map(|r| (r.key, r.value))
-        .collect()
+    support::contents(m, TABLE)
 }
 
 /// A data dir whose table holds a few rewritten generations of records, with one verified
@@ -93,13 +76,6 @@ fn flip(path: &Path, offset: u64, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= mask;
     std::fs::write(path, bytes).unwrap();
-}
-
-fn quarantined(data: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(data.join("quarantine")) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! never restored; a manifest of an unknown format was restored; quarantined files were
 //! readable by everyone and the quarantine grew without bound.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,56 +14,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use compaction::backup::VerifyError;
-use compaction::recovery::{AutoRecovery, RecoveryOutcome};
+use compaction::recovery::RecoveryOutcome;
 use compaction::{
-    BackupOptions, BackupSelector, BackupTrigger, Maintainer, MaintenanceConfig, QuarantineConfig,
-    RecoveryTrigger, RestoreError,
+    BackupSelector, Maintainer, MaintenanceConfig, QuarantineConfig, RecoveryTrigger, RestoreError,
 };
 use store_core::KeyRange;
-use store_owners::{CallError, OwnerHandle, Stores, StoresOptions, TableStatus};
+use store_owners::{CallError, Stores, StoresOptions, TableStatus};
+use support::{RecoveringHub, open_recovering, owner, put_keys};
 
 const TABLE: &str = "task_queue";
 
 /// Tables opened as the daemon opens them: integrity checked, reports wired to automatic
 /// recovery.
-struct Hub {
-    maintainer: Arc<Maintainer>,
-    _recovery: AutoRecovery,
-}
-
-fn open_with(data: &Path, config: MaintenanceConfig) -> Hub {
-    let (tx, reports) = crossbeam_channel::unbounded();
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        corruption_reports: Some(tx),
-        ..StoresOptions::default()
-    };
-    let stores = Stores::open(data, options).expect("open stores");
-    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config));
-    let recovery = maintainer.start_auto_recovery(reports).unwrap();
-    Hub {
-        maintainer,
-        _recovery: recovery,
-    }
-}
-
-fn open(data: &Path) -> Hub {
-    open_with(data, MaintenanceConfig::default())
-}
-
-fn owner<'a>(m: &'a Maintainer, table: &str) -> &'a OwnerHandle {
-    m.stores().owner(table).expect("known table")
+fn open(data: &Path) -> RecoveringHub {
+    open_recovering(data, MaintenanceConfig::default())
 }
 
 fn fill(m: &Maintainer, n: usize) {
-    owner(m, TABLE)
-        .write(move |b| {
-            for i in 0..n {
-                b.put(format!("k{i:06}").as_bytes(), &[b'v'; 100])?;
-            }
-            Ok(())
-        })
-        .expect("write");
+    put_keys(m, TABLE, 0..n, |_| vec![b'v'; 100]);
 }
 
 fn records(m: &Maintainer) -> Result<usize, CallError> {
@@ -69,18 +39,11 @@ fn records(m: &Maintainer) -> Result<usize, CallError> {
 }
 
 fn backup(m: &Maintainer) -> compaction::BackupRun {
-    m.backup_one(
-        TABLE,
-        BackupOptions {
-            trigger: BackupTrigger::Manual,
-            wait: true,
-        },
-    )
-    .expect("backup request")
+    support::backup(m, TABLE)
 }
 
 fn table_file(data: &Path) -> PathBuf {
-    data.join(format!("{TABLE}.redb"))
+    support::table_file(data, TABLE)
 }
 
 /// Wait until the table serves `n` records (automatic recovery runs on its own thread).
@@ -341,7 +304,7 @@ fn the_quarantine_is_bounded_but_keeps_the_newest_copy_of_each_table() {
         },
         ..MaintenanceConfig::default()
     };
-    let hub = open_with(dir.path(), config);
+    let hub = open_recovering(dir.path(), config);
     let m = &hub.maintainer;
     let mut newest = None;
     for _ in 0..6 {
@@ -369,7 +332,7 @@ fn the_quarantine_is_bounded_but_keeps_the_newest_copy_of_each_table() {
         ..MaintenanceConfig::default()
     };
     drop(hub);
-    let hub = open_with(dir.path(), config);
+    let hub = open_recovering(dir.path(), config);
     hub.maintainer.prune_quarantine();
     let kept = hub.maintainer.quarantine().unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");

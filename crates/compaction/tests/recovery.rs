@@ -8,96 +8,45 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use support::flip_bytes;
 
-use compaction::recovery::{RecoveryOutcome, RestoreFault};
+use compaction::recovery::RecoveryOutcome;
+use compaction::testing::RestoreFault;
 use compaction::{
-    BackupOptions, BackupSelector, BackupTrigger, Envelope, Event, Maintainer, MaintenanceConfig,
-    RecoveryReport, RecoveryTrigger, RestoreError,
+    BackupSelector, Envelope, Event, Maintainer, MaintenanceConfig, RecoveryReport,
+    RecoveryTrigger, RestoreError,
 };
-use crossbeam_channel::{Receiver, unbounded};
-use store_core::KeyRange;
-use store_owners::{OwnerHandle, Stores, StoresOptions, TableStatus};
+use crossbeam_channel::Receiver;
+use store_owners::TableStatus;
+use support::{Hub, flip_bytes, owner, put_keys, quarantined};
 
 const TABLE: &str = "thread_messages";
 
 /// Tables opened with the integrity check on and corruption reports wired to a channel.
-struct Hub {
-    maintainer: Arc<Maintainer>,
-    reports: Receiver<&'static str>,
-}
-
 fn open(data: &Path) -> Hub {
-    let (tx, reports) = unbounded();
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        corruption_reports: Some(tx),
-        ..StoresOptions::default()
-    };
-    let stores = Stores::open(data, options).expect("open stores");
-    Hub {
-        maintainer: Arc::new(Maintainer::new(
-            Arc::new(stores),
-            MaintenanceConfig::default(),
-        )),
-        reports,
-    }
-}
-
-fn owner<'a>(m: &'a Maintainer, table: &str) -> &'a OwnerHandle {
-    m.stores().owner(table).expect("known table")
+    support::open_hub(data, MaintenanceConfig::default())
 }
 
 fn fill(m: &Maintainer, n: usize, tag: &str) {
-    let owner = owner(m, TABLE).clone();
     let tag = tag.to_string();
-    owner
-        .write(move |b| {
-            for i in 0..n {
-                b.put(
-                    format!("k{i:06}").as_bytes(),
-                    format!("{tag}-{i}-{}", "x".repeat(200)).as_bytes(),
-                )?;
-            }
-            Ok(())
-        })
-        .expect("write");
+    put_keys(m, TABLE, 0..n, move |i| {
+        format!("{tag}-{i}-{}", "x".repeat(200)).into_bytes()
+    });
 }
 
 fn contents(m: &Maintainer) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    owner(m, TABLE)
-        .scan(KeyRange::all(), usize::MAX)
-        .expect("scan")
-        .into_iter()
-        .map(|r| (r.key, r.value))
-        .collect()
+    support::contents(m, TABLE)
 }
 
+/// Back up the table; returns the new backup's id.
 fn backup(m: &Maintainer) -> String {
-    let run = m
-        .backup_one(
-            TABLE,
-            BackupOptions {
-                trigger: BackupTrigger::Manual,
-                wait: true,
-            },
-        )
-        .expect("backup");
+    let run = support::backup(m, TABLE);
     assert!(run.failures.is_empty(), "{:?}", run.failures);
     run.backups[0].id.clone()
 }
 
 fn table_file(data: &Path) -> PathBuf {
-    data.join(format!("{TABLE}.redb"))
-}
-
-fn quarantined(data: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(data.join("quarantine")) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    }
+    support::table_file(data, TABLE)
 }
 
 fn next_recovery_event(events: &Receiver<Envelope>) -> (bool, RecoveryReport) {

@@ -42,7 +42,8 @@ pub use error::{
 };
 pub use fault::{FaultBackend, FaultPlan};
 pub use metrics::{TableCounters, TableMetrics};
-pub use redb_store::{RedbSnapshot, RedbStore};
+pub use redb_store::{RedbReplaced, RedbSnapshot, RedbStore};
 pub use store::{
-    KeyRange, ReadView, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch, WriteOp,
+    KeyRange, ReadView, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+    WriteOp,
 };

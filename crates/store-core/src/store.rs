@@ -226,6 +226,16 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     ) -> Result<CopyStats, CopyError>;
 }
 
+/// A table file that [`TableStore::swap_in`] replaced: unlinked from the table path but still
+/// open. Releasing it is slow (closing a large redb file writes its allocator state, and the
+/// file's blocks are given back to the file system in small steps), so it is handed back to
+/// the caller, which releases it on a thread of its choosing; store-core spawns none.
+pub trait ReplacedFile: Send + 'static {
+    /// Close the file and give its space back gradually. Blocks until that is done (seconds
+    /// for a file of gigabytes).
+    fn release(self);
+}
+
 /// One table file. Implementations are driven by a single owner thread.
 pub trait TableStore: Sized + Send + 'static {
     /// A sendable read snapshot.
@@ -234,6 +244,8 @@ pub trait TableStore: Sized + Send + 'static {
     type Batch<'a>: WriteBatch
     where
         Self: 'a;
+    /// The file a [`TableStore::swap_in`] replaced, still open.
+    type Replaced: ReplacedFile;
 
     /// Open the file at `path`, creating it when missing (if
     /// [`StoreOptions::create_if_missing`]). A path that is empty or not a regular file is
@@ -244,8 +256,9 @@ pub trait TableStore: Sized + Send + 'static {
     fn create_empty(path: &Path, options: &StoreOptions) -> Result<(), OpenError>;
     /// Replace this store's file with `fresh`, a complete file written beside it: atomic
     /// rename over the live path, directory fsync; reads and writes then go to the fresh file.
-    /// On error the live file is unchanged.
-    fn swap_in(&mut self, fresh: Self) -> Result<(), SwapError>;
+    /// Returns the replaced file, still open: releasing it is slow, so the caller decides on
+    /// which thread that happens (see [`ReplacedFile`]). On error the live file is unchanged.
+    fn swap_in(&mut self, fresh: Self) -> Result<Self::Replaced, SwapError>;
     /// The file this store reads and writes.
     fn path(&self) -> &Path;
     /// Point read of the latest committed state.

@@ -9,7 +9,9 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
-use store_core::{RedbStore, StoreOptions, StoreSnapshot, TableMetrics, TableStore, WriteBatch};
+use store_core::{
+    RedbStore, ReplacedFile, StoreOptions, StoreSnapshot, TableMetrics, TableStore, WriteBatch,
+};
 
 const N_RECORDS: u64 = 30_000;
 const RECORD_BYTES: usize = 200;
@@ -91,7 +93,7 @@ fn three_behaviours(random_order: bool) {
     drop(snapshot);
     assert_eq!(copied.records, N_RECORDS / 2);
     let fresh = RedbStore::open(&fresh_path, &options).unwrap();
-    store.swap_in(fresh).unwrap();
+    store.swap_in(fresh).unwrap().release();
     let compacted = store.metrics().unwrap();
     report(&format!("compacted ({order})"), &compacted);
     assert_eq!(store.path(), path);

@@ -1,6 +1,8 @@
 //! Errors of the owner's commands: [`CallError`] for data operations, [`MaintenanceError`] for
-//! maintenance commands, [`OpenStoresError`] for opening the nine tables.
+//! maintenance commands, [`OpenStoresError`] for opening the nine tables; and
+//! [`panic_text`], how a contained panic is put into words.
 
+use std::any::Any;
 use std::path::PathBuf;
 
 use store_core::{CompactError, IntegrityError, ReadError, WriteError};
@@ -133,4 +135,15 @@ pub enum OpenStoresError {
         /// The failure.
         source: std::io::Error,
     },
+}
+
+/// The message of a panic caught with `catch_unwind` (what [`CallError::Panicked`] carries).
+pub fn panic_text(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
 }

@@ -1,9 +1,10 @@
 //! State an owner publishes for readers on other threads, so that metrics and status never
-//! need a round trip through the owner's queue (and never stall it).
+//! need a round trip through the owner's queue (and never stall it): [`Shared`] is the read
+//! side anyone holds, `Publisher` the write side only the owner thread holds.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
@@ -32,19 +33,39 @@ pub enum TableStatus {
 
 impl std::fmt::Display for TableStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TableStatus::Ok => f.write_str("ok"),
-            TableStatus::Compacting => f.write_str("compacting"),
-            TableStatus::Corrupted(d) => write!(f, "corrupted: {d}"),
-            TableStatus::Unavailable(d) => write!(f, "unavailable: {d}"),
-            TableStatus::Lost(d) => write!(f, "lost: {d}"),
-            TableStatus::Degraded(d) => write!(f, "degraded: {d}"),
-            TableStatus::Closed => f.write_str("closed"),
+        match self.detail() {
+            Some(detail) => write!(f, "{}: {detail}", self.name()),
+            None => f.write_str(self.name()),
         }
     }
 }
 
 impl TableStatus {
+    /// The state's one name, as metrics, health and the API spell it: `ok`, `compacting`,
+    /// `corrupted`, `unavailable`, `lost`, `degraded` or `closed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TableStatus::Ok => "ok",
+            TableStatus::Compacting => "compacting",
+            TableStatus::Corrupted(_) => "corrupted",
+            TableStatus::Unavailable(_) => "unavailable",
+            TableStatus::Lost(_) => "lost",
+            TableStatus::Degraded(_) => "degraded",
+            TableStatus::Closed => "closed",
+        }
+    }
+
+    /// What the owner knows about why, for the states that carry a detail.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            TableStatus::Corrupted(d)
+            | TableStatus::Unavailable(d)
+            | TableStatus::Lost(d)
+            | TableStatus::Degraded(d) => Some(d),
+            TableStatus::Ok | TableStatus::Compacting | TableStatus::Closed => None,
+        }
+    }
+
     /// Whether a restore from a backup can bring the table back (it is not serving because
     /// its file is corrupt, lost or does not open).
     pub fn needs_restore(&self) -> bool {
@@ -55,7 +76,8 @@ impl TableStatus {
     }
 }
 
-/// Published by an owner after every commit; read by anyone.
+/// Published by an owner after every commit; read by anyone. Only the owner writes it,
+/// through its `Publisher`.
 #[derive(Debug)]
 pub struct Shared {
     /// The table's name.
@@ -68,35 +90,9 @@ pub struct Shared {
     dead_bytes: AtomicU64,
     status: Mutex<TableStatus>,
     reopens: AtomicU64,
-    corruption_reports: Option<Sender<&'static str>>,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        table: &'static str,
-        path: PathBuf,
-        corruption_reports: Option<Sender<&'static str>>,
-    ) -> Shared {
-        Shared {
-            table,
-            path,
-            records: AtomicU64::new(0),
-            live_bytes: AtomicU64::new(0),
-            dead_records: AtomicU64::new(0),
-            dead_bytes: AtomicU64::new(0),
-            status: Mutex::new(TableStatus::Ok),
-            reopens: AtomicU64::new(0),
-            corruption_reports,
-        }
-    }
-
-    pub(crate) fn publish_counters(&self, c: TableCounters) {
-        self.records.store(c.records, Ordering::Relaxed);
-        self.live_bytes.store(c.live_bytes, Ordering::Relaxed);
-        self.dead_records.store(c.dead_records, Ordering::Relaxed);
-        self.dead_bytes.store(c.dead_bytes, Ordering::Relaxed);
-    }
-
     /// The counters as of the last commit.
     pub fn counters(&self) -> TableCounters {
         TableCounters {
@@ -121,36 +117,95 @@ impl Shared {
             .clone()
     }
 
-    pub(crate) fn set_status(&self, status: TableStatus) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
-    }
-
     /// Times the owner closed and reopened the table file after an I/O error.
     pub fn reopens(&self) -> u64 {
         self.reopens.load(Ordering::Relaxed)
     }
+}
+
+/// The writing side of a table's [`Shared`] state: its status, counters and reopen count,
+/// and the reports sent to recovery. Exactly one exists per table: made with the table's
+/// `Shared`, it is moved into the owner thread, which alone writes these facts (a second
+/// writer once left a window where a table that lost its data reported ok).
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    shared: Arc<Shared>,
+    /// Where states a restore can fix are reported, by table name.
+    corruption_reports: Option<Sender<&'static str>>,
+}
+
+impl Publisher {
+    /// The state of a new owner, starting at `status`, and the one writer of it.
+    pub(crate) fn new(
+        table: &'static str,
+        path: PathBuf,
+        status: TableStatus,
+        corruption_reports: Option<Sender<&'static str>>,
+    ) -> Publisher {
+        let shared = Shared {
+            table,
+            path,
+            records: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
+            dead_records: AtomicU64::new(0),
+            dead_bytes: AtomicU64::new(0),
+            status: Mutex::new(status),
+            reopens: AtomicU64::new(0),
+        };
+        Publisher {
+            shared: Arc::new(shared),
+            corruption_reports,
+        }
+    }
+
+    /// The state readers see.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The table's current status.
+    pub(crate) fn status(&self) -> TableStatus {
+        self.shared.status()
+    }
+
+    pub(crate) fn set_status(&self, status: TableStatus) {
+        *self.shared.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    pub(crate) fn publish_counters(&self, c: TableCounters) {
+        let s = &self.shared;
+        s.records.store(c.records, Ordering::Relaxed);
+        s.live_bytes.store(c.live_bytes, Ordering::Relaxed);
+        s.dead_records.store(c.dead_records, Ordering::Relaxed);
+        s.dead_bytes.store(c.dead_bytes, Ordering::Relaxed);
+    }
 
     pub(crate) fn count_reopen(&self) {
-        self.reopens.fetch_add(1, Ordering::Relaxed);
+        self.shared.reopens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tell the recovery manager that the table needs a restore (its status says why).
+    pub(crate) fn send_report(&self) {
+        if let Some(reports) = &self.corruption_reports {
+            let _ = reports.try_send(self.shared.table);
+        }
     }
 
     /// Set a status that a restore can fix (see [`TableStatus::needs_restore`]) and tell the
     /// recovery manager.
     pub(crate) fn report_for_restore(&self, status: TableStatus) {
-        tracing::error!(table = self.table, %status, "table needs a restore");
+        tracing::error!(table = self.shared.table, %status, "table needs a restore");
         self.set_status(status);
-        if let Some(reports) = &self.corruption_reports {
-            let _ = reports.try_send(self.table);
-        }
+        self.send_report();
     }
 
     /// Record corruption and tell whoever listens (the recovery manager) once per detection.
     pub(crate) fn report_corruption(&self, detail: String) {
-        tracing::error!(table = self.table, %detail, "corruption detected");
+        tracing::error!(table = self.shared.table, %detail, "corruption detected");
         let already = matches!(self.status(), TableStatus::Corrupted(_));
         self.set_status(TableStatus::Corrupted(detail));
-        if !already && let Some(reports) = &self.corruption_reports {
-            let _ = reports.try_send(self.table);
+        if !already {
+            self.send_report();
         }
     }
 }

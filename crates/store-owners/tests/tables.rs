@@ -479,6 +479,7 @@ impl PoisonedReads {
 impl store_core::TableStore for PoisonedReads {
     type Snapshot = store_core::RedbSnapshot;
     type Batch<'a> = store_core::redb_store::RedbBatch<'a>;
+    type Replaced = store_core::RedbReplaced;
 
     fn open(
         path: &std::path::Path,
@@ -495,7 +496,7 @@ impl store_core::TableStore for PoisonedReads {
     ) -> Result<(), store_core::OpenError> {
         store_core::RedbStore::create_empty(path, options)
     }
-    fn swap_in(&mut self, fresh: Self) -> Result<(), store_core::SwapError> {
+    fn swap_in(&mut self, fresh: Self) -> Result<store_core::RedbReplaced, store_core::SwapError> {
         self.inner.swap_in(fresh.inner)
     }
     fn path(&self) -> &std::path::Path {

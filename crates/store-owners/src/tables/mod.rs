@@ -31,11 +31,9 @@ pub mod seqlog;
 pub mod tasks;
 pub mod threads;
 
-use std::cell::RefCell;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use store_core::{KeyRange, ReadError, ReadView, Record, WriteBatch, WriteError};
+use store_core::{ReadView, WriteBatch, WriteError};
 
 use crate::error::CallError;
 use crate::owner::OwnerHandle;
@@ -103,7 +101,9 @@ impl<E: From<CallError>> From<CallError> for JobError<E> {
     }
 }
 
-/// Run a read-only closure on the owner thread against the committed state.
+/// Run a read-only closure on the owner thread against the committed state. Corruption the
+/// closure meets is seen by the owner, which reports it and answers
+/// [`CallError::Corrupted`], even if the closure converted the error into its own type.
 pub(crate) fn query<T, E, F>(owner: &OwnerHandle, f: F) -> Result<T, E>
 where
     T: Send + 'static,
@@ -111,45 +111,8 @@ where
     F: FnOnce(&dyn ReadView) -> Result<T, E> + Send + 'static,
 {
     owner
-        .read(move |view| {
-            let watched = Watched {
-                inner: view,
-                corrupted: RefCell::new(None),
-            };
-            let result = f(&watched);
-            match watched.corrupted.into_inner() {
-                // Surfaced as the read's own error, so the owner reports the corruption.
-                Some(detail) => Err(ReadError::Corrupted(detail)),
-                None => Ok(result),
-            }
-        })
+        .read(move |view| Ok(f(view)))
         .unwrap_or_else(|e| Err(E::from(e)))
-}
-
-/// A read view that remembers corruption met by a closure, even if the closure converted the
-/// error into its own type.
-struct Watched<'a> {
-    inner: &'a dyn ReadView,
-    corrupted: RefCell<Option<String>>,
-}
-
-impl Watched<'_> {
-    fn watch<T>(&self, result: Result<T, ReadError>) -> Result<T, ReadError> {
-        if let Err(ReadError::Corrupted(detail)) = &result {
-            *self.corrupted.borrow_mut() = Some(detail.clone());
-        }
-        result
-    }
-}
-
-impl ReadView for Watched<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        self.watch(self.inner.get(key))
-    }
-
-    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
-        self.watch(self.inner.scan(range, limit))
-    }
 }
 
 /// Run a write closure inside the owner's transaction; returns once its commit is durable.

@@ -1,41 +1,22 @@
-//! Restoring a table from a backup, by hand or automatically when corruption is detected, and
-//! degraded mode when no good backup exists.
-//!
-//! # Restore
-//!
-//! 1. The backup is chosen (the newest one that verifies, or the id an operator gave, which
-//!    must be a well-formed id of an existing backup of that table).
-//! 2. It is verified while it is copied into a work file in the data dir
-//!    (`.restore-<table>-<id>.tmp`, fsynced): checksum, redb integrity check, record count.
-//! 3. The owner swaps the work file in: the current table file is moved (never deleted) to
-//!    `<data_dir>/quarantine/<table>.<UTC timestamp>.redb`, the work file renamed in, the table
-//!    reopened and its record count compared with the manifest. If any of that fails, the
-//!    owner puts the previous file back and it keeps serving.
-//!
-//! # Automatic recovery
-//!
-//! [`Maintainer::start_auto_recovery`] listens to the tables' corruption reports (at open with
-//! the integrity check on, or at run time). A reported table that is still corrupt or
-//! unavailable is restored from the newest verified backup. When no backup verifies, the table
-//! enters degraded mode: its corrupt file is moved to quarantine, an empty table serves in its
-//! place so the hub keeps running, the table's status says degraded, and `recovery_failed`
-//! says that data was lost.
+//! Restoring a table from a backup ([`Maintainer::restore`]), and degraded mode when no
+//! backup of a corrupt table verifies ([`Maintainer::recover_corrupt_table`]). Both hold the
+//! maintenance lock, publish `recovery_complete` or `recovery_failed`, and hand the file swap
+//! to the table's owner through a [`ReplaceRequest`], which keeps the previous file in
+//! quarantine and puts it back when the swap fails.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::{Deserialize, Serialize};
 use store_core::fsutil;
-use store_owners::{MaintenanceError, ReplaceRequest, TableStatus};
+use store_owners::{MaintenanceError, ReplaceReport, ReplaceRequest};
 
 use crate::backup::{
-    BackupManifest, VerifyError, backup_id_at, create_private_dir, is_valid_backup_id,
+    BackupManifest, ListBackupsError, VerifyError, backup_id_at, is_valid_backup_id,
 };
 use crate::events::Event;
 use crate::maintainer::Maintainer;
+use crate::report::{RecoveryOutcome, RecoveryReport, RecoveryTrigger, RejectedBackup};
 
 /// Which backup to restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,67 +26,6 @@ pub enum BackupSelector {
     LatestVerified,
     /// This backup id, which must exist and verify.
     Id(String),
-}
-
-/// What started a restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecoveryTrigger {
-    /// An operator.
-    Manual,
-    /// Corruption was detected.
-    Auto,
-}
-
-/// How a recovery ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecoveryOutcome {
-    /// The table serves the backup's data.
-    Restored,
-    /// No good backup: the table serves an empty file; its data was lost (the corrupt file is
-    /// in quarantine).
-    Degraded,
-    /// Nothing changed: the previous file keeps serving (or the table stays unavailable).
-    Failed,
-}
-
-/// A backup that was considered and refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectedBackup {
-    /// Its id.
-    pub id: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-/// What a recovery did; the payload of `recovery_complete` and `recovery_failed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecoveryReport {
-    /// The table.
-    pub table: String,
-    /// Manual or auto.
-    pub trigger: RecoveryTrigger,
-    /// Restored, degraded or failed.
-    pub outcome: RecoveryOutcome,
-    /// The backup restored, if any.
-    pub backup_id: Option<String>,
-    /// Records in the table afterwards.
-    pub records: u64,
-    /// Where the previous table file went.
-    pub quarantined: Option<PathBuf>,
-    /// True when the table's data was lost (degraded mode).
-    pub data_lost: bool,
-    /// Backups refused on the way (failed verification).
-    pub rejected: Vec<RejectedBackup>,
-    /// What went wrong, when the outcome is not `restored`.
-    pub error: Option<String>,
-    /// When the recovery started.
-    #[serde(with = "humantime_serde")]
-    pub started_at: SystemTime,
-    /// How long it took.
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
 }
 
 /// A restore was refused or failed; the table's previous file keeps serving in every case.
@@ -142,6 +62,9 @@ pub enum RestoreError {
         /// Why.
         source: VerifyError,
     },
+    /// The backups could not be listed (a latest-verified restore lists them first).
+    #[error("listing backups: {0}")]
+    ListBackups(#[source] ListBackupsError),
     /// Preparing the restore (quarantine dir, work file) failed.
     #[error("{what}: {source}")]
     Io {
@@ -152,55 +75,10 @@ pub enum RestoreError {
     },
     /// The owner could not swap the backup in; it put the previous file back.
     #[error("the table refused the backup: {0}")]
-    Replace(MaintenanceError),
+    Replace(#[source] MaintenanceError),
 }
 
-/// A fault to inject into the next restores, for tests of what survives a restore that fails
-/// half-way. Fired after the backup was verified and staged, before the owner swaps it in.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreFault {
-    /// Overwrite the staged copy with garbage: the owner's reopen fails.
-    GarbleStagedCopy,
-    /// Truncate the staged copy to nothing: it reopens as an empty table, whose record count
-    /// does not match.
-    TruncateStagedCopy,
-}
-
-/// The running automatic recovery. Dropping it (or [`AutoRecovery::stop`]) stops the thread,
-/// after a recovery in progress ends.
-#[derive(Debug)]
-pub struct AutoRecovery {
-    // Field order matters: the stop sender drops before the join, so the thread sees it.
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl AutoRecovery {
-    /// Stop listening and wait for the thread.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for AutoRecovery {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Starting automatic recovery failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AutoRecoveryError {
-    /// The recovery thread could not be spawned.
-    #[error("cannot start the recovery thread: {0}")]
-    Spawn(std::io::Error),
-}
-
+/// One recovery under way: what its report starts from.
 struct Attempt {
     table: String,
     trigger: RecoveryTrigger,
@@ -228,12 +106,6 @@ impl Attempt {
 }
 
 impl Maintainer {
-    /// Inject a fault into the following restores (`None` disarms). For tests.
-    #[doc(hidden)]
-    pub fn inject_restore_fault(&self, fault: Option<RestoreFault>) {
-        *self.restore_fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
-    }
-
     fn quarantine_path(&self, table: &str) -> PathBuf {
         let dir = self.data_dir().join("quarantine");
         let stamp = backup_id_at(SystemTime::now());
@@ -256,7 +128,7 @@ impl Maintainer {
         trigger: RecoveryTrigger,
     ) -> Result<RecoveryReport, RestoreError> {
         self.validate_request(table, &which)?;
-        let _guard = self.lock_ops(true);
+        let _guard = self.op_lock.wait();
         let mut attempt = Attempt {
             table: table.to_string(),
             trigger,
@@ -312,10 +184,7 @@ impl Maintainer {
             BackupSelector::Id(id) => vec![id.clone()],
             BackupSelector::LatestVerified => self
                 .backups_of(table, false)
-                .map_err(|e| RestoreError::Io {
-                    what: "listing backups".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })?
+                .map_err(RestoreError::ListBackups)?
                 .into_iter()
                 .map(|b| b.id)
                 .collect(),
@@ -369,7 +238,7 @@ impl Maintainer {
         staged: Option<&Path>,
         expected_records: Option<u64>,
         degraded: bool,
-    ) -> Result<store_owners::ReplaceReport, RestoreError> {
+    ) -> Result<ReplaceReport, RestoreError> {
         let owner = self
             .owner_of(table)
             .ok_or_else(|| RestoreError::UnknownTable(table.to_string()))?;
@@ -385,7 +254,7 @@ impl Maintainer {
             }
         });
         if let Some(dir) = quarantine.parent() {
-            create_private_dir(dir).map_err(|source| RestoreError::Io {
+            fsutil::create_dir_durably(dir).map_err(|source| RestoreError::Io {
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
@@ -395,17 +264,8 @@ impl Maintainer {
                 what: "fsync of the data dir".into(),
                 source,
             })?;
-            let fault = *self.restore_fault.lock().unwrap_or_else(|p| p.into_inner());
-            match fault {
-                Some(RestoreFault::GarbleStagedCopy) => {
-                    let len = std::fs::metadata(staged).map(|m| m.len()).unwrap_or(4096);
-                    let _ = std::fs::write(staged, vec![0xA5u8; len as usize]);
-                }
-                Some(RestoreFault::TruncateStagedCopy) => {
-                    let _ = std::fs::write(staged, b"");
-                }
-                None => {}
-            }
+            #[cfg(feature = "testing")]
+            self.hooks.damage_staged_copy(staged);
         }
         let result = owner
             .replace(ReplaceRequest {
@@ -425,7 +285,7 @@ impl Maintainer {
     /// with `data_lost`). Returns the report of a restore or of degraded mode.
     pub fn recover_corrupt_table(&self, table: &str) -> Result<RecoveryReport, RestoreError> {
         self.validate_request(table, &BackupSelector::LatestVerified)?;
-        let _guard = self.lock_ops(true);
+        let _guard = self.op_lock.wait();
         let mut attempt = Attempt {
             table: table.to_string(),
             trigger: RecoveryTrigger::Auto,
@@ -464,56 +324,5 @@ impl Maintainer {
             report: report.clone(),
         });
         Ok(report)
-    }
-
-    /// Listen to corruption reports (the `corruption_reports` channel given to the tables) and
-    /// recover each reported table that is still corrupt or unavailable, with trigger auto.
-    /// Reports queued before the call are handled too. The thread holds the maintainer
-    /// weakly and ends once it is gone, or when the handle is dropped.
-    pub fn start_auto_recovery(
-        self: &Arc<Self>,
-        reports: Receiver<&'static str>,
-    ) -> Result<AutoRecovery, AutoRecoveryError> {
-        let (stop, stopped) = bounded::<()>(0);
-        // Held weakly, like the schedules: the thread never keeps the tables open.
-        let weak: Weak<Maintainer> = Arc::downgrade(self);
-        let thread = std::thread::Builder::new()
-            .name("auto-recovery".into())
-            .spawn(move || {
-                loop {
-                    let table = select! {
-                        recv(reports) -> table => match table {
-                            Ok(table) => table,
-                            Err(_) => break,
-                        },
-                        recv(stopped) -> _ => break,
-                    };
-                    let Some(maintainer) = weak.upgrade() else {
-                        break;
-                    };
-                    let Some(owner) = maintainer.owner_of(table) else {
-                        continue;
-                    };
-                    let status = owner.shared().status();
-                    if !status.needs_restore() {
-                        tracing::info!(table, %status, "report ignored: table serving");
-                        continue;
-                    }
-                    // A file that merely did not open (busy, a transient I/O error) may open
-                    // now: a restore would roll back its writes since the last backup.
-                    if matches!(status, TableStatus::Unavailable(_)) && owner.reopen().is_ok() {
-                        tracing::info!(table, "table reopened; no restore needed");
-                        continue;
-                    }
-                    if let Err(e) = maintainer.recover_corrupt_table(table) {
-                        tracing::error!(table, error = %e, "automatic recovery failed");
-                    }
-                }
-            })
-            .map_err(AutoRecoveryError::Spawn)?;
-        Ok(AutoRecovery {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
     }
 }

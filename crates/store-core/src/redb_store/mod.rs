@@ -1,5 +1,10 @@
 //! [`TableStore`] on redb 4.x: one redb file per table, holding a `data` table of byte keys
-//! and values and a `meta` table with the counters behind the fragmentation metrics.
+//! and values and a `meta` table with the counters behind the fragmentation metrics, kept
+//! exact in every commit ([`RedbBatch`], `batch.rs`); read snapshots ([`RedbSnapshot`]) and
+//! their copy into a fresh, packed file. The file layout is in `schema.rs`.
+
+mod batch;
+mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -8,7 +13,7 @@ use std::time::Instant;
 
 use redb::{
     Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, StorageBackend, TableDefinition, WriteTransaction,
+    ReadableTableMetadata, StorageBackend,
 };
 
 use crate::copy::CopyStats;
@@ -19,13 +24,15 @@ use crate::error::{
 use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
-use crate::store::{KeyRange, Record, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
+use crate::store::{
+    KeyRange, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+};
+pub use batch::RedbBatch;
+use schema::{
+    DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, read_counters, scan_table,
+    snapshot_get,
+};
 
-const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const META_LIVE_BYTES: &str = "live_bytes";
-const META_DEAD_BYTES: &str = "dead_bytes";
-const META_DEAD_RECORDS: &str = "dead_records";
 /// Records per intermediate (non-durable) commit while copying into a fresh file.
 const COPY_CHUNK: usize = 5_000;
 
@@ -182,36 +189,10 @@ fn not_a_table(path: &Path, options: &StoreOptions) -> Result<Option<String>, Op
     }
 }
 
-fn read_counters(
-    data: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    meta: &impl ReadableTable<&'static str, u64>,
-) -> Result<TableCounters, WriteError> {
-    let get =
-        |name: &str| -> Result<Option<u64>, WriteError> { Ok(meta.get(name)?.map(|v| v.value())) };
-    let records = data.len()?;
-    let live_bytes = match get(META_LIVE_BYTES)? {
-        Some(v) => v,
-        // A file written by another tool: count once.
-        None => {
-            let mut total = 0;
-            for entry in data.iter()? {
-                let (k, v) = entry?;
-                total += (k.value().len() + v.value().len()) as u64;
-            }
-            total
-        }
-    };
-    Ok(TableCounters {
-        records,
-        live_bytes,
-        dead_records: get(META_DEAD_RECORDS)?.unwrap_or(0),
-        dead_bytes: get(META_DEAD_BYTES)?.unwrap_or(0),
-    })
-}
-
 impl TableStore for RedbStore {
     type Snapshot = RedbSnapshot;
     type Batch<'a> = RedbBatch<'a>;
+    type Replaced = RedbReplaced;
 
     fn open(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
         if let Some(detail) = not_a_table(path, options)? {
@@ -235,7 +216,7 @@ impl TableStore for RedbStore {
         Self::create_atomically(path, options)
     }
 
-    fn swap_in(&mut self, mut fresh: RedbStore) -> Result<(), SwapError> {
+    fn swap_in(&mut self, mut fresh: RedbStore) -> Result<RedbReplaced, SwapError> {
         // A second handle on the old file, to give its space back gradually once replaced.
         let old_file = std::fs::OpenOptions::new()
             .write(true)
@@ -244,20 +225,10 @@ impl TableStore for RedbStore {
         fsutil::replace_file(&fresh.path, &self.path)?;
         fresh.path = self.path.clone();
         let old = std::mem::replace(self, fresh);
-        // Closing a large redb file writes its allocator state and takes ~100 ms, and freeing
-        // all its blocks at once (discarded by the file system, here mounted with `discard`)
-        // stalls the new file's fsyncs: 37-123 ms spikes after swapping a 0.6-2.5 GB table.
-        // Both happen off the caller's thread, and the blocks are freed in small steps. If the thread cannot be spawned,
-        // the closure (and the old file) is dropped right here.
-        let _ = std::thread::Builder::new()
-            .name("close-replaced".into())
-            .spawn(move || {
-                drop(old);
-                if let Some(file) = old_file {
-                    fsutil::release_gradually(file);
-                }
-            });
-        Ok(())
+        Ok(RedbReplaced {
+            store: old,
+            file: old_file,
+        })
     }
 
     fn path(&self) -> &Path {
@@ -325,76 +296,26 @@ impl TableStore for RedbStore {
     }
 }
 
-/// An open redb write transaction with the counter bookkeeping of its writes.
-pub struct RedbBatch<'a> {
-    txn: WriteTransaction,
-    counters: &'a mut TableCounters,
-    pending: TableCounters,
+/// The file [`RedbStore::swap_in`] replaced: the old database, and a second handle on its
+/// file to give the space back in steps.
+#[derive(Debug)]
+#[must_use = "dropping it closes the old file at once, on this thread"]
+pub struct RedbReplaced {
+    store: RedbStore,
+    file: Option<std::fs::File>,
 }
 
-impl std::fmt::Debug for RedbBatch<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbBatch")
-            .field("pending", &self.pending)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WriteBatch for RedbBatch<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError> {
-        let table = self.txn.open_table(DATA)?;
-        Ok(table.get(key)?.map(|v| v.value().to_vec()))
-    }
-
-    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, WriteError> {
-        let table = self.txn.open_table(DATA)?;
-        Ok(scan_table(&table, range, limit)?)
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
-        let mut table = self.txn.open_table(DATA)?;
-        let old = table.insert(key, value)?.map(|v| v.value().len() as u64);
-        let p = &mut self.pending;
-        if let Some(old_len) = old {
-            p.dead_records += 1;
-            p.dead_bytes += key.len() as u64 + old_len;
-            p.live_bytes -= key.len() as u64 + old_len;
-        } else {
-            p.records += 1;
+impl ReplacedFile for RedbReplaced {
+    /// Closing a large redb file writes its allocator state and takes ~100 ms, and freeing all
+    /// its blocks at once (discarded by the file system, here mounted with `discard`) stalls
+    /// the new file's fsyncs: 37-123 ms spikes after swapping a 0.6-2.5 GB table. Hence the
+    /// blocks are freed in small steps ([`fsutil::release_gradually`]), and owners call this
+    /// off their thread.
+    fn release(self) {
+        drop(self.store);
+        if let Some(file) = self.file {
+            fsutil::release_gradually(file);
         }
-        p.live_bytes += (key.len() + value.len()) as u64;
-        Ok(())
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<bool, WriteError> {
-        let mut table = self.txn.open_table(DATA)?;
-        let old = table.remove(key)?.map(|v| v.value().len() as u64);
-        if let Some(old_len) = old {
-            let p = &mut self.pending;
-            p.records -= 1;
-            p.live_bytes -= key.len() as u64 + old_len;
-            p.dead_records += 1;
-            p.dead_bytes += key.len() as u64 + old_len;
-        }
-        Ok(old.is_some())
-    }
-
-    fn commit(self) -> Result<(), WriteError> {
-        {
-            let mut meta = self.txn.open_table(META)?;
-            meta.insert(META_LIVE_BYTES, self.pending.live_bytes)?;
-            meta.insert(META_DEAD_BYTES, self.pending.dead_bytes)?;
-            meta.insert(META_DEAD_RECORDS, self.pending.dead_records)?;
-            // Make sure the data table exists even for an empty first commit.
-            self.txn.open_table(DATA)?;
-        }
-        self.txn.commit()?;
-        *self.counters = self.pending;
-        Ok(())
-    }
-
-    fn abort(self) {
-        let _ = self.txn.abort();
     }
 }
 
@@ -403,6 +324,7 @@ impl WriteBatch for RedbBatch<'_> {
 pub struct RedbSnapshot {
     txn: ReadTransaction,
     counters: TableCounters,
+    /// Fault plan inherited by the files this snapshot is copied into.
     io_faults: Option<Arc<FaultPlan>>,
 }
 
@@ -411,53 +333,6 @@ impl RedbSnapshot {
     pub fn counters(&self) -> TableCounters {
         self.counters
     }
-}
-
-fn snapshot_get(txn: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-    let table = txn.open_table(DATA)?;
-    Ok(table.get(key)?.map(|v| v.value().to_vec()))
-}
-
-/// A borrowed key or value of the data table.
-type Guard<'a> = redb::AccessGuard<'a, &'static [u8]>;
-
-fn scan_table(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    range: &KeyRange,
-    limit: usize,
-) -> Result<Vec<Record>, ReadError> {
-    if range.is_inverted() || limit == 0 {
-        return Ok(Vec::new());
-    }
-    let bounds = (
-        range.start.as_ref().map(|k| k.as_slice()),
-        range.end.as_ref().map(|k| k.as_slice()),
-    );
-    let iter = table.range::<&[u8]>(bounds)?;
-    let mut out = Vec::new();
-    let mut push =
-        |entry: Result<(Guard<'_>, Guard<'_>), redb::StorageError>| -> Result<bool, ReadError> {
-            let (k, v) = entry?;
-            out.push(Record {
-                key: k.value().to_vec(),
-                value: v.value().to_vec(),
-            });
-            Ok(out.len() < limit)
-        };
-    if range.reverse {
-        for entry in iter.rev() {
-            if !push(entry)? {
-                break;
-            }
-        }
-    } else {
-        for entry in iter {
-            if !push(entry)? {
-                break;
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl StoreSnapshot for RedbSnapshot {

@@ -1,0 +1,322 @@
+//! Listing and verifying backups. Three depths of check, each a superset of the last:
+//!
+//! - shallow ([`Maintainer::last_backup`], listings without `verify`): the manifest reads, is
+//!   of a known format, describes this backup, and the file has the size it records;
+//! - checksum (retention): shallow, plus the file's blake3 matches the manifest;
+//! - full ([`Maintainer::verify_backup`], listings with `verify`, every restore): checksum,
+//!   redb's integrity check and the record count. The integrity check commits to the file it
+//!   checks, so it runs on a work copy written while hashing (`.verify-<id>.tmp`, or the staged
+//!   restore file): a backup file is never modified after its manifest was written.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use store_core::{OpenError, RedbStore, StoreOptions, TableStore};
+use store_owners::TABLE_NAMES;
+
+use super::error::{ListBackupsError, VerifyError};
+use super::manifest::{
+    BackupFiles, BackupManifest, FILE_MODE, is_valid_backup_id, read_checked_manifest,
+    read_manifest,
+};
+use crate::maintainer::Maintainer;
+
+/// What is known about one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum BackupState {
+    /// Checksum, integrity check and record count all verified just now.
+    Verified,
+    /// The manifest is readable and the file has the size it records; not verified further.
+    Unchecked,
+    /// The backup cannot be used, and why.
+    Corrupt(String),
+}
+
+/// One backup as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// The table it was taken from.
+    pub table: String,
+    /// Its id (UTC timestamp).
+    pub id: String,
+    /// The backup file.
+    pub path: PathBuf,
+    /// Its manifest, when readable.
+    pub manifest: Option<BackupManifest>,
+    /// Verified, unchecked or corrupt.
+    #[serde(flatten)]
+    pub state: BackupState,
+}
+
+/// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given.
+/// Returns the hex checksum and the number of bytes read.
+pub(super) fn hash_file(src: &Path, copy: Option<&Path>) -> io::Result<(String, u64)> {
+    let mut input = File::open(src)?;
+    let mut output = match copy {
+        Some(path) => Some(
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        if let Some(out) = &mut output {
+            out.write_all(&buffer[..n])?;
+        }
+        total += n as u64;
+    }
+    if let Some(out) = output {
+        out.sync_all()?;
+    }
+    Ok((hasher.finalize().to_hex().to_string(), total))
+}
+
+/// Open `path` (a copy nobody else uses) with redb's integrity check and return its record
+/// count. The check commits to the file.
+pub(super) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
+    let options = StoreOptions {
+        check_integrity_on_open: true,
+        cache_bytes: 16 << 20,
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(path, &options).map_err(|e| match e {
+        OpenError::Corrupted { detail, .. } => VerifyError::Corrupted(detail),
+        // Not classified as damage: most likely the environment (a full disk: the check
+        // commits). Never reason enough to call a backup corrupt.
+        source => VerifyError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    let records = store.counters().records;
+    store.close().map_err(VerifyError::Close)?;
+    Ok(records)
+}
+
+impl Maintainer {
+    /// The backups of `table` on disk, newest first, unchecked.
+    pub(super) fn found_backups(&self, table: &str) -> Result<Vec<BackupFiles>, ListBackupsError> {
+        let dir = self.table_backup_dir(table);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ListBackupsError::Io { path: dir, source }),
+        };
+        let mut ids = std::collections::BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| ListBackupsError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stem = name
+                .strip_suffix(".redb")
+                .or_else(|| name.strip_suffix(".json"));
+            if let Some(stem) = stem
+                && is_valid_backup_id(stem)
+            {
+                ids.insert(stem.to_string());
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .rev()
+            .map(|id| BackupFiles::new(&dir, id))
+            .collect())
+    }
+
+    /// Cheap check: manifest readable, consistent, file present with the recorded size.
+    fn shallow_check(
+        &self,
+        table: &str,
+        found: &BackupFiles,
+    ) -> Result<BackupManifest, VerifyError> {
+        let manifest = read_checked_manifest(table, found)?;
+        let actual = match std::fs::metadata(&found.file) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(VerifyError::NotFound {
+                    table: table.to_string(),
+                    id: found.id.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(VerifyError::Io {
+                    what: format!("stat {}", found.file.display()),
+                    source,
+                });
+            }
+        };
+        if actual != manifest.bytes {
+            return Err(VerifyError::SizeMismatch {
+                expected: manifest.bytes,
+                actual,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Shallow check plus checksum; used by retention (see [`super::retention`] for why that
+    /// is enough there).
+    pub(super) fn checksum_check(
+        &self,
+        table: &str,
+        found: &BackupFiles,
+    ) -> Result<BackupManifest, VerifyError> {
+        let manifest = self.shallow_check(table, found)?;
+        let (actual, _) = hash_file(&found.file, None).map_err(|source| VerifyError::Io {
+            what: format!("reading {}", found.file.display()),
+            source,
+        })?;
+        if actual != manifest.blake3 {
+            return Err(VerifyError::ChecksumMismatch {
+                expected: manifest.blake3,
+                actual,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Full verification of one found backup, through a work copy at `work` (created here;
+    /// the caller removes it, or uses it: it holds exactly the verified bytes, as checked).
+    pub(crate) fn verify_found_into(
+        &self,
+        table: &str,
+        id: &str,
+        work: &Path,
+    ) -> Result<BackupManifest, VerifyError> {
+        if !is_valid_backup_id(id) {
+            return Err(VerifyError::InvalidBackupId(id.to_string()));
+        }
+        let found = BackupFiles::new(&self.table_backup_dir(table), id.to_string());
+        if !found.file.exists() && !found.manifest.exists() {
+            return Err(VerifyError::NotFound {
+                table: table.to_string(),
+                id: id.to_string(),
+            });
+        }
+        let manifest = self.shallow_check(table, &found)?;
+        let _ = std::fs::remove_file(work);
+        let (actual, _) = hash_file(&found.file, Some(work)).map_err(|source| VerifyError::Io {
+            what: format!("copying {} to {}", found.file.display(), work.display()),
+            source,
+        })?;
+        if actual != manifest.blake3 {
+            return Err(VerifyError::ChecksumMismatch {
+                expected: manifest.blake3,
+                actual,
+            });
+        }
+        let records = integrity_and_count(work)?;
+        if records != manifest.records {
+            return Err(VerifyError::RecordCountMismatch {
+                expected: manifest.records,
+                actual: records,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Verify backup `id` of `table`: the checksum matches the manifest, redb's integrity
+    /// check passes, the record count matches. The backup file itself is only read.
+    pub fn verify_backup(&self, table: &str, id: &str) -> Result<BackupInfo, VerifyError> {
+        if self.owner_of(table).is_none() {
+            return Err(VerifyError::UnknownTable(table.to_string()));
+        }
+        if !is_valid_backup_id(id) {
+            return Err(VerifyError::InvalidBackupId(id.to_string()));
+        }
+        let work = self
+            .table_backup_dir(table)
+            .join(format!(".verify-{id}.tmp"));
+        let result = self.verify_found_into(table, id, &work);
+        let _ = std::fs::remove_file(&work);
+        let manifest = result?;
+        Ok(BackupInfo {
+            table: table.to_string(),
+            id: id.to_string(),
+            path: self.table_backup_dir(table).join(format!("{id}.redb")),
+            manifest: Some(manifest),
+            state: BackupState::Verified,
+        })
+    }
+
+    /// The backups of `table`, newest first. With `verify`, each is fully verified (slow: reads
+    /// every file); without, only its manifest and size are checked.
+    pub fn backups_of(
+        &self,
+        table: &str,
+        verify: bool,
+    ) -> Result<Vec<BackupInfo>, ListBackupsError> {
+        if self.owner_of(table).is_none() {
+            return Err(ListBackupsError::UnknownTable(table.to_string()));
+        }
+        let found = self.found_backups(table)?;
+        Ok(found
+            .into_iter()
+            .map(|f| {
+                let manifest = read_manifest(&f.manifest).ok();
+                let state = if verify {
+                    match self.verify_backup(table, &f.id) {
+                        Ok(_) => BackupState::Verified,
+                        Err(e) => BackupState::Corrupt(e.to_string()),
+                    }
+                } else {
+                    match self.shallow_check(table, &f) {
+                        Ok(_) => BackupState::Unchecked,
+                        Err(e) => BackupState::Corrupt(e.to_string()),
+                    }
+                };
+                BackupInfo {
+                    table: table.to_string(),
+                    id: f.id,
+                    path: f.file,
+                    manifest,
+                    state,
+                }
+            })
+            .collect())
+    }
+
+    /// The backups of every table, table by table (in [`TABLE_NAMES`] order), newest first.
+    pub fn list_backups(&self, verify: bool) -> Result<Vec<BackupInfo>, ListBackupsError> {
+        let mut all = Vec::new();
+        for table in TABLE_NAMES {
+            all.extend(self.backups_of(table, verify)?);
+        }
+        Ok(all)
+    }
+
+    /// The newest backup of `table` whose manifest and size check out (not fully verified).
+    pub fn last_backup(&self, table: &str) -> Option<BackupInfo> {
+        self.owner_of(table)?;
+        let found = self.found_backups(table).ok()?;
+        found.into_iter().find_map(|f| {
+            let manifest = self.shallow_check(table, &f).ok()?;
+            Some(BackupInfo {
+                table: table.to_string(),
+                id: f.id,
+                path: f.file,
+                manifest: Some(manifest),
+                state: BackupState::Unchecked,
+            })
+        })
+    }
+}

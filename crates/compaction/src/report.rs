@@ -1,0 +1,195 @@
+//! What maintenance runs are started by and what they report: the compaction run, the backup
+//! run and the recovery report, which the operations return, events carry ([`crate::events`])
+//! and the history keeps ([`crate::history`]). A leaf: plain serde types, no behaviour.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// What started a compaction or backup run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The compaction or backup schedule.
+    Schedule,
+    /// An operator or a test.
+    #[default]
+    Manual,
+}
+
+impl Trigger {
+    /// The name recorded in the history: `schedule` or `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// What started a backup run: the same type as a compaction run's trigger (`manual` or
+/// `schedule`).
+pub type BackupTrigger = Trigger;
+
+/// What happened to one table in a compaction run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+pub enum TableOutcome {
+    /// Compacted.
+    Compacted,
+    /// Not compacted, and why (fragmentation under the threshold, table unavailable...).
+    Skipped(String),
+    /// Failed (after the retry), and why.
+    Failed(String),
+}
+
+/// One table's result in a compaction run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableResult {
+    /// The table.
+    pub table: String,
+    /// Compacted, skipped or failed.
+    #[serde(flatten)]
+    pub outcome: TableOutcome,
+    /// Wall time spent on the table, both attempts included.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// File size before.
+    pub bytes_before: u64,
+    /// File size after.
+    pub bytes_after: u64,
+    /// Fragmentation ratio measured before deciding.
+    pub fragmentation_before: f64,
+    /// Whether a second attempt was made.
+    pub retried: bool,
+    /// Longest time the table did not serve operations.
+    #[serde(with = "humantime_serde")]
+    pub max_pause: Duration,
+}
+
+/// One compaction run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactionRun {
+    /// When it started.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    /// How long it took.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// What triggered it: "schedule" or "manual".
+    pub trigger: String,
+    /// Per-table results, in the order tables were visited.
+    pub results: Vec<TableResult>,
+}
+
+/// One backup a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableBackup {
+    /// The table.
+    pub table: String,
+    /// The new backup's id.
+    pub id: String,
+    /// The new backup file.
+    pub path: PathBuf,
+    /// Records copied.
+    pub records: u64,
+    /// Size of the backup file.
+    pub bytes: u64,
+    /// blake3 checksum of the backup file.
+    pub blake3: String,
+    /// Wall time of the backup, verification included.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Ids of older backups that retention deleted.
+    pub removed: Vec<String>,
+}
+
+/// One table a run failed to back up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailure {
+    /// The table.
+    pub table: String,
+    /// What went wrong.
+    pub error: String,
+    /// Whether the live table's snapshot turned out to be corrupt.
+    pub corruption: bool,
+}
+
+/// The result of [`crate::Maintainer::backup_all`] or [`crate::Maintainer::backup_one`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRun {
+    /// What started it.
+    pub trigger: BackupTrigger,
+    /// When it started.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    /// How long it took.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Backups made, in table order.
+    pub backups: Vec<TableBackup>,
+    /// Tables that failed, in table order.
+    pub failures: Vec<BackupFailure>,
+}
+
+/// What started a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryTrigger {
+    /// An operator.
+    Manual,
+    /// Corruption was detected.
+    Auto,
+}
+
+/// How a recovery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryOutcome {
+    /// The table serves the backup's data.
+    Restored,
+    /// No good backup: the table serves an empty file; its data was lost (the corrupt file is
+    /// in quarantine).
+    Degraded,
+    /// Nothing changed: the previous file keeps serving (or the table stays unavailable).
+    Failed,
+}
+
+/// A backup that was considered and refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedBackup {
+    /// Its id.
+    pub id: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// What a recovery did; the payload of `recovery_complete` and `recovery_failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    /// The table.
+    pub table: String,
+    /// Manual or auto.
+    pub trigger: RecoveryTrigger,
+    /// Restored, degraded or failed.
+    pub outcome: RecoveryOutcome,
+    /// The backup restored, if any.
+    pub backup_id: Option<String>,
+    /// Records in the table afterwards.
+    pub records: u64,
+    /// Where the previous table file went.
+    pub quarantined: Option<PathBuf>,
+    /// True when the table's data was lost (degraded mode).
+    pub data_lost: bool,
+    /// Backups refused on the way (failed verification).
+    pub rejected: Vec<RejectedBackup>,
+    /// What went wrong, when the outcome is not `restored`.
+    pub error: Option<String>,
+    /// When the recovery started.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+    /// How long it took.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}

@@ -1,0 +1,381 @@
+//! The table file an owner serves, and the status it publishes about it: [`TableFile`] holds
+//! the open store (or nothing, while the table is not serving) and the table's one
+//! `Publisher`, and makes every change of file: a replacement (restore, or an empty table
+//! after data loss), closing and reopening after an I/O error, reopening on request or after a
+//! failed swap.
+//!
+//! The file steps of a replacement are ordered so that the table path names a complete file
+//! at every instant: the current file first gets a second name in quarantine (a hard link,
+//! durable), then the replacement is renamed over the table path (atomic), then the directory
+//! is fsynced. A kill between any two steps leaves the old file or the new one at the table
+//! path, never nothing; a failed replacement renames the kept file back.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store_core::{OpenError, StoreOptions, TableStore, fsutil};
+
+use crate::error::{CallError, MaintenanceError};
+use crate::report::{ReplaceReport, ReplaceRequest};
+use crate::shared::{Publisher, Shared, TableStatus};
+
+/// First delay between two attempts to reopen after an I/O error; doubled up to
+/// [`REOPEN_MAX_DELAY`].
+const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(100);
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// The table file of one owner.
+pub(super) struct TableFile<S> {
+    table: &'static str,
+    path: PathBuf,
+    options: StoreOptions,
+    /// `None` while the table is unavailable (did not open, or mid-replacement, or closed
+    /// after an I/O error).
+    store: Option<S>,
+    /// Set while the store is closed after an I/O error and waits to be opened again.
+    reopen: Option<PendingReopen>,
+    /// The only writer of the table's status and counters.
+    publisher: Publisher,
+}
+
+/// The store was closed after an I/O error (redb refuses every later write until the file
+/// is opened again); the owner retries opening it with a growing delay.
+struct PendingReopen {
+    /// The I/O error that closed it.
+    cause: String,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// No attempt before this instant.
+    next: Instant,
+}
+
+/// The status of a table whose file did not open.
+pub(super) fn status_after_open_error(e: &OpenError) -> TableStatus {
+    if e.is_corruption() {
+        TableStatus::Corrupted(e.to_string())
+    } else if e.is_missing() {
+        TableStatus::Lost(e.to_string())
+    } else {
+        TableStatus::Unavailable(e.to_string())
+    }
+}
+
+impl<S: TableStore> TableFile<S> {
+    /// The file at `path`, opened as `store` (or not); `publisher` already holds the status
+    /// that goes with it.
+    pub(super) fn new(
+        table: &'static str,
+        path: PathBuf,
+        options: StoreOptions,
+        store: Option<S>,
+        publisher: Publisher,
+    ) -> TableFile<S> {
+        if let Some(store) = &store {
+            publisher.publish_counters(store.counters());
+        }
+        TableFile {
+            table,
+            path,
+            options,
+            store,
+            reopen: None,
+            publisher,
+        }
+    }
+
+    pub(super) fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    pub(super) fn store(&self) -> Option<&S> {
+        self.store.as_ref()
+    }
+
+    pub(super) fn store_mut(&mut self) -> Option<&mut S> {
+        self.store.as_mut()
+    }
+
+    /// The state readers see.
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        self.publisher.shared()
+    }
+
+    pub(super) fn status(&self) -> TableStatus {
+        self.publisher.status()
+    }
+
+    pub(super) fn set_status(&self, status: TableStatus) {
+        self.publisher.set_status(status);
+    }
+
+    /// Publish the store's counters (after a commit or a swap).
+    pub(super) fn publish_counters(&self) {
+        if let Some(store) = &self.store {
+            self.publisher.publish_counters(store.counters());
+        }
+    }
+
+    /// Record corruption met by a read, a commit or an integrity check, and report it.
+    pub(super) fn report_corruption(&self, detail: String) {
+        self.publisher.report_corruption(detail);
+    }
+
+    /// The error of a data command while the table does not serve.
+    pub(super) fn unavailable(&self) -> CallError {
+        CallError::Unavailable {
+            table: self.table,
+            status: self.status().to_string(),
+        }
+    }
+
+    /// When the next attempt to reopen after an I/O error is due, if one is pending.
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.reopen.as_ref().map(|r| r.next)
+    }
+
+    /// redb's exclusive in-place compaction; readers see `Compacting` meanwhile, then the
+    /// status from before (a degraded table stays degraded). Returns the records after.
+    pub(super) fn compact_in_place(&mut self) -> Result<u64, MaintenanceError> {
+        let Some(store) = &mut self.store else {
+            return Err(MaintenanceError::Unavailable("table is not open".into()));
+        };
+        let status_before = self.publisher.status();
+        self.publisher.set_status(TableStatus::Compacting);
+        let result = store.compact_in_place();
+        self.publisher.set_status(status_before);
+        result?;
+        Ok(store.counters().records)
+    }
+
+    /// The [`crate::OwnerHandle::replace`] command.
+    pub(super) fn replace(
+        &mut self,
+        request: ReplaceRequest,
+    ) -> Result<ReplaceReport, MaintenanceError> {
+        let io = |what: &str, e: std::io::Error| MaintenanceError::Io(format!("{what}: {e}"));
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close()
+        {
+            tracing::warn!(table = self.table, error = %e, "closing before replacement failed");
+        }
+        self.reopen = None;
+        let quarantined = match keep_aside(&self.path, &request.quarantine) {
+            Ok(q) => q,
+            Err(e) => {
+                self.reopen_after_failed_replace(None);
+                return Err(io("keeping the current file in quarantine", e));
+            }
+        };
+        let put_in = match &request.replacement {
+            Some(replacement) => fsutil::replace_file(replacement, &self.path)
+                .map_err(|e| io("renaming the replacement in", e)),
+            None => S::create_empty(&self.path, &self.options)
+                .map_err(|e| MaintenanceError::Replacement(e.to_string())),
+        };
+        if let Err(e) = put_in {
+            self.reopen_after_failed_replace(quarantined.as_deref());
+            return Err(e);
+        }
+        let store = match S::open(&self.path, &self.options) {
+            Ok(store) => store,
+            Err(e) => {
+                self.reopen_after_failed_replace(quarantined.as_deref());
+                return Err(MaintenanceError::Replacement(e.to_string()));
+            }
+        };
+        let records = store.counters().records;
+        if let Some(expected) = request.expected_records
+            && expected != records
+        {
+            drop(store);
+            self.reopen_after_failed_replace(quarantined.as_deref());
+            return Err(MaintenanceError::Replacement(format!(
+                "replacement holds {records} records, expected {expected}"
+            )));
+        }
+        self.publisher.publish_counters(store.counters());
+        self.store = Some(store);
+        self.set_status(match request.degraded {
+            Some(detail) => TableStatus::Degraded(detail),
+            None => TableStatus::Ok,
+        });
+        Ok(ReplaceReport {
+            quarantined,
+            records,
+        })
+    }
+
+    /// Put the previous file back (from quarantine) after a failed replacement, and reopen it.
+    fn reopen_after_failed_replace(&mut self, quarantined: Option<&Path>) {
+        if let Some(q) = quarantined
+            && let Err(e) = put_back(&self.path, q)
+        {
+            tracing::error!(table = self.table, error = %e, "cannot put the original file back");
+        }
+        match S::open(&self.path, &self.options) {
+            Ok(store) => {
+                self.publisher.publish_counters(store.counters());
+                self.store = Some(store);
+                self.set_status(TableStatus::Ok);
+            }
+            Err(e) => self.set_status(status_after_open_error(&e)),
+        }
+    }
+
+    /// After a storage failure of a commit: close the store (redb answers every later write
+    /// with "Previous I/O error occurred") and open the file again, now or later.
+    pub(super) fn close_after_io_error(&mut self, cause: &str) {
+        tracing::warn!(table = self.table, error = %cause, "I/O error: closing and reopening the table file");
+        if let Some(store) = self.store.take() {
+            // Closing a latched database may fail; its last durable commit is on disk anyway.
+            let _ = store.close();
+        }
+        self.set_status(TableStatus::Unavailable(format!(
+            "reopening after an I/O error: {cause}"
+        )));
+        self.reopen = Some(PendingReopen {
+            cause: cause.to_string(),
+            attempts: 0,
+            next: Instant::now(),
+        });
+        self.try_reopen();
+    }
+
+    /// One attempt to reopen after an I/O error, if one is pending and due.
+    pub(super) fn try_reopen(&mut self) {
+        let Some(pending) = &mut self.reopen else {
+            return;
+        };
+        if Instant::now() < pending.next {
+            return;
+        }
+        // The file was fine before the failed write: no need to verify every page again.
+        let options = StoreOptions {
+            check_integrity_on_open: false,
+            ..self.options.clone()
+        };
+        match S::open(&self.path, &options) {
+            Ok(store) => {
+                tracing::info!(
+                    table = self.table,
+                    attempts = pending.attempts + 1,
+                    "table file reopened after an I/O error"
+                );
+                self.reopen = None;
+                self.publisher.publish_counters(store.counters());
+                self.publisher.count_reopen();
+                self.store = Some(store);
+                self.set_status(TableStatus::Ok);
+            }
+            Err(e) if e.is_corruption() || e.is_missing() => {
+                self.reopen = None;
+                let status = status_after_open_error(&e);
+                self.publisher.report_for_restore(status);
+            }
+            Err(e) => {
+                pending.attempts += 1;
+                let delay = REOPEN_FIRST_DELAY
+                    .saturating_mul(1 << pending.attempts.min(6))
+                    .min(REOPEN_MAX_DELAY);
+                pending.next = Instant::now() + delay;
+                let status = TableStatus::Unavailable(format!(
+                    "reopening after an I/O error ({}) failed {} times, retrying: {e}",
+                    pending.cause, pending.attempts
+                ));
+                self.set_status(status);
+            }
+        }
+    }
+
+    /// The [`crate::OwnerHandle::reopen`] command.
+    pub(super) fn reopen_on_request(&mut self) -> Result<(), MaintenanceError> {
+        if self.store.is_some() {
+            return Ok(());
+        }
+        self.reopen = None;
+        match S::open(&self.path, &self.options) {
+            Ok(store) => {
+                self.publisher.publish_counters(store.counters());
+                self.store = Some(store);
+                self.set_status(TableStatus::Ok);
+                Ok(())
+            }
+            Err(e) => {
+                self.set_status(status_after_open_error(&e));
+                Err(if e.is_corruption() {
+                    MaintenanceError::Corrupted(e.to_string())
+                } else {
+                    MaintenanceError::Unavailable(e.to_string())
+                })
+            }
+        }
+    }
+
+    /// After a swap that failed once the fresh file was renamed in: close the store, which
+    /// writes to the unlinked old file, and open what is at the table path.
+    pub(super) fn reopen_after_swap_failure(&mut self) {
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close()
+        {
+            tracing::warn!(table = self.table, error = %e, "closing the replaced file failed");
+        }
+        match S::open(&self.path, &self.options) {
+            Ok(store) => {
+                self.publisher.publish_counters(store.counters());
+                self.store = Some(store);
+            }
+            Err(e) => {
+                tracing::error!(table = self.table, error = %e, "table file does not reopen after a failed swap");
+                self.set_status(TableStatus::Unavailable(e.to_string()));
+            }
+        }
+    }
+
+    /// Close the file for good (the owner is stopping) and say so.
+    pub(super) fn close(mut self) {
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close()
+        {
+            tracing::warn!(table = self.table, error = %e, "closing the table file failed");
+        }
+        self.set_status(TableStatus::Closed);
+    }
+}
+
+/// Keep the file at `table` under the name `quarantine` (its directory created if needed)
+/// without ever unlinking it from `table`. Returns `None` when there is nothing at `table`.
+///
+/// Something that is not a regular file (a directory where the table should be) cannot have
+/// a second name: it is moved to quarantine, which leaves the table path empty until the
+/// replacement is renamed in, as it was unusable before anyway.
+fn keep_aside(table: &Path, quarantine: &Path) -> io::Result<Option<PathBuf>> {
+    let meta = match std::fs::symlink_metadata(table) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Some(dir) = quarantine.parent() {
+        fsutil::create_dir_durably(dir)?;
+    }
+    if meta.is_file() {
+        fsutil::link_or_copy(table, quarantine)?;
+    } else {
+        std::fs::rename(table, quarantine)?;
+        fsutil::sync_parent_dir(quarantine)?;
+        fsutil::sync_parent_dir(table)?;
+    }
+    Ok(Some(quarantine.to_path_buf()))
+}
+
+/// Put the file kept aside by [`keep_aside`] back at `table` after a replacement that failed
+/// half-way: renamed over whatever was put there (a copy of a backup), atomically.
+fn put_back(table: &Path, quarantined: &Path) -> io::Result<()> {
+    let kept_a_file = std::fs::symlink_metadata(quarantined).is_ok_and(|m| m.is_file());
+    if !kept_a_file {
+        // A directory stays in quarantine: it never was a table file.
+        return Ok(());
+    }
+    fsutil::replace_file(quarantined, table)
+}

@@ -1,0 +1,61 @@
+//! What maintenance commands are asked and answer: [`CompactReport`] (both compactions),
+//! [`ReplaceRequest`] and [`ReplaceReport`] (a restore, or an empty table after data loss).
+//! A leaf: the owner's handle and thread and the online compaction all name these types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CompactReport {
+    /// File size before.
+    pub bytes_before: u64,
+    /// File size after.
+    pub bytes_after: u64,
+    /// Live records after.
+    pub records: u64,
+    /// Wall time of the whole compaction.
+    #[serde(with = "duration_micros")]
+    pub duration: Duration,
+    /// Longest time the table did not serve operations.
+    #[serde(with = "duration_micros")]
+    pub max_pause: Duration,
+    /// Catch-up rounds run (online only).
+    pub catch_up_rounds: u32,
+}
+
+/// Replace the table file with another file (restore from a backup, or an empty table).
+#[derive(Debug, Clone)]
+pub struct ReplaceRequest {
+    /// A complete table file in the same directory as the table, or `None` to start empty.
+    pub replacement: Option<PathBuf>,
+    /// Where the current file is moved (never deleted). Must be on the same file system.
+    pub quarantine: PathBuf,
+    /// If set, the reopened table must hold exactly this many records.
+    pub expected_records: Option<u64>,
+    /// Serve the replacement as [`crate::TableStatus::Degraded`] with this detail (its data
+    /// was lost) instead of ok.
+    pub degraded: Option<String>,
+}
+
+/// What a replacement did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplaceReport {
+    /// Where the previous file went, if there was one.
+    pub quarantined: Option<PathBuf>,
+    /// Records in the table after the replacement.
+    pub records: u64,
+}
+
+mod duration_micros {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_micros(u64::deserialize(d)?))
+    }
+}
