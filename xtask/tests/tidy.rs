@@ -350,3 +350,80 @@ fn no_library_source_file_is_over_about_500_lines() {
         "split these into rooms with one job: {long:#?}"
     );
 }
+
+/// An error variant built from another error's text (`Storage(e.to_string())`,
+/// `io::Error::other(...)`) loses the source chain: library errors keep their sources.
+#[test]
+fn library_errors_keep_their_sources() {
+    let mut found = Vec::new();
+    for crate_name in LIBRARY_CRATES {
+        for (_, file) in modules_of(&workspace_root().join("crates").join(crate_name)) {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let text = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (n, line) in text.lines().enumerate() {
+                if flattens_an_error(line) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "errors flattened to text: {found:#?}");
+}
+
+/// Whether `line` wraps an error's text in an error variant (a capitalised constructor other
+/// than `Some`/`Ok`/`Err`) or in `io::Error::other`.
+fn flattens_an_error(line: &str) -> bool {
+    if line.trim_start().starts_with("//") {
+        return false;
+    }
+    if line.contains("Error::other(") && line.contains(".to_string()") {
+        return true;
+    }
+    // Statuses, outcomes and listing states are reports, text by design; corruption is text
+    // by design too (its own variant, carrying redb's description).
+    let reports = [
+        "TableStatus::",
+        "TableOutcome::",
+        "BackupState::",
+        "Corrupted(",
+    ];
+    if reports.iter().any(|r| line.contains(r)) {
+        return false;
+    }
+    ["e", "other", "err", "error", "source"].iter().any(|name| {
+        let needle = format!("({name}.to_string())");
+        line.match_indices(&needle).any(|(at, _)| {
+            let before: String = line[..at]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            before.starts_with(|c: char| c.is_ascii_uppercase())
+                && !matches!(before.as_str(), "Some" | "Ok" | "Err")
+        }) || line.contains(&format!("detail: {name}.to_string()"))
+    })
+}
+
+#[test]
+fn the_flattening_check_tells_a_report_from_an_error_variant() {
+    assert!(flattens_an_error(
+        "            .map_err(|e| WriteError::Storage(e.to_string()))?;"
+    ));
+    assert!(flattens_an_error(
+        "other => CallError::Storage(other.to_string()),"
+    ));
+    assert!(flattens_an_error(
+        "source: io::Error::other(e.to_string()),"
+    ));
+    assert!(!flattens_an_error("report.error = Some(e.to_string());"));
+    assert!(!flattens_an_error("reason: e.to_string(),"));
+    assert!(!flattens_an_error(
+        "Err(e) => TableStatus::Unavailable(e.to_string()),"
+    ));
+    assert!(!flattens_an_error(
+        "return Err(io::Error::other(format!(\"injected {what} failure\")));"
+    ));
+}

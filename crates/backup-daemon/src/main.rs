@@ -75,7 +75,7 @@ enum Command {
     /// Compact every table over the threshold, or one table.
     Compact {
         /// Only this table.
-        #[arg(long, value_name = "TABLE")]
+        #[arg(long, value_name = "TABLE", value_parser = table_names())]
         table: Option<String>,
         /// Compact even under the fragmentation threshold.
         #[arg(long)]
@@ -84,7 +84,7 @@ enum Command {
     /// Back up every table, or one.
     Backup {
         /// Only this table.
-        #[arg(long, value_name = "TABLE")]
+        #[arg(long, value_name = "TABLE", value_parser = table_names())]
         table: Option<String>,
     },
     /// List the backups with their state (manifest and size checked).
@@ -94,7 +94,7 @@ enum Command {
     /// Restore a table from a backup (the newest verified one unless `--backup` is given).
     Restore {
         /// The table.
-        #[arg(long, value_name = "TABLE")]
+        #[arg(long, value_name = "TABLE", value_parser = table_names())]
         table: String,
         /// The backup id (see `backups`).
         #[arg(long, value_name = "ID")]
@@ -181,4 +181,10 @@ fn main() -> ExitCode {
     };
     logging::init(config.log.format, "warn");
     client::run_verb(&config, &op, cli.json)
+}
+
+/// The nine table names, the only values `--table` takes (a wrong one is bad usage, exit 2,
+/// and `--help` lists them).
+fn table_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(store_owners::TABLE_NAMES)
 }

@@ -53,6 +53,40 @@ fn load_data(data_dir: &Path) {
 }
 
 /// Records of every table, read through the library (the daemon must not be running).
+/// Records added to `message_history` by [`load_a_slow_table`].
+const N_SLOW_RECORDS: usize = 40_000;
+
+/// Give `message_history` enough records that its compaction lasts long enough to be seen
+/// running (`big-` keys, not counted by [`count_records`]; see [`count_slow_records`]).
+fn load_a_slow_table(data_dir: &Path) {
+    let stores = Stores::open(data_dir, StoresOptions::default()).expect("open stores");
+    for chunk in 0..N_SLOW_RECORDS / 5_000 {
+        stores
+            .message_history
+            .owner()
+            .write(move |batch| {
+                for i in chunk * 5_000..(chunk + 1) * 5_000 {
+                    batch.put(format!("big-{i:06}").as_bytes(), &[9u8; 300])?;
+                }
+                Ok(())
+            })
+            .expect("load records");
+    }
+    stores.close();
+}
+
+fn count_slow_records(data_dir: &Path) -> usize {
+    let stores = Stores::open(data_dir, StoresOptions::default()).expect("every table opens");
+    let n = stores
+        .message_history
+        .owner()
+        .scan(KeyRange::prefix(b"big-"), usize::MAX)
+        .expect("scan")
+        .len();
+    stores.close();
+    n
+}
+
 fn count_records(data_dir: &Path) -> Vec<(String, usize)> {
     let stores = Stores::open(
         data_dir,
@@ -213,9 +247,16 @@ fn verbs_act_directly_on_the_data_dir_without_a_daemon() {
     assert_eq!(backups.as_array().unwrap().len(), 1);
     assert_eq!(backups[0]["state"], "verified");
 
-    let out = cli(&data, &["compact", "--table", "no_such_table"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_table"));
+    // An unknown table is bad usage (exit 2), and the message lists the nine names.
+    for bad in ["no_such_table", ""] {
+        let out = cli(&data, &["compact", "--table", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(bad), "{stderr}");
+        for table in store_owners::TABLE_NAMES {
+            assert!(stderr.contains(table), "{stderr}");
+        }
+    }
 
     // While the tables are open elsewhere (and no daemon.json), the verb says so.
     let stores = Stores::open(&data, StoresOptions::default()).unwrap();
@@ -494,6 +535,7 @@ fn sigterm_during_a_compaction_leaves_every_table_with_all_its_data() {
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
     load_data(&data);
+    load_a_slow_table(&data);
     let mut daemon = Daemon::start(dir.path(), &data);
 
     let (url, token) = (daemon.url("/compact?force=true"), daemon.token.clone());
@@ -503,21 +545,11 @@ fn sigterm_during_a_compaction_leaves_every_table_with_all_its_data() {
             .set("Authorization", &format!("Bearer {token}"))
             .call();
     });
-    // Signal while the run is in progress when we catch it; the check below holds either way.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut caught = false;
-    while !caught && Instant::now() < deadline {
-        let (_, health) = daemon.call("GET", "/health", None);
-        caught = health["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["status"] == "compacting");
-        if !caught {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    eprintln!("SIGTERM sent with a table compacting: {caught}");
+    // The precondition of the test: the signal comes while a table is being compacted.
+    assert!(
+        wait_for_a_compacting_table(&daemon),
+        "no table was seen compacting"
+    );
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}");
     compaction.join().unwrap();
@@ -525,6 +557,25 @@ fn sigterm_during_a_compaction_leaves_every_table_with_all_its_data() {
     for (table, n) in count_records(&data) {
         assert_eq!(n, N_RECORDS, "{table}");
     }
+    assert_eq!(count_slow_records(&data), N_SLOW_RECORDS);
+}
+
+/// Poll `/health` until a table reports `compacting` (true), or 20 s pass (false).
+fn wait_for_a_compacting_table(daemon: &Daemon) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let (_, health) = daemon.call("GET", "/health", None);
+        let compacting = health["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["status"] == "compacting");
+        if compacting {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
 }
 
 #[test]
@@ -532,6 +583,7 @@ fn a_second_sigterm_abandons_the_compaction_and_loses_nothing() {
     let dir = TempDir::new().unwrap();
     let data = dir.path().join("data");
     load_data(&data);
+    load_a_slow_table(&data);
     let mut daemon = Daemon::start(dir.path(), &data);
 
     let (url, token) = (daemon.url("/compact?force=true"), daemon.token.clone());
@@ -540,17 +592,11 @@ fn a_second_sigterm_abandons_the_compaction_and_loses_nothing() {
             .set("Authorization", &format!("Bearer {token}"))
             .call();
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut caught = false;
-    while !caught && Instant::now() < deadline {
-        let (_, health) = daemon.call("GET", "/health", None);
-        caught = health["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["status"] == "compacting");
-    }
-    eprintln!("SIGTERMs sent with a table compacting: {caught}");
+    // The precondition of the test: the signals come while a table is being compacted.
+    assert!(
+        wait_for_a_compacting_table(&daemon),
+        "no table was seen compacting"
+    );
     let pid = daemon.child.id().to_string();
     for _ in 0..2 {
         assert!(
@@ -577,6 +623,7 @@ fn a_second_sigterm_abandons_the_compaction_and_loses_nothing() {
     for (table, n) in count_records(&data) {
         assert_eq!(n, N_RECORDS, "{table}");
     }
+    assert_eq!(count_slow_records(&data), N_SLOW_RECORDS);
 }
 
 /// Flip bytes across the middle of a file, as disk rot would.

@@ -1,13 +1,18 @@
 //! Typed errors, one enum per operation. Corruption is always a variant of its own
-//! (`Corrupted`) so that callers can quarantine and restore instead of retrying.
+//! (`Corrupted`) so that callers can quarantine and restore instead of retrying; every other
+//! failure keeps the error it comes from as its source: redb's (as [`redb::Error`], the
+//! superset every redb error converts into, boxed: it is large, and these errors travel in
+//! the `Result` of every read and write) or the file system's ([`io::Error`]).
 
 use std::io;
 use std::path::PathBuf;
 
 /// Classifies a redb storage error: corruption is kept apart from everything else.
 pub(crate) enum Failure {
+    /// What redb said about the damage.
     Corrupted(String),
-    Other(String),
+    /// Not corruption: the error itself.
+    Other(redb::StorageError),
 }
 
 pub(crate) fn classify(error: redb::StorageError) -> Failure {
@@ -17,11 +22,12 @@ pub(crate) fn classify(error: redb::StorageError) -> Failure {
             Failure::Corrupted(format!("file truncated: {e}"))
         }
         other => {
+            // Some damage redb reports only in words (a truncated file, a bad magic number).
             let text = other.to_string();
             if text.contains("truncated") || text.contains("magic") {
                 Failure::Corrupted(text)
             } else {
-                Failure::Other(text)
+                Failure::Other(other)
             }
         }
     }
@@ -33,7 +39,7 @@ macro_rules! storage_conversions {
             fn from(e: redb::StorageError) -> Self {
                 match classify(e) {
                     Failure::Corrupted(d) => $ty::Corrupted(d),
-                    Failure::Other(d) => $ty::Storage(d),
+                    Failure::Other(e) => $ty::Storage(Box::new(e.into())),
                 }
             }
         }
@@ -41,7 +47,7 @@ macro_rules! storage_conversions {
             fn from(e: redb::TableError) -> Self {
                 match e {
                     redb::TableError::Storage(s) => s.into(),
-                    other => $ty::Storage(other.to_string()),
+                    other => $ty::Storage(Box::new(other.into())),
                 }
             }
         }
@@ -49,7 +55,7 @@ macro_rules! storage_conversions {
             fn from(e: redb::TransactionError) -> Self {
                 match e {
                     redb::TransactionError::Storage(s) => s.into(),
-                    other => $ty::Storage(other.to_string()),
+                    other => $ty::Storage(Box::new(other.into())),
                 }
             }
         }
@@ -57,7 +63,7 @@ macro_rules! storage_conversions {
             fn from(e: redb::CommitError) -> Self {
                 match e {
                     redb::CommitError::Storage(s) => s.into(),
-                    other => $ty::Storage(other.to_string()),
+                    other => $ty::Storage(Box::new(other.into())),
                 }
             }
         }
@@ -65,7 +71,7 @@ macro_rules! storage_conversions {
             fn from(e: redb::DatabaseError) -> Self {
                 match e {
                     redb::DatabaseError::Storage(s) => s.into(),
-                    other => $ty::Storage(other.to_string()),
+                    other => $ty::Storage(Box::new(other.into())),
                 }
             }
         }
@@ -96,13 +102,21 @@ pub enum OpenError {
         /// What is (not) there.
         detail: String,
     },
-    /// An I/O or storage error that is not corruption.
-    #[error("cannot open table file {path}: {detail}")]
+    /// A storage error that is not corruption.
+    #[error("cannot open table file {path}: {source}")]
     Storage {
         /// The file that failed to open.
         path: PathBuf,
-        /// What went wrong.
-        detail: String,
+        /// What redb reported.
+        source: Box<redb::Error>,
+    },
+    /// A file-system step of opening or creating the file failed.
+    #[error("cannot open table file {path}: {source}")]
+    Io {
+        /// The file the step was on.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
     },
 }
 
@@ -113,19 +127,22 @@ impl OpenError {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::AlreadyOpen(path),
             redb::DatabaseError::Storage(s) => match classify(s) {
                 Failure::Corrupted(detail) => OpenError::Corrupted { path, detail },
-                Failure::Other(detail) => OpenError::Storage { path, detail },
+                Failure::Other(e) => OpenError::Storage {
+                    path,
+                    source: Box::new(e.into()),
+                },
             },
             other => OpenError::Storage {
                 path,
-                detail: other.to_string(),
+                source: Box::new(other.into()),
             },
         }
     }
 
-    pub(crate) fn storage(path: &std::path::Path, detail: impl ToString) -> OpenError {
-        OpenError::Storage {
+    pub(crate) fn io(path: &std::path::Path, source: io::Error) -> OpenError {
+        OpenError::Io {
             path: path.to_path_buf(),
-            detail: detail.to_string(),
+            source,
         }
     }
 
@@ -149,7 +166,7 @@ pub enum ReadError {
     Corrupted(String),
     /// Any other storage failure.
     #[error("read failed: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 }
 storage_conversions!(ReadError);
 
@@ -163,7 +180,7 @@ pub enum WriteError {
     Corrupted(String),
     /// Any other storage failure, including a failed write or fsync.
     #[error("write failed: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 }
 storage_conversions!(WriteError);
 
@@ -171,7 +188,7 @@ impl From<ReadError> for WriteError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Corrupted(d) => WriteError::Corrupted(d),
-            ReadError::Storage(d) => WriteError::Storage(d),
+            ReadError::Storage(e) => WriteError::Storage(e),
         }
     }
 }
@@ -197,7 +214,7 @@ pub enum CompactError {
     Corrupted(String),
     /// Any other storage failure.
     #[error("compaction failed: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 }
 storage_conversions!(CompactError);
 
@@ -206,7 +223,7 @@ impl From<redb::CompactionError> for CompactError {
         match e {
             redb::CompactionError::TransactionInProgress => CompactError::SnapshotAlive,
             redb::CompactionError::Storage(s) => s.into(),
-            other => CompactError::Storage(other.to_string()),
+            other => CompactError::Storage(Box::new(other.into())),
         }
     }
 }
@@ -218,9 +235,12 @@ pub enum IntegrityError {
     /// Checksums or structure did not verify.
     #[error("integrity check failed: {0}")]
     Corrupted(String),
-    /// The check could not run (for example, a snapshot is alive).
+    /// A read snapshot or transaction is still alive, so the check cannot run.
+    #[error("integrity check could not run: a transaction is still alive")]
+    TransactionAlive,
+    /// The check could not run for another storage failure.
     #[error("integrity check could not run: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 }
 storage_conversions!(IntegrityError);
 
@@ -236,7 +256,18 @@ pub enum CopyError {
     Cancelled,
     /// Any other storage failure (typically writing the destination).
     #[error("copy failed: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
+    /// The destination file could not be created or opened.
+    #[error("copy failed: {0}")]
+    Open(#[source] OpenError),
+    /// A file-system step on the destination failed.
+    #[error("copy failed: {path}: {source}")]
+    Io {
+        /// The destination.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
+    },
 }
 storage_conversions!(CopyError);
 
@@ -244,7 +275,7 @@ impl From<ReadError> for CopyError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Corrupted(d) => CopyError::Corrupted(d),
-            ReadError::Storage(d) => CopyError::Storage(d),
+            ReadError::Storage(e) => CopyError::Storage(e),
         }
     }
 }
@@ -253,7 +284,7 @@ impl From<WriteError> for CopyError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Corrupted(d) => CopyError::Corrupted(d),
-            WriteError::Storage(d) => CopyError::Storage(d),
+            WriteError::Storage(e) => CopyError::Storage(e),
         }
     }
 }
@@ -262,7 +293,7 @@ impl From<OpenError> for CopyError {
     fn from(e: OpenError) -> Self {
         match e {
             OpenError::Corrupted { detail, .. } => CopyError::Corrupted(detail),
-            other => CopyError::Storage(other.to_string()),
+            other => CopyError::Open(other),
         }
     }
 }
@@ -286,5 +317,5 @@ pub enum SwapError {
 pub enum CloseError {
     /// Any storage failure while closing.
     #[error("close failed: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 }

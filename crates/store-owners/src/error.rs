@@ -1,14 +1,23 @@
 //! Errors of the owner's commands: [`CallError`] for data operations, [`MaintenanceError`] for
 //! maintenance commands, [`OpenStoresError`] for opening the nine tables; and
 //! [`panic_text`], how a contained panic is put into words.
+//!
+//! One failure of a group commit is answered to every job of the group, so [`CallError`] and
+//! [`MaintenanceError`] are `Clone`: the errors they come from (store-core's, the file
+//! system's) are kept as their sources behind an `Arc`.
 
 use std::any::Any;
+use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use store_core::{CompactError, IntegrityError, ReadError, WriteError};
+use store_core::{CompactError, IntegrityError, OpenError, ReadError, SwapError, WriteError};
+
+/// A store-core error kept as the source of a cloneable error.
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync>;
 
 /// A data operation through an owner failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
     /// The owner has stopped.
@@ -28,10 +37,14 @@ pub enum CallError {
     /// The command panicked; the table keeps being served.
     #[error("the command panicked: {0}")]
     Panicked(String),
-    /// A storage failure (I/O, fsync). The write was not acknowledged.
+    /// A storage failure (I/O, fsync). The write was not acknowledged. The source is the
+    /// store's [`ReadError`] or [`WriteError`].
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[source] SharedError),
     /// A stored record did not decode.
+    #[error("record does not decode: {0}")]
+    Record(#[source] postcard::Error),
+    /// A stored key or value is not what its table holds (no decoder error behind it).
     #[error("record does not decode: {0}")]
     Decode(String),
 }
@@ -40,7 +53,7 @@ impl From<ReadError> for CallError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Corrupted(d) => CallError::Corrupted(d),
-            other => CallError::Storage(other.to_string()),
+            other => CallError::Storage(Arc::new(other)),
         }
     }
 }
@@ -49,13 +62,13 @@ impl From<WriteError> for CallError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Corrupted(d) => CallError::Corrupted(d),
-            other => CallError::Storage(other.to_string()),
+            other => CallError::Storage(Arc::new(other)),
         }
     }
 }
 
 /// A maintenance command failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum MaintenanceError {
     /// The owner has stopped.
@@ -67,28 +80,68 @@ pub enum MaintenanceError {
     /// The table is not open.
     #[error("table unavailable: {0}")]
     Unavailable(String),
+    /// The table file did not open again (for a reason other than corruption).
+    #[error("table unavailable: {0}")]
+    Open(#[source] Arc<OpenError>),
     /// Corruption was detected.
     #[error("corruption detected: {0}")]
     Corrupted(String),
     /// The online compaction gave up safely (old file kept, nothing lost).
     #[error("compaction abandoned: {0}")]
     Abandoned(String),
-    /// The replacement file did not open or did not match; the previous file keeps serving.
+    /// The replacement file did not open; the previous file keeps serving.
     #[error("replacement refused: {0}")]
-    Replacement(String),
+    Replacement(#[source] Arc<OpenError>),
+    /// The replacement file opened but holds another number of records than expected; the
+    /// previous file keeps serving.
+    #[error("replacement refused: replacement holds {found} records, expected {expected}")]
+    RecordCount {
+        /// What the request expected.
+        expected: u64,
+        /// What the replacement holds.
+        found: u64,
+    },
     /// A file-system step failed.
+    #[error("i/o failure: {what}: {source}")]
+    Io {
+        /// The step.
+        what: String,
+        /// The failure.
+        source: Arc<io::Error>,
+    },
+    /// Swapping the compacted file in failed.
     #[error("i/o failure: {0}")]
-    Io(String),
-    /// Any other storage failure.
+    Swap(#[source] Arc<SwapError>),
+    /// Any other storage failure. The source is the store's error ([`ReadError`],
+    /// [`WriteError`], [`CompactError`], [`IntegrityError`], [`store_core::CopyError`] or
+    /// [`OpenError`]).
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[source] SharedError),
+    /// The online compaction's worker thread stopped without a word (it panicked).
+    #[error("storage failure: the compaction worker stopped")]
+    WorkerStopped,
+    /// A test hook failed a step of an online compaction (`OnlineConfig::hook`), as an I/O
+    /// failure there would: the step and the hook's reason.
+    #[cfg(feature = "testing")]
+    #[error("i/o failure: {0}")]
+    Injected(String),
+}
+
+impl MaintenanceError {
+    /// The file-system step `what` failed with `source`.
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> MaintenanceError {
+        MaintenanceError::Io {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
 }
 
 impl From<ReadError> for MaintenanceError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Corrupted(d) => MaintenanceError::Corrupted(d),
-            other => MaintenanceError::Storage(other.to_string()),
+            other => MaintenanceError::Storage(Arc::new(other)),
         }
     }
 }
@@ -97,7 +150,7 @@ impl From<WriteError> for MaintenanceError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Corrupted(d) => MaintenanceError::Corrupted(d),
-            other => MaintenanceError::Storage(other.to_string()),
+            other => MaintenanceError::Storage(Arc::new(other)),
         }
     }
 }
@@ -106,7 +159,7 @@ impl From<CompactError> for MaintenanceError {
     fn from(e: CompactError) -> Self {
         match e {
             CompactError::Corrupted(d) => MaintenanceError::Corrupted(d),
-            other => MaintenanceError::Storage(other.to_string()),
+            other => MaintenanceError::Storage(Arc::new(other)),
         }
     }
 }
@@ -115,7 +168,7 @@ impl From<IntegrityError> for MaintenanceError {
     fn from(e: IntegrityError) -> Self {
         match e {
             IntegrityError::Corrupted(d) => MaintenanceError::Corrupted(d),
-            other => MaintenanceError::Storage(other.to_string()),
+            other => MaintenanceError::Storage(Arc::new(other)),
         }
     }
 }

@@ -58,6 +58,15 @@ fn one_failed_fsync_does_not_latch_the_table() {
     plan.fail_sync_after(1);
     let error = owner.put(b"failed", b"x").unwrap_err();
     assert!(matches!(error, CallError::Storage(_)), "{error:?}");
+    // The store's error travels as the source (store-core's, then redb's), not as words.
+    let chain: Vec<String> =
+        std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+            .map(|e| e.to_string())
+            .collect();
+    assert!(
+        chain.len() == 3 && chain[2].contains("injected"),
+        "{chain:?}"
+    );
     // The failed write was never acknowledged; it may or may not be on disk.
     for i in 0..20 {
         let key = format!("after{i}");

@@ -259,7 +259,7 @@ fn a_fault_at_any_step_keeps_every_acknowledged_write() {
         };
         let error = owner.compact_online(config).unwrap_err();
         assert!(
-            matches!(&error, MaintenanceError::Io(m) if m.contains("test fault")),
+            matches!(&error, MaintenanceError::Injected(m) if m.contains("test fault")),
             "{name}: {error:?}"
         );
         assert!(

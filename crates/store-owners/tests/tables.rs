@@ -283,9 +283,21 @@ fn task_submit_assign_complete() {
 
     q.complete(a).unwrap();
     assert_eq!(q.get(a).unwrap(), None);
-    assert_eq!(q.complete(a), Err(TaskError::NotFound(a)));
-    assert_eq!(q.complete(999), Err(TaskError::NotFound(999)));
-    assert_eq!(q.fail(999, "x", 1), Err(TaskError::NotFound(999)));
+    let result = q.complete(a);
+    assert!(
+        matches!(result, Err(TaskError::NotFound(id)) if id == a),
+        "{result:?}"
+    );
+    let result = q.complete(999);
+    assert!(
+        matches!(result, Err(TaskError::NotFound(999))),
+        "{result:?}"
+    );
+    let result = q.fail(999, "x", 1);
+    assert!(
+        matches!(result, Err(TaskError::NotFound(999))),
+        "{result:?}"
+    );
 
     let c = q.submit(task("c", 0)).unwrap();
     assert!(

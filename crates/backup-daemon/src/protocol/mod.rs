@@ -454,8 +454,8 @@ mod tests {
         assert_eq!(Special::from_request("POST", "/metrics"), None);
     }
 
-    /// FIXME: an empty table name does not survive its request: `POST /compact/` is
-    /// `POST /compact`, every table, while the CLI's direct mode answers 404 for `--table ""`.
+    /// An empty table name does not survive its request: `POST /compact/` is `POST /compact`,
+    /// every table. The CLI never sends one: `--table` takes only the nine names.
     #[test]
     fn an_empty_table_name_is_lost_in_the_compact_path() {
         let op = Op::Compact {

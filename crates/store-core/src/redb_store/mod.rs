@@ -77,9 +77,9 @@ impl RedbStore {
                 path: path.to_path_buf(),
                 detail,
             },
-            WriteError::Storage(detail) => OpenError::Storage {
+            WriteError::Storage(source) => OpenError::Storage {
                 path: path.to_path_buf(),
-                detail,
+                source,
             },
         };
         let counters = {
@@ -117,21 +117,24 @@ impl RedbStore {
         let creating = path.with_file_name(name);
         // A leftover of an earlier crash is an incomplete file: start again.
         let _ = std::fs::remove_file(&creating);
-        create_private_file(&creating).map_err(|e| OpenError::storage(&creating, e))?;
+        create_private_file(&creating).map_err(|e| OpenError::io(&creating, e))?;
         let db = Self::builder(options)
             .create(&creating)
             .map_err(|e| OpenError::from_redb(&creating, e))?;
         Self::from_database(db, &creating, options)?
             .close()
-            .map_err(|e| OpenError::storage(&creating, e))?;
-        fsutil::sync_file(&creating).map_err(|e| OpenError::storage(&creating, e))?;
-        fsutil::replace_file(&creating, path).map_err(|e| OpenError::storage(path, e))
+            .map_err(|CloseError::Storage(source)| OpenError::Storage {
+                path: creating.clone(),
+                source,
+            })?;
+        fsutil::sync_file(&creating).map_err(|e| OpenError::io(&creating, e))?;
+        fsutil::replace_file(&creating, path).map_err(|e| OpenError::io(path, e))
     }
 
     /// Create a new, empty table file at `path`, which must not exist yet (a work file: a
     /// compaction's fresh copy, a backup being written).
     pub fn create_new(path: &Path, options: &StoreOptions) -> Result<RedbStore, OpenError> {
-        create_private_file(path).map_err(|e| OpenError::storage(path, e))?;
+        create_private_file(path).map_err(|e| OpenError::io(path, e))?;
         Self::open_file(path, options)
     }
 
@@ -145,7 +148,7 @@ impl RedbStore {
                 .truncate(false)
                 .mode(fsutil::FILE_MODE)
                 .open(path)
-                .map_err(|e| OpenError::storage(path, e))?;
+                .map_err(|e| OpenError::io(path, e))?;
             let backend =
                 FaultBackend::new(file, plan.clone()).map_err(|e| OpenError::from_redb(path, e))?;
             return Self::open_with_backend(path, backend, options);
@@ -185,7 +188,7 @@ fn not_a_table(path: &Path, options: &StoreOptions) -> Result<Option<String>, Op
                 Ok(Some("the file is missing".into()))
             }
         }
-        Err(e) => Err(OpenError::storage(path, e)),
+        Err(e) => Err(OpenError::io(path, e)),
     }
 }
 
@@ -206,8 +209,7 @@ impl TableStore for RedbStore {
         }
         // Tables written before modes were enforced: nothing but the owner reads them.
         if path.exists() {
-            fsutil::make_private(path, fsutil::FILE_MODE)
-                .map_err(|e| OpenError::storage(path, e))?;
+            fsutil::make_private(path, fsutil::FILE_MODE).map_err(|e| OpenError::io(path, e))?;
         }
         Self::open_file(path, options)
     }
@@ -249,7 +251,7 @@ impl TableStore for RedbStore {
     fn begin_batch(&mut self) -> Result<RedbBatch<'_>, WriteError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)
-            .map_err(|e| WriteError::Storage(e.to_string()))?;
+            .map_err(|e| WriteError::Storage(Box::new(e.into())))?;
         txn.set_quick_repair(true);
         let pending = self.counters;
         Ok(RedbBatch {
@@ -282,9 +284,9 @@ impl TableStore for RedbStore {
             Ok(false) => Err(IntegrityError::Corrupted(
                 "redb found damage and repaired its allocator state".into(),
             )),
-            Err(redb::DatabaseError::TransactionInProgress) => Err(IntegrityError::Storage(
-                "a transaction is still alive".into(),
-            )),
+            Err(redb::DatabaseError::TransactionInProgress) => {
+                Err(IntegrityError::TransactionAlive)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -292,7 +294,7 @@ impl TableStore for RedbStore {
     fn close(self) -> Result<(), CloseError> {
         self.db
             .close()
-            .map_err(|e| CloseError::Storage(e.to_string()))
+            .map_err(|e| CloseError::Storage(Box::new(e.into())))
     }
 }
 
@@ -389,7 +391,7 @@ impl StoreSnapshot for RedbSnapshot {
             }
             if done {
                 txn.set_durability(Durability::Immediate)
-                    .map_err(|e| CopyError::Storage(e.to_string()))?;
+                    .map_err(|e| CopyError::Storage(Box::new(e.into())))?;
                 {
                     let mut meta = txn.open_table(META)?;
                     meta.insert(META_LIVE_BYTES, counters.live_bytes)?;
@@ -400,7 +402,7 @@ impl StoreSnapshot for RedbSnapshot {
                 break;
             }
             txn.set_durability(Durability::None)
-                .map_err(|e| CopyError::Storage(e.to_string()))?;
+                .map_err(|e| CopyError::Storage(Box::new(e.into())))?;
             txn.commit()?;
             // Write the copy back chunk by chunk: left to the final commit, one flush of the
             // whole file stalls the live tables' own fsyncs behind it (one file system
@@ -411,9 +413,12 @@ impl StoreSnapshot for RedbSnapshot {
         target
             .db
             .close()
-            .map_err(|e| CopyError::Storage(e.to_string()))?;
+            .map_err(|e| CopyError::Storage(Box::new(e.into())))?;
         let file_bytes = std::fs::metadata(dest)
-            .map_err(|e| CopyError::Storage(e.to_string()))?
+            .map_err(|source| CopyError::Io {
+                path: dest.to_path_buf(),
+                source,
+            })?
             .len();
         Ok(CopyStats {
             records: counters.records,

@@ -59,7 +59,7 @@ impl Hooks {
         #[cfg(feature = "testing")]
         if let Some(hook) = &self.hook {
             return (hook.0)(step).map_err(|reason| {
-                MaintenanceError::Io(format!("injected failure at {step:?}: {reason}"))
+                MaintenanceError::Injected(format!("injected failure at {step:?}: {reason}"))
             });
         }
         let _ = step;

@@ -165,7 +165,7 @@ impl<S: TableStore> OnlineCompaction<S> {
         let worker = std::thread::Builder::new()
             .name(format!("compact-{table}"))
             .spawn(move || worker::run::<S>(snapshot, job, command_rx, event_tx))
-            .map_err(|e| MaintenanceError::Io(format!("spawning the worker: {e}")))?;
+            .map_err(|e| MaintenanceError::io("spawning the worker", e))?;
         Ok(OnlineCompaction {
             table,
             events,
@@ -223,9 +223,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             Ok(WorkerEvent::Copied(Err(e)) | WorkerEvent::CaughtUp(Err(e))) => {
                 Progress::Over(Err(e))
             }
-            Err(RecvError) => Progress::Over(Err(MaintenanceError::Storage(
-                "the compaction worker stopped".into(),
-            ))),
+            Err(RecvError) => Progress::Over(Err(MaintenanceError::WorkerStopped)),
             Ok(WorkerEvent::Ready(fresh)) => self.swap(fresh, store),
         }
     }
@@ -285,7 +283,8 @@ impl<S: TableStore> OnlineCompaction<S> {
         match store.swap_in(fresh) {
             Ok(replaced) => release_off_thread(replaced),
             Err(e) => {
-                let error = MaintenanceError::Io(e.to_string());
+                let e = Arc::new(e);
+                let error = MaintenanceError::Swap(e.clone());
                 // The rename may have happened before the failure (a failed directory fsync).
                 if !self.fresh_path.exists() {
                     tracing::warn!(table = self.table, error = %e, "swap failed after the rename; reopening the table file");

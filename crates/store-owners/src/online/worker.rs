@@ -76,7 +76,7 @@ pub(super) fn run<S: TableStore>(
             .take()
             .unwrap_or_else(|| match e {
                 CopyError::Corrupted(detail) => MaintenanceError::Corrupted(detail),
-                other => MaintenanceError::Storage(other.to_string()),
+                other => MaintenanceError::Storage(Arc::new(other)),
             })),
     };
     let failed = copied.is_err();
@@ -89,7 +89,7 @@ pub(super) fn run<S: TableStore>(
         Ok(f) => f,
         Err(e) => {
             let _ = events.send(WorkerEvent::CaughtUp(Err(MaintenanceError::Storage(
-                e.to_string(),
+                Arc::new(e),
             ))));
             let _ = std::fs::remove_file(&fresh_path);
             return;

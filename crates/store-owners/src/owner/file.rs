@@ -154,7 +154,6 @@ impl<S: TableStore> TableFile<S> {
         &mut self,
         request: ReplaceRequest,
     ) -> Result<ReplaceReport, MaintenanceError> {
-        let io = |what: &str, e: std::io::Error| MaintenanceError::Io(format!("{what}: {e}"));
         if let Some(store) = self.store.take()
             && let Err(e) = store.close()
         {
@@ -165,14 +164,17 @@ impl<S: TableStore> TableFile<S> {
             Ok(q) => q,
             Err(e) => {
                 self.reopen_after_failed_replace(None);
-                return Err(io("keeping the current file in quarantine", e));
+                return Err(MaintenanceError::io(
+                    "keeping the current file in quarantine",
+                    e,
+                ));
             }
         };
         let put_in = match &request.replacement {
             Some(replacement) => fsutil::replace_file(replacement, &self.path)
-                .map_err(|e| io("renaming the replacement in", e)),
+                .map_err(|e| MaintenanceError::io("renaming the replacement in", e)),
             None => S::create_empty(&self.path, &self.options)
-                .map_err(|e| MaintenanceError::Replacement(e.to_string())),
+                .map_err(|e| MaintenanceError::Replacement(Arc::new(e))),
         };
         if let Err(e) = put_in {
             self.reopen_after_failed_replace(quarantined.as_deref());
@@ -182,7 +184,7 @@ impl<S: TableStore> TableFile<S> {
             Ok(store) => store,
             Err(e) => {
                 self.reopen_after_failed_replace(quarantined.as_deref());
-                return Err(MaintenanceError::Replacement(e.to_string()));
+                return Err(MaintenanceError::Replacement(Arc::new(e)));
             }
         };
         let records = store.counters().records;
@@ -191,9 +193,10 @@ impl<S: TableStore> TableFile<S> {
         {
             drop(store);
             self.reopen_after_failed_replace(quarantined.as_deref());
-            return Err(MaintenanceError::Replacement(format!(
-                "replacement holds {records} records, expected {expected}"
-            )));
+            return Err(MaintenanceError::RecordCount {
+                expected,
+                found: records,
+            });
         }
         self.publisher.publish_counters(store.counters());
         self.store = Some(store);
@@ -226,7 +229,7 @@ impl<S: TableStore> TableFile<S> {
 
     /// After a storage failure of a commit: close the store (redb answers every later write
     /// with "Previous I/O error occurred") and open the file again, now or later.
-    pub(super) fn close_after_io_error(&mut self, cause: &str) {
+    pub(super) fn close_after_io_error(&mut self, cause: &dyn std::error::Error) {
         tracing::warn!(table = self.table, error = %cause, "I/O error: closing and reopening the table file");
         if let Some(store) = self.store.take() {
             // Closing a latched database may fail; its last durable commit is on disk anyway.
@@ -305,9 +308,10 @@ impl<S: TableStore> TableFile<S> {
             Err(e) => {
                 self.set_status(status_after_open_error(&e));
                 Err(if e.is_corruption() {
+                    // Corruption travels as its words, like everywhere.
                     MaintenanceError::Corrupted(e.to_string())
                 } else {
-                    MaintenanceError::Unavailable(e.to_string())
+                    MaintenanceError::Open(Arc::new(e))
                 })
             }
         }

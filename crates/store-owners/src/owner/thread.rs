@@ -275,7 +275,7 @@ impl<S: TableStore> OwnerThread<S> {
             }
             // Jobs only fail through their batch: this is the store's own failure (a write or
             // fsync refused, a full disk), which latches redb.
-            Err(CallError::Storage(detail)) => self.close_after_io_error(detail),
+            Err(CallError::Storage(source)) => self.close_after_io_error(&**source),
             Err(_) => {}
         }
         for job in jobs {
@@ -286,7 +286,7 @@ impl<S: TableStore> OwnerThread<S> {
     /// Close the store after a storage failure and start reopening it. An online compaction
     /// is cancelled: it ends at its worker's next event, finding the store closed. Until then
     /// its snapshot keeps the old file open, and reopening waits (redb locks the file).
-    fn close_after_io_error(&mut self, cause: &str) {
+    fn close_after_io_error(&mut self, cause: &dyn std::error::Error) {
         if let Some(running) = &self.compaction {
             running.compaction.cancel();
         }

@@ -67,7 +67,7 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 
 /// Decode a stored record.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
-    postcard::from_bytes(bytes).map_err(|e| CallError::Decode(e.to_string()))
+    postcard::from_bytes(bytes).map_err(CallError::Record)
 }
 
 /// A record with the sequence number (or id) its table assigned to it.

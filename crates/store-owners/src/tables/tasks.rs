@@ -118,7 +118,7 @@ pub enum FailOutcome {
 }
 
 /// A task operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
     /// No task with this id is in the queue.
