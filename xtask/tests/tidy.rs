@@ -262,7 +262,7 @@ fn find_cycle(
     None
 }
 
-/// The module graph of one library crate (the crate root left out: it only declares and
+/// The module graph of one crate (the crate root left out: it only declares and
 /// re-exports).
 fn module_graph(
     crate_name: &str,
@@ -271,7 +271,9 @@ fn module_graph(
     let modules = modules_of(&dir);
     let known: std::collections::BTreeSet<String> =
         modules.iter().map(|(m, _)| m.clone()).collect();
-    let lib_rs = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
+    let lib_rs = std::fs::read_to_string(dir.join("src/lib.rs"))
+        .or_else(|_| std::fs::read_to_string(dir.join("src/main.rs")))
+        .unwrap_or_default();
     let root_names = root_reexports(&lib_rs, &known);
     modules
         .iter()
@@ -286,9 +288,9 @@ fn module_graph(
 }
 
 #[test]
-fn the_modules_of_each_library_crate_import_each_other_without_a_circle() {
+fn the_modules_of_each_crate_import_each_other_without_a_circle() {
     let mut cycles = Vec::new();
-    for crate_name in LIBRARY_CRATES {
+    for crate_name in LIBRARY_CRATES.into_iter().chain(["backup-daemon"]) {
         let graph = module_graph(crate_name);
         assert!(graph.len() >= 3, "{crate_name}: modules not found");
         if let Some(cycle) = find_cycle(&graph) {
