@@ -4,7 +4,8 @@
 //!
 //! Routes: the operations of [`crate::protocol`] (`GET /health`, `POST /compact`, ...), read
 //! by [`Op::from_request`] and run by [`crate::ops::execute`], and two routes served here,
-//! `GET /events` and `GET /metrics` (the only route without auth).
+//! `GET /events` and `GET /metrics` (the only route without auth; `HEAD /metrics` answers
+//! like it, without the body).
 //!
 //! # Clients that stop reading or sending
 //!
@@ -91,17 +92,36 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// The admin API's socket, bound but not served yet: the daemon binds it before it creates
+/// anything, so that a busy address fails the start at once, with nothing left behind.
+/// Connections that arrive before [`AdminServer::start`] wait in the socket's backlog.
+#[derive(Debug)]
+pub struct AdminListener {
+    /// The bound socket, with its write timeout set.
+    listener: TcpListener,
+    /// The address asked for, for error messages.
+    listen: SocketAddr,
+}
+
+impl AdminListener {
+    /// Bind `listen` (port 0 picks a free port). The error is one line naming the address.
+    pub fn bind(listen: SocketAddr) -> Result<AdminListener> {
+        let listener = TcpListener::bind(listen)
+            .with_context(|| format!("cannot listen on {listen} (admin API)"))?;
+        let listener = with_write_timeout(listener, WRITE_TIMEOUT)
+            .context("setting a send timeout on the admin API's socket")?;
+        Ok(AdminListener { listener, listen })
+    }
+}
+
 impl AdminServer {
-    /// Bind `listen` and start the workers.
+    /// Serve the admin API on `bound`: start the workers.
     pub fn start(
-        listen: SocketAddr,
+        bound: AdminListener,
         token: String,
         maintainer: Arc<Maintainer>,
     ) -> Result<AdminServer> {
-        let listener =
-            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-        let listener = with_write_timeout(listener, WRITE_TIMEOUT)
-            .context("setting a send timeout on the admin API's socket")?;
+        let AdminListener { listener, listen } = bound;
         let server = Server::from_listener(listener, None)
             .map_err(|e| anyhow!("cannot serve on {listen}: {e}"))?;
         let addr = server

@@ -72,7 +72,7 @@ pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
         Err(e) => {
             let (status, message) = match e {
                 VerbError::Op(e) => (Some(e.status), e.message),
-                VerbError::Other(e) => (None, format!("{e:#}")),
+                VerbError::Other(e) => (None, crate::logging::error_line(&e)),
             };
             if json {
                 println!(

@@ -1,4 +1,5 @@
-//! `backup-daemon run`: open the nine tables (integrity checked, corruption wired to automatic
+//! `backup-daemon run`: bind the admin address (first, so that a busy port fails before
+//! anything is created), open the nine tables (integrity checked, corruption wired to automatic
 //! recovery), start the compaction and backup schedules and the admin API, say where
 //! everything is, and run until SIGINT or SIGTERM.
 //!
@@ -28,7 +29,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use store_owners::{OpenStoresError, Stores, StoresOptions};
 
-use crate::admin::AdminServer;
+use crate::admin::{AdminListener, AdminServer};
 use crate::config::DaemonConfig;
 use crate::files::{self, DaemonFile};
 
@@ -37,6 +38,9 @@ const CORRUPTION_QUEUE: usize = 64;
 
 /// Run the daemon until a signal; returns after a clean shutdown.
 pub fn run(config: &DaemonConfig) -> Result<()> {
+    // The admin address before anything else: a busy port fails the start at once, before a
+    // data dir, a table or a token is created.
+    let listener = AdminListener::bind(config.admin.listen)?;
     let data_dir = absolute(&config.data_dir)?;
     store_core::fsutil::create_dir_durably(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -64,7 +68,7 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
 
     // The admin API first: its metrics subscribe to the events before any operation can run
     // (an automatic restore of a table found corrupt at open shows in the metrics).
-    let admin = AdminServer::start(config.admin.listen, token, maintainer.clone())?;
+    let admin = AdminServer::start(listener, token, maintainer.clone())?;
     let recovery = maintainer
         .start_auto_recovery(reports_rx)
         .context("starting automatic recovery")?;

@@ -111,9 +111,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Print the complete, commented default config file.
+    /// Print the complete, commented default config file (with `--json`: the defaults as
+    /// JSON).
     Default,
-    /// Print the effective config (file, defaults and flags merged).
+    /// Print the effective config (file, defaults and flags merged), as TOML or with
+    /// `--json` as JSON.
     Show,
 }
 
@@ -145,8 +147,12 @@ fn main() -> ExitCode {
             return match daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("error: {e:#}");
+                    // Once: as a log line when the log is JSON lines, else as `error:`.
+                    let line = logging::error_line(&e);
+                    match config.log.format {
+                        LogFormat::Json => tracing::error!(error = %line, "the daemon failed"),
+                        LogFormat::Text => eprintln!("error: {line}"),
+                    }
                     ExitCode::FAILURE
                 }
             };
@@ -154,23 +160,15 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Default,
         } => {
-            print!("{}", config::DEFAULT_FILE);
-            return ExitCode::SUCCESS;
+            if !cli.json {
+                print!("{}", config::DEFAULT_FILE);
+                return ExitCode::SUCCESS;
+            }
+            return print_config(&DaemonConfig::default(), true);
         }
         Command::Config {
             action: ConfigAction::Show,
-        } => {
-            return match toml::to_string(&config) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        } => return print_config(&config, cli.json),
         Command::Status => Op::Status,
         Command::Compact { table, force } => Op::Compact { table, force },
         Command::Backup { table } => Op::Backup { table },
@@ -181,6 +179,27 @@ fn main() -> ExitCode {
     };
     logging::init(config.log.format, "warn");
     client::run_verb(&config, &op, cli.json)
+}
+
+/// Print `config` as TOML, or as JSON with `json`.
+fn print_config(config: &DaemonConfig, json: bool) -> ExitCode {
+    let text = if json {
+        serde_json::to_string_pretty(config)
+            .map(|text| text + "\n")
+            .map_err(anyhow::Error::new)
+    } else {
+        toml::to_string(config).map_err(anyhow::Error::new)
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", logging::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The nine table names, the only values `--table` takes (a wrong one is bad usage, exit 2,

@@ -13,6 +13,11 @@
 //! - [`fault`]: a `StorageBackend` that fails a chosen write or fsync, for tests.
 //! - [`fsutil`]: the durable file-system steps (fsync of a directory, atomic replace).
 //!
+//! The owner threads, the hub's nine tables and `Stores::open`, which a hub starts from, are
+//! the `store_owners` crate (`crates/store-owners/src/lib.rs`); maintenance over them is the
+//! `compaction` crate. How the crates fit together is in `ARCHITECTURE.md` at the root of the
+//! workspace.
+//!
 //! # Example
 //!
 //! ```

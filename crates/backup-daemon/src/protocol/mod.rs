@@ -72,7 +72,8 @@ impl Route {
 /// The routes the admin API serves itself, outside the operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Special {
-    /// `GET /metrics`: the Prometheus text (the only route without a token).
+    /// `GET /metrics`: the Prometheus text (the only route without a token); `HEAD /metrics`
+    /// answers the same status and headers without the body.
     Metrics,
     /// `GET /events`: the "backups" topic as server-sent events.
     Events,
@@ -82,7 +83,7 @@ impl Special {
     /// The special route `method` and `path` ask for, if any.
     pub fn from_request(method: &str, path: &str) -> Option<Special> {
         match (method, segments(path).as_slice()) {
-            ("GET", ["metrics"]) => Some(Special::Metrics),
+            ("GET" | "HEAD", ["metrics"]) => Some(Special::Metrics),
             ("GET", ["events"]) => Some(Special::Events),
             _ => None,
         }
@@ -449,6 +450,10 @@ mod tests {
         );
         assert_eq!(
             Special::from_request("GET", "/metrics/"),
+            Some(Special::Metrics)
+        );
+        assert_eq!(
+            Special::from_request("HEAD", "/metrics"),
             Some(Special::Metrics)
         );
         assert_eq!(Special::from_request("POST", "/metrics"), None);

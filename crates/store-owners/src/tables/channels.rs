@@ -7,7 +7,7 @@
 //! - `[0x01] str(channel) str(agent)` → [`Subscription`] (postcard).
 //! - `[0x02] str(agent) str(channel)` → empty.
 //!
-//! `channel_history` key layout (a [`seqlog`](super::seqlog) scoped by channel):
+//! `channel_history` key layout (a [`seqlog`] scoped by channel):
 //!
 //! - `[0x00] str(channel)` → last sequence number assigned in the channel (`u64` big-endian).
 //! - `[0x01] str(channel) u64(seq)` → [`ChannelMessage`] (postcard).

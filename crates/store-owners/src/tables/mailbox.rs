@@ -2,7 +2,7 @@
 //! sequence number of the agent; a reader polls after the last number it saw and acks up to
 //! the last one it handled, which deletes them.
 //!
-//! Key layout (a [`seqlog`](super::seqlog) scoped by agent):
+//! Key layout (a [`seqlog`] scoped by agent):
 //!
 //! - `[0x00] str(agent)` → last sequence number assigned to the agent (`u64` big-endian).
 //! - `[0x01] str(agent) u64(seq)` → [`MailboxMessage`] (postcard).

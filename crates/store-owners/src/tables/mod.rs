@@ -15,9 +15,10 @@
 //!
 //! # Writing a typed operation
 //!
-//! Reads go through [`query`], writes through [`mutate`]; both run a closure on the owner
-//! thread. A write closure runs inside the owner's open transaction, so a read-modify-write in
-//! it is atomic, and it shares the durable commit of the writes queued with it (group commit).
+//! Reads go through `query`, writes through `mutate` (crate-private helpers of this module);
+//! both run a closure on the owner thread. A write closure runs inside the owner's open
+//! transaction, so a read-modify-write in it is atomic, and it shares the durable commit of
+//! the writes queued with it (group commit).
 //! It may run more than once (see [`OwnerHandle::write`]) and must decide to reject (a domain
 //! error, [`JobError::Reject`]) before its first write: a rejected job's batch still commits,
 //! with the other jobs of the group, so writes made before the rejection would stick.

@@ -1,7 +1,7 @@
 //! `thread_messages` (the messages of each conversation thread, in order) and
 //! `thread_replies` (the reply index: which messages answer which).
 //!
-//! `thread_messages` key layout (a [`seqlog`](super::seqlog) scoped by thread):
+//! `thread_messages` key layout (a [`seqlog`] scoped by thread):
 //!
 //! - `[0x00] str(thread)` → last sequence number assigned in the thread (`u64` big-endian).
 //! - `[0x01] str(thread) u64(seq)` → [`ThreadMessage`] (postcard).
