@@ -176,17 +176,55 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// `2026-11-26T04:00:00Z (in 6h)`.
 fn when(at: SystemTime) -> String {
+    when_from(at, SystemTime::now())
+}
+
+/// [`when`], seen from `now`.
+fn when_from(at: SystemTime, now: SystemTime) -> String {
     let rounded = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| Duration::from_secs(d.as_secs()))
         .unwrap_or_default();
-    let in_ = at
-        .duration_since(SystemTime::now())
-        .map(|d| Duration::from_secs(d.as_secs()))
-        .unwrap_or_default();
+    let in_ = at.duration_since(now).unwrap_or_default();
     format!(
         "{} (in {})",
         humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + rounded),
-        humantime::format_duration(in_)
+        humantime::format_duration(rounded_for_reading(in_))
     )
+}
+
+/// A wait rounded for reading: to the nearest minute from a minute on (`5h 59m 59.9s` reads
+/// `6h`), to the nearest second under it.
+fn rounded_for_reading(d: Duration) -> Duration {
+    let secs = (d.as_millis() + 500) / 1000;
+    let secs = if secs >= 60 {
+        (secs + 30) / 60 * 60
+    } else {
+        secs
+    };
+    Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{rounded_for_reading, when_from};
+
+    /// The banner's "in" reads as the README shows it: `(in 6h)`, not `(in 5h 59m 59s)`.
+    #[test]
+    fn the_banner_rounds_the_wait_to_the_minute() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_115_200_400);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_115_200 + 6 * 3600);
+        assert_eq!(when_from(at, now), "2025-11-26T06:00:00Z (in 6h)");
+        let secs = Duration::from_secs;
+        assert_eq!(rounded_for_reading(secs(6 * 3600 - 1)), secs(6 * 3600));
+        assert_eq!(rounded_for_reading(secs(22 * 3600 + 29)), secs(22 * 3600));
+        assert_eq!(rounded_for_reading(secs(90)), secs(120));
+        assert_eq!(rounded_for_reading(secs(89)), secs(60));
+        assert_eq!(rounded_for_reading(Duration::from_millis(41_600)), secs(42));
+        assert_eq!(rounded_for_reading(Duration::ZERO), Duration::ZERO);
+        // A time already past reads as now.
+        assert!(when_from(now - secs(5), now).ends_with("(in 0s)"));
+    }
 }

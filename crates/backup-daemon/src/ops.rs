@@ -10,8 +10,8 @@ use compaction::{
 
 use crate::protocol::{Op, OpError, OpResult};
 
-/// Run `op`. Compactions and backups never wait for another maintenance operation (409
-/// instead); a restore waits for it (the library always does).
+/// Run `op`. Compactions, backups and restores never wait for another maintenance operation
+/// (409 instead); only automatic recovery, which does not come through here, waits for it.
 pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<OpResult, OpError> {
     match op {
         Op::Status => Ok(OpResult::Health(maintainer.health_metrics())),
@@ -62,10 +62,11 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<OpResult, OpError> {
                 None => BackupSelector::LatestVerified,
             };
             let report = maintainer
-                .restore(table, selector, RecoveryTrigger::Manual)
+                .try_restore(table, selector, RecoveryTrigger::Manual)
                 .map_err(|e| match e {
                     RestoreError::UnknownTable(_) => OpError::new(404, e),
                     RestoreError::InvalidBackupId(_) => OpError::new(400, e),
+                    RestoreError::Busy => OpError::new(409, e),
                     RestoreError::BackupNotFound { .. } | RestoreError::NoVerifiedBackup { .. } => {
                         OpError::new(404, e)
                     }

@@ -124,6 +124,16 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// What a run saved, in bytes (negative: the files grew), in the unit that fits; a size that
+/// grew reads "grew by X", never as a negative saving.
+fn saved(n: i64) -> String {
+    if n < 0 {
+        format!("grew by {}", bytes(n.unsigned_abs()))
+    } else {
+        bytes(n.unsigned_abs())
+    }
+}
+
 /// A ratio to three decimals; a number JSON cannot hold (it would say null) as "-".
 fn ratio(r: f64) -> String {
     if r.is_finite() {
@@ -240,14 +250,14 @@ fn render_history(runs: &[CompactionRun]) -> String {
                 n.to_string()
             };
             // Sizes past i64::MAX count as nothing saved (a file system cannot hold them).
-            let saved: i64 = run
+            let savings: i64 = run
                 .results
                 .iter()
                 .map(|r| {
                     let before = i64::try_from(r.bytes_before).unwrap_or(0);
                     before - i64::try_from(r.bytes_after).unwrap_or(before)
                 })
-                .sum();
+                .fold(0, i64::saturating_add);
             vec![
                 when(Some(run.started_at)),
                 run.trigger.clone(),
@@ -255,7 +265,7 @@ fn render_history(runs: &[CompactionRun]) -> String {
                 count("compacted"),
                 count("skipped"),
                 count("failed"),
-                format!("{:.1} KiB", saved as f64 / 1024.0),
+                saved(savings),
             ]
         })
         .collect();
@@ -355,7 +365,10 @@ mod tests {
     use serde::Serialize;
     use serde_json::Value;
 
-    use super::{bytes, dur, outcome_name, recovery_name, state_name, status_name, when};
+    use super::{
+        bytes, dur, outcome_name, recovery_name, render_history, saved, state_name, status_name,
+        when,
+    };
 
     /// `value`'s JSON, or the `key` field of it.
     fn json_name<T: Serialize>(value: &T, key: Option<&str>) -> Value {
@@ -416,5 +429,41 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
         assert_eq!(when(Some(at)), "2025-11-24T16:00:00Z");
         assert_eq!(when(None), "-");
+    }
+
+    /// `history` sizes use the unit that fits, and a run whose files grew says so instead of
+    /// printing a negative saving.
+    #[test]
+    fn history_savings_use_a_fitting_unit_and_say_when_files_grew() {
+        use compaction::{CompactionRun, TableResult};
+
+        assert_eq!(saved(0), "0 B");
+        assert_eq!(saved(765_656 * 1024), "747.7 MiB");
+        assert_eq!(saved(3 << 30), "3.0 GiB");
+        assert_eq!(saved(-4096), "grew by 4.0 KiB");
+        assert_eq!(saved(i64::MIN), "grew by 8589934592.0 GiB");
+        let result = |before: u64, after: u64| TableResult {
+            table: "task_queue".into(),
+            outcome: TableOutcome::Compacted,
+            duration: Duration::from_millis(5),
+            bytes_before: before,
+            bytes_after: after,
+            fragmentation_before: 0.5,
+            retried: false,
+            max_pause: Duration::ZERO,
+        };
+        let run = |results| CompactionRun {
+            started_at: UNIX_EPOCH + Duration::from_secs(1_764_000_000),
+            duration: Duration::from_millis(10),
+            trigger: "manual".into(),
+            results,
+        };
+        let text = render_history(&[
+            run(vec![result(800 << 20, 20 << 20), result(1 << 20, 1 << 20)]),
+            run(vec![result(8192, 12288)]),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("  780.0 MiB"), "{text}");
+        assert!(lines[2].ends_with("  grew by 4.0 KiB"), "{text}");
     }
 }

@@ -380,3 +380,68 @@ fn corruption_found_at_run_time_is_restored_automatically() {
     assert_eq!(contents(m), expected);
     assert_eq!(quarantined(dir.path()).len(), 1);
 }
+
+#[test]
+fn a_restore_asked_during_a_compaction_is_busy_at_once_or_waits_when_asked_to() {
+    use compaction::CompactOptions;
+    use store_owners::{Step, StepHook};
+
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    let m = &hub.maintainer;
+    fill(m, 100, "v1");
+    let id = backup(m);
+    // A compaction that holds the maintenance lock until told to go on.
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let hook = StepHook::new(move |step| {
+        if matches!(step, Step::Copied) {
+            let _ = entered_tx.send(());
+            let _ = released.recv();
+        }
+        Ok(())
+    });
+    m.set_compaction_hook(Some(hook));
+    let compaction = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            let options = CompactOptions {
+                force: true,
+                ..CompactOptions::default()
+            };
+            m.compact_one(TABLE, options).expect("compaction")
+        })
+    };
+    entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("compaction started");
+    let events = m.events().subscribe();
+    let asked = std::time::Instant::now();
+    let refused = m.try_restore(
+        TABLE,
+        BackupSelector::Id(id.clone()),
+        RecoveryTrigger::Manual,
+    );
+    assert!(matches!(refused, Err(RestoreError::Busy)), "{refused:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // A refusal is not a failed recovery: no event.
+    assert!(events.try_recv().is_err());
+    // A waiting restore (as automatic recovery does) runs once the compaction is done.
+    let waiting = {
+        let m = m.clone();
+        let id = id.clone();
+        std::thread::spawn(move || m.restore(TABLE, BackupSelector::Id(id), RecoveryTrigger::Auto))
+    };
+    release.send(()).unwrap();
+    compaction.join().unwrap();
+    let report = waiting
+        .join()
+        .unwrap()
+        .expect("restore after the compaction");
+    assert_eq!(report.outcome, RecoveryOutcome::Restored);
+    m.set_compaction_hook(None);
+}

@@ -76,6 +76,10 @@ pub enum RestoreError {
     /// The owner could not swap the backup in; it put the previous file back.
     #[error("the table refused the backup: {0}")]
     Replace(#[source] MaintenanceError),
+    /// Another maintenance operation is running and the request did not ask to wait
+    /// ([`Maintainer::try_restore`]).
+    #[error("another maintenance operation is running")]
+    Busy,
 }
 
 /// One recovery under way: what its report starts from.
@@ -120,15 +124,41 @@ impl Maintainer {
 
     /// Restore `table` from a backup (see the module doc). Publishes `recovery_complete` on
     /// success and `recovery_failed` otherwise (except for refused requests: unknown table,
-    /// bad id). Waits for any maintenance operation in progress.
+    /// bad id). Waits for any maintenance operation in progress; see
+    /// [`Maintainer::try_restore`] for one that answers [`RestoreError::Busy`] instead.
     pub fn restore(
         &self,
         table: &str,
         which: BackupSelector,
         trigger: RecoveryTrigger,
     ) -> Result<RecoveryReport, RestoreError> {
+        self.restore_with(table, which, trigger, true)
+    }
+
+    /// [`Maintainer::restore`], but refused with [`RestoreError::Busy`] at once (no event
+    /// published) when another maintenance operation is running: what an operator's restore
+    /// does, like a compaction or backup asked with `wait: false`.
+    pub fn try_restore(
+        &self,
+        table: &str,
+        which: BackupSelector,
+        trigger: RecoveryTrigger,
+    ) -> Result<RecoveryReport, RestoreError> {
+        self.restore_with(table, which, trigger, false)
+    }
+
+    fn restore_with(
+        &self,
+        table: &str,
+        which: BackupSelector,
+        trigger: RecoveryTrigger,
+        wait: bool,
+    ) -> Result<RecoveryReport, RestoreError> {
         self.validate_request(table, &which)?;
-        let _guard = self.op_lock.wait();
+        let _guard = self
+            .op_lock
+            .take(wait)
+            .map_err(|_busy| RestoreError::Busy)?;
         let mut attempt = Attempt {
             table: table.to_string(),
             trigger,
