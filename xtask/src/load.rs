@@ -78,7 +78,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     );
     println!(
         "{:<18} {:>10} {:>12} {:>14}",
-        "table", "records", "file MB", "fragmentation"
+        "table", "records", "file MiB", "fragmentation"
     );
     for owner in stores.owners() {
         let m = owner.shared().metrics();
@@ -86,7 +86,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
             "{:<18} {:>10} {:>12.1} {:>14.3}",
             owner.table(),
             m.live_records,
-            m.file_bytes as f64 / 1e6,
+            m.file_bytes as f64 / (1u64 << 20) as f64,
             m.fragmentation_ratio
         );
     }

@@ -51,14 +51,23 @@ enum Task {
     CrashChild(crash::ChildArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the task; a failure is one line, `error: ` and its causes (never a backtrace, which
+/// `anyhow` would print from `main`'s `Result` when `RUST_BACKTRACE` is set), exit code 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.task {
+    let result = match cli.task {
         Task::Load(args) => load::run(&args),
         Task::Bench(args) => bench::run_release(&args),
         Task::BenchRun(args) => bench::run(&args),
         Task::Crash(args) => crash::run(&args),
         Task::CrashChild(args) => crash::child(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -30,6 +30,8 @@ fn load_fills_nine_tables_and_deletes_a_fraction() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("fragmentation"), "{stdout}");
+    // Sizes in MiB, as `backup-daemon status` shows them.
+    assert!(stdout.contains("file MiB"), "{stdout}");
     let stores = Stores::open(&data, StoresOptions::default()).unwrap();
     for owner in stores.owners() {
         assert_eq!(owner.shared().counters().records, 750, "{}", owner.table());
@@ -50,10 +52,14 @@ fn load_refuses_a_data_dir_in_use() {
         .args(["load", "--records", "10"])
         .arg("--data-dir")
         .arg(&data)
+        // The error stays one line even when a backtrace is asked for.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another process"), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     drop(held);
 }
