@@ -326,9 +326,8 @@ fn add_check(figures: &mut Figures, check: &Check<'_>) {
     figures.recovered += check.recovered;
 }
 
-/// The closing figures of the mixed mode.
-fn print_figures(figures: &Figures, started: Instant) {
-    println!("crash campaign figures:");
+/// The closing figures both modes print, after their own heading.
+fn print_shared_figures(figures: &Figures) {
     println!("  kills (SIGKILL):                       {}", figures.kills);
     println!(
         "  killed while the tables were opening:  {}",
@@ -346,6 +345,12 @@ fn print_figures(figures: &Figures, started: Instant) {
         "  writes lost:                           {}",
         figures.lost.len()
     );
+}
+
+/// The closing figures of the mixed mode.
+fn print_figures(figures: &Figures, started: Instant) {
+    println!("crash campaign figures:");
+    print_shared_figures(figures);
     println!(
         "  tables that failed to open:            {}",
         figures.failed_opens

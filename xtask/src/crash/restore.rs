@@ -336,26 +336,10 @@ pub fn clear_quarantine(
 pub fn print_figures(figures: &Figures, started: Instant) {
     let elapsed = started.elapsed().as_secs_f64();
     println!("crash campaign figures (restore mode, {RESTORED_TABLE} restored back to back):");
-    println!("  kills (SIGKILL):                       {}", figures.kills);
-    println!(
-        "  killed while the tables were opening:  {}",
-        figures.killed_before_open
-    );
+    super::print_shared_figures(figures);
     println!(
         "  killed before the table was seeded:    {}",
         figures.killed_before_seeded
-    );
-    println!(
-        "  acknowledged writes:                   {}",
-        figures.acknowledged
-    );
-    println!(
-        "  acknowledged writes checked:           {} (each kill: its own + a sample; all at the end)",
-        figures.checks
-    );
-    println!(
-        "  writes lost:                           {}",
-        figures.lost.len()
     );
     println!(
         "  tables that failed to open:            {} (not ok after automatic recovery)",
