@@ -16,7 +16,7 @@ use compaction::{
     BackupInfo, BackupOptions, BackupRun, BackupSelector, BackupState, BackupTrigger, Event,
     Maintainer, MaintenanceConfig, RecoveryTrigger,
 };
-use support::{contents, flip_bytes, open, owner, put_keys};
+use support::{HeldCompaction, contents, flip_bytes, open, owner, put_keys};
 
 const TABLE: &str = "message_history";
 
@@ -357,36 +357,11 @@ fn the_schedule_backs_up_every_table_and_publishes_events() {
 
 #[test]
 fn a_backup_waits_for_or_refuses_a_compaction_in_progress() {
-    use compaction::CompactOptions;
-    use store_owners::{Step, StepHook};
-
     let dir = tempfile::tempdir().unwrap();
     let m = open(dir.path(), MaintenanceConfig::default());
     fill(&m, TABLE, 200, "v1");
     // A compaction that holds the maintenance lock until told to go on.
-    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
-    let (release, released) = crossbeam_channel::bounded::<()>(1);
-    let hook = StepHook::new(move |step| {
-        if matches!(step, Step::Copied) {
-            let _ = entered_tx.send(());
-            let _ = released.recv();
-        }
-        Ok(())
-    });
-    m.set_compaction_hook(Some(hook));
-    let compaction = {
-        let m = m.clone();
-        std::thread::spawn(move || {
-            let options = CompactOptions {
-                force: true,
-                ..CompactOptions::default()
-            };
-            m.compact_one(TABLE, options).expect("compaction")
-        })
-    };
-    entered
-        .recv_timeout(Duration::from_secs(30))
-        .expect("compaction started");
+    let held = HeldCompaction::start(&m, TABLE);
     let refused = m.backup_one(
         TABLE,
         BackupOptions {
@@ -409,8 +384,7 @@ fn a_backup_waits_for_or_refuses_a_compaction_in_progress() {
         let m = m.clone();
         std::thread::spawn(move || m.backup_one(TABLE, manual()))
     };
-    release.send(()).unwrap();
-    compaction.join().unwrap();
+    held.finish();
     let run = waiting
         .join()
         .unwrap()

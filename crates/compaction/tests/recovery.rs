@@ -18,7 +18,7 @@ use compaction::{
 };
 use crossbeam_channel::Receiver;
 use store_owners::TableStatus;
-use support::{Hub, flip_bytes, owner, put_keys, quarantined};
+use support::{HeldCompaction, Hub, flip_bytes, owner, put_keys, quarantined};
 
 const TABLE: &str = "thread_messages";
 
@@ -383,38 +383,13 @@ fn corruption_found_at_run_time_is_restored_automatically() {
 
 #[test]
 fn a_restore_asked_during_a_compaction_is_busy_at_once_or_waits_when_asked_to() {
-    use compaction::CompactOptions;
-    use store_owners::{Step, StepHook};
-
     let dir = tempfile::tempdir().unwrap();
     let hub = open(dir.path());
     let m = &hub.maintainer;
     fill(m, 100, "v1");
     let id = backup(m);
     // A compaction that holds the maintenance lock until told to go on.
-    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
-    let (release, released) = crossbeam_channel::bounded::<()>(1);
-    let hook = StepHook::new(move |step| {
-        if matches!(step, Step::Copied) {
-            let _ = entered_tx.send(());
-            let _ = released.recv();
-        }
-        Ok(())
-    });
-    m.set_compaction_hook(Some(hook));
-    let compaction = {
-        let m = m.clone();
-        std::thread::spawn(move || {
-            let options = CompactOptions {
-                force: true,
-                ..CompactOptions::default()
-            };
-            m.compact_one(TABLE, options).expect("compaction")
-        })
-    };
-    entered
-        .recv_timeout(Duration::from_secs(30))
-        .expect("compaction started");
+    let held = HeldCompaction::start(m, TABLE);
     let events = m.events().subscribe();
     let asked = std::time::Instant::now();
     let refused = m.try_restore(
@@ -436,8 +411,7 @@ fn a_restore_asked_during_a_compaction_is_busy_at_once_or_waits_when_asked_to() 
         let id = id.clone();
         std::thread::spawn(move || m.restore(TABLE, BackupSelector::Id(id), RecoveryTrigger::Auto))
     };
-    release.send(()).unwrap();
-    compaction.join().unwrap();
+    held.finish();
     let report = waiting
         .join()
         .unwrap()

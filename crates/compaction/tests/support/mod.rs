@@ -127,3 +127,47 @@ pub fn flip_bytes(path: &Path) {
     }
     std::fs::write(path, bytes).expect("write file");
 }
+
+/// A forced compaction of one table, stopped inside its copy while it holds the maintenance
+/// lock, until [`HeldCompaction::finish`].
+pub struct HeldCompaction {
+    release: crossbeam_channel::Sender<()>,
+    thread: std::thread::JoinHandle<compaction::CompactionRun>,
+}
+
+impl HeldCompaction {
+    /// Start the compaction of `table` and return once it holds the lock.
+    pub fn start(m: &Arc<Maintainer>, table: &'static str) -> HeldCompaction {
+        use store_owners::{Step, StepHook};
+        let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+        let (release, released) = crossbeam_channel::bounded::<()>(1);
+        let hook = StepHook::new(move |step| {
+            if matches!(step, Step::Copied) {
+                let _ = entered_tx.send(());
+                let _ = released.recv();
+            }
+            Ok(())
+        });
+        m.set_compaction_hook(Some(hook));
+        let thread = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let options = compaction::CompactOptions {
+                    force: true,
+                    ..compaction::CompactOptions::default()
+                };
+                m.compact_one(table, options).expect("compaction")
+            })
+        };
+        entered
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("compaction started");
+        HeldCompaction { release, thread }
+    }
+
+    /// Let the compaction go on and wait for it.
+    pub fn finish(self) -> compaction::CompactionRun {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap()
+    }
+}
