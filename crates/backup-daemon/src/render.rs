@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use compaction::recovery::RecoveryOutcome;
 use compaction::{
-    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, HealthStatus, RecoveryReport,
-    TableOutcome,
+    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, RecoveryReport, TableOutcome,
 };
 
 use crate::protocol::{Op, OpResult};
@@ -42,19 +41,6 @@ pub fn has_failures(op: &Op, result: &OpResult) -> bool {
                     .any(|b| matches!(b.state, BackupState::Corrupt(_)))
         }
         OpResult::Health(_) | OpResult::History(_) => false,
-    }
-}
-
-/// A table's status as its JSON says it.
-fn status_name(status: HealthStatus) -> &'static str {
-    match status {
-        HealthStatus::Ok => "ok",
-        HealthStatus::Compacting => "compacting",
-        HealthStatus::Unavailable => "unavailable",
-        HealthStatus::Degraded => "degraded",
-        HealthStatus::Corrupted => "corrupted",
-        HealthStatus::Lost => "lost",
-        HealthStatus::Closed => "closed",
     }
 }
 
@@ -178,7 +164,7 @@ fn render_status(report: &HealthReport) -> String {
                 .map(|m| m.created_at);
             vec![
                 t.table.clone(),
-                with_detail(status_name(t.status), t.status_detail.as_deref()),
+                with_detail(t.status.name(), t.status_detail.as_deref()),
                 bytes(t.file_bytes),
                 t.records.to_string(),
                 ratio(t.fragmentation_ratio),
@@ -365,10 +351,7 @@ mod tests {
     use serde::Serialize;
     use serde_json::Value;
 
-    use super::{
-        bytes, dur, outcome_name, recovery_name, render_history, saved, state_name, status_name,
-        when,
-    };
+    use super::{bytes, dur, outcome_name, recovery_name, render_history, saved, state_name, when};
 
     /// `value`'s JSON, or the `key` field of it.
     fn json_name<T: Serialize>(value: &T, key: Option<&str>) -> Value {
@@ -389,7 +372,7 @@ mod tests {
             Lost,
             Closed,
         ] {
-            assert_eq!(json_name(&s, None), status_name(s));
+            assert_eq!(json_name(&s, None), s.name());
         }
         for o in [
             RecoveryOutcome::Restored,

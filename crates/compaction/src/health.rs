@@ -35,14 +35,28 @@ pub enum HealthStatus {
 impl HealthStatus {
     /// The one-word status of `status`, and its detail if it has one.
     pub fn of(status: &TableStatus) -> (HealthStatus, Option<String>) {
-        match status {
-            TableStatus::Ok => (HealthStatus::Ok, None),
-            TableStatus::Compacting => (HealthStatus::Compacting, None),
-            TableStatus::Unavailable(d) => (HealthStatus::Unavailable, Some(d.clone())),
-            TableStatus::Degraded(d) => (HealthStatus::Degraded, Some(d.clone())),
-            TableStatus::Corrupted(d) => (HealthStatus::Corrupted, Some(d.clone())),
-            TableStatus::Lost(d) => (HealthStatus::Lost, Some(d.clone())),
-            TableStatus::Closed => (HealthStatus::Closed, None),
+        let word = match status {
+            TableStatus::Ok => HealthStatus::Ok,
+            TableStatus::Compacting => HealthStatus::Compacting,
+            TableStatus::Unavailable(_) => HealthStatus::Unavailable,
+            TableStatus::Degraded(_) => HealthStatus::Degraded,
+            TableStatus::Corrupted(_) => HealthStatus::Corrupted,
+            TableStatus::Lost(_) => HealthStatus::Lost,
+            TableStatus::Closed => HealthStatus::Closed,
+        };
+        (word, status.detail().map(str::to_string))
+    }
+
+    /// The status's name, as in JSON and in [`TableStatus::name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Compacting => "compacting",
+            HealthStatus::Unavailable => "unavailable",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Corrupted => "corrupted",
+            HealthStatus::Lost => "lost",
+            HealthStatus::Closed => "closed",
         }
     }
 }
