@@ -157,6 +157,11 @@ impl<'a> Family<'a> {
         Family { out, name }
     }
 
+    /// The family's one sample, without labels.
+    fn value(self, value: f64) {
+        let _ = writeln!(self.out, "{} {}", self.name, number(value));
+    }
+
     fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         let labels: Vec<String> = labels
             .iter()
@@ -298,37 +303,34 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
         family.sample(&[("table", owner.table())], owner.shared().reopens() as f64);
     }
     let quarantine = maintainer.quarantine().unwrap_or_default();
-    let name = format!("{PREFIX}_quarantine_bytes");
-    let _ = writeln!(
-        out,
-        "# HELP {name} Bytes of replaced table files kept in quarantine."
-    );
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(
-        out,
-        "{name} {}",
-        quarantine.iter().map(|f| f.bytes).sum::<u64>()
-    );
-    let name = format!("{PREFIX}_quarantine_files");
-    let _ = writeln!(
-        out,
-        "# HELP {name} Replaced table files kept in quarantine."
-    );
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(out, "{name} {}", quarantine.len());
-    let name = format!("{PREFIX}_quarantine_pruned_total");
-    let _ = writeln!(
-        out,
-        "# HELP {name} Quarantined files pruned by age or size since the daemon started."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {}", maintainer.quarantine_pruned());
-    let name = format!("{PREFIX}_events_dropped_total");
-    let _ = writeln!(
-        out,
-        "# HELP {name} Events dropped because a subscriber's queue was full."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {}", maintainer.events().dropped());
+    let gauges_and_counters: [(&str, &str, &str, f64); 4] = [
+        (
+            "quarantine_bytes",
+            "gauge",
+            "Bytes of replaced table files kept in quarantine.",
+            quarantine.iter().map(|f| f.bytes).sum::<u64>() as f64,
+        ),
+        (
+            "quarantine_files",
+            "gauge",
+            "Replaced table files kept in quarantine.",
+            quarantine.len() as f64,
+        ),
+        (
+            "quarantine_pruned_total",
+            "counter",
+            "Quarantined files pruned by age or size since the daemon started.",
+            maintainer.quarantine_pruned() as f64,
+        ),
+        (
+            "events_dropped_total",
+            "counter",
+            "Events dropped because a subscriber's queue was full.",
+            maintainer.events().dropped() as f64,
+        ),
+    ];
+    for (name, kind, help, value) in gauges_and_counters {
+        Family::new(&mut out, name, kind, help).value(value);
+    }
     out
 }
