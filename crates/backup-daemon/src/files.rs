@@ -49,34 +49,21 @@ pub fn load_or_create_token(path: &Path) -> Result<String> {
 }
 
 /// Clear the group and other permission bits of the token file at `path`, if any are set.
-#[cfg(unix)]
 fn make_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("reading the permissions of token file {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 == 0 {
-        return Ok(());
+    let changed = store_core::fsutil::make_private(path, store_core::fsutil::FILE_MODE)
+        .with_context(|| {
+            format!(
+                "token file {} is open to group or others and cannot be made private; \
+                 fix its permissions (chmod 600) and start again",
+                path.display()
+            )
+        })?;
+    if changed {
+        tracing::warn!(
+            path = %path.display(),
+            "the token file was open to group or others; made private (0600)"
+        );
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(|| {
-        format!(
-            "token file {} is open to group or others (mode {:o}) and cannot be made private; \
-             fix its permissions (chmod 600) and start again",
-            path.display(),
-            mode & 0o777
-        )
-    })?;
-    tracing::warn!(
-        path = %path.display(),
-        was = format!("{:o}", mode & 0o777),
-        "the token file was open to group or others; made private (0600)"
-    );
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn make_private(_path: &Path) -> Result<()> {
     Ok(())
 }
 
