@@ -14,14 +14,13 @@
 //! 3. The manifest is written the same way (temporary file, fsync, rename, directory fsync).
 //!    On any failure the work file, and the backup file when it has no manifest, are removed.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use store_core::{CopyError, fsutil};
 use store_owners::{MaintenanceError, TABLE_NAMES};
 
 use super::error::{BackupError, BackupRequestError};
-use super::manifest::{BackupManifest, FILE_MODE, MANIFEST_FORMAT, backup_id_at};
+use super::manifest::{BackupManifest, MANIFEST_FORMAT, backup_id_at};
 use super::verify::{hash_file, integrity_and_count};
 use crate::events::Event;
 use crate::maintainer::Maintainer;
@@ -169,8 +168,6 @@ impl Maintainer {
                 let what = format!("{what} {}", tmp.display());
                 move |source| BackupError::Io { what, source }
             };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(FILE_MODE))
-                .map_err(io("setting the mode of"))?;
             let (blake3, bytes) = hash_file(&tmp, None).map_err(io("hashing"))?;
             fsutil::sync_file(&tmp).map_err(io("fsync of"))?;
             fsutil::replace_file(&tmp, &final_path).map_err(io("renaming"))?;
