@@ -42,6 +42,16 @@ fn backup(m: &Maintainer) -> compaction::BackupRun {
     support::backup(m, TABLE)
 }
 
+/// A manual restore of the newest verified backup of [`TABLE`], which must succeed.
+fn restore_latest(m: &Maintainer) -> compaction::RecoveryReport {
+    m.restore(
+        TABLE,
+        BackupSelector::LatestVerified,
+        RecoveryTrigger::Manual,
+    )
+    .unwrap()
+}
+
 fn table_file(data: &Path) -> PathBuf {
     support::table_file(data, TABLE)
 }
@@ -161,13 +171,7 @@ fn no_backup_of_a_lost_table_is_taken_so_retention_keeps_its_good_backups() {
     let backups = m.backups_of(TABLE, true).unwrap();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(backups[0].manifest.as_ref().unwrap().records, 1000);
-    let report = m
-        .restore(
-            TABLE,
-            BackupSelector::LatestVerified,
-            RecoveryTrigger::Manual,
-        )
-        .unwrap();
+    let report = restore_latest(&m);
     assert_eq!(report.records, 1000);
     assert_eq!(report.quarantined, None, "nothing was at the table path");
 }
@@ -194,13 +198,7 @@ fn the_table_path_holds_a_complete_file_at_every_instant_of_a_restore() {
         })
     };
     for _ in 0..30 {
-        let report = m
-            .restore(
-                TABLE,
-                BackupSelector::LatestVerified,
-                RecoveryTrigger::Manual,
-            )
-            .unwrap();
+        let report = restore_latest(m);
         assert_eq!(report.outcome, RecoveryOutcome::Restored);
     }
     stop.store(true, Ordering::Relaxed);
@@ -243,13 +241,7 @@ fn a_manifest_of_an_unknown_format_is_refused() {
         Err(RestoreError::Verify { .. })
     ));
     // The latest verified one is the older backup.
-    let report = m
-        .restore(
-            TABLE,
-            BackupSelector::LatestVerified,
-            RecoveryTrigger::Manual,
-        )
-        .unwrap();
+    let report = restore_latest(m);
     assert_eq!(report.backup_id, Some(older));
     assert_eq!(report.records, 10);
 }
@@ -268,13 +260,7 @@ fn everything_holding_user_data_is_private() {
     let m = &hub.maintainer;
     fill(m, 10);
     backup(m);
-    let report = m
-        .restore(
-            TABLE,
-            BackupSelector::LatestVerified,
-            RecoveryTrigger::Manual,
-        )
-        .unwrap();
+    let report = restore_latest(m);
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&table_file(&data)), 0o600);
     let quarantined = report.quarantined.unwrap();
@@ -308,13 +294,7 @@ fn the_quarantine_is_bounded_but_keeps_the_newest_copy_of_each_table() {
     let m = &hub.maintainer;
     let mut newest = None;
     for _ in 0..6 {
-        let report = m
-            .restore(
-                TABLE,
-                BackupSelector::LatestVerified,
-                RecoveryTrigger::Manual,
-            )
-            .unwrap();
+        let report = restore_latest(m);
         newest = report.quarantined;
     }
     let kept = m.quarantine().unwrap();
