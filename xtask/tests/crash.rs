@@ -18,28 +18,38 @@ fn figure(stdout: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number in {line:?}"))
 }
 
+/// Run `cargo xtask crash <args> --data-dir <data>` through the built binary; it must succeed.
+/// Returns its standard output (the closing figures).
+fn campaign(args: &[&str], data: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("crash")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "campaign {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn five_kills_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "crash",
+    let stdout = campaign(
+        &[
             "--iterations",
             "5",
             "--min-kill-ms",
             "400",
             "--max-kill-ms",
             "900",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "campaign failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &dir.path().join("data"),
     );
     assert_eq!(figure(&stdout, "kills (SIGKILL):"), 5, "{stdout}");
     assert_eq!(figure(&stdout, "writes lost:"), 0, "{stdout}");
@@ -66,23 +76,20 @@ fn five_kills_lose_no_acknowledged_write() {
 fn kills_during_the_first_open_leave_tables_that_open() {
     for seed in 1..=6 {
         let dir = tempfile::tempdir().unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args([
-                "crash",
+        let seed = seed.to_string();
+        let stdout = campaign(
+            &[
                 "--iterations",
                 "1",
                 "--min-kill-ms",
                 "5",
                 "--max-kill-ms",
                 "120",
-            ])
-            .args(["--seed", &seed.to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "seed {seed}:\n{stdout}");
+                "--seed",
+                &seed,
+            ],
+            &dir.path().join("data"),
+        );
         assert_eq!(
             figure(&stdout, "tables that failed to open:"),
             0,
@@ -101,9 +108,8 @@ fn kills_during_the_first_open_leave_tables_that_open() {
 #[test]
 fn killed_restores_never_empty_a_table() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "crash",
+    let stdout = campaign(
+        &[
             "--mode",
             "restore",
             "--iterations",
@@ -112,16 +118,8 @@ fn killed_restores_never_empty_a_table() {
             "400",
             "--max-kill-ms",
             "1000",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "campaign failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &dir.path().join("data"),
     );
     assert_eq!(figure(&stdout, "kills (SIGKILL):"), 12, "{stdout}");
     assert_eq!(figure(&stdout, "emptied tables:"), 0, "{stdout}");
