@@ -283,12 +283,7 @@ impl Maintainer {
                 "no verified backup; data lost (the table file was missing)".to_string()
             }
         });
-        if let Some(dir) = quarantine.parent() {
-            fsutil::create_dir_durably(dir).map_err(|source| RestoreError::Io {
-                what: format!("creating {}", dir.display()),
-                source,
-            })?;
-        }
+        // The owner creates the quarantine dir (durably) when it keeps a file aside.
         if let Some(staged) = staged {
             fsutil::sync_parent_dir(staged).map_err(|source| RestoreError::Io {
                 what: "fsync of the data dir".into(),
