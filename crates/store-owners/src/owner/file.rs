@@ -217,13 +217,22 @@ impl<S: TableStore> TableFile<S> {
         {
             tracing::error!(table = self.table, error = %e, "cannot put the original file back");
         }
-        match S::open(&self.path, &self.options) {
+        let _ = self.install(S::open(&self.path, &self.options));
+    }
+
+    /// Serve the store just opened (status ok), or say why the file did not open.
+    fn install(&mut self, opened: Result<S, OpenError>) -> Result<(), OpenError> {
+        match opened {
             Ok(store) => {
                 self.publisher.publish_counters(store.counters());
                 self.store = Some(store);
                 self.set_status(TableStatus::Ok);
+                Ok(())
             }
-            Err(e) => self.set_status(status_after_open_error(&e)),
+            Err(e) => {
+                self.set_status(status_after_open_error(&e));
+                Err(e)
+            }
         }
     }
 
@@ -259,25 +268,26 @@ impl<S: TableStore> TableFile<S> {
             check_integrity_on_open: false,
             ..self.options.clone()
         };
-        match S::open(&self.path, &options) {
-            Ok(store) => {
+        let attempts = pending.attempts + 1;
+        match self.install(S::open(&self.path, &options)) {
+            Ok(()) => {
                 tracing::info!(
                     table = self.table,
-                    attempts = pending.attempts + 1,
+                    attempts,
                     "table file reopened after an I/O error"
                 );
                 self.reopen = None;
-                self.publisher.publish_counters(store.counters());
                 self.publisher.count_reopen();
-                self.store = Some(store);
-                self.set_status(TableStatus::Ok);
             }
             Err(e) if e.is_corruption() || e.is_missing() => {
                 self.reopen = None;
-                let status = status_after_open_error(&e);
-                self.publisher.report_for_restore(status);
+                self.publisher
+                    .report_for_restore(status_after_open_error(&e));
             }
             Err(e) => {
+                let Some(pending) = &mut self.reopen else {
+                    return;
+                };
                 pending.attempts += 1;
                 let delay = REOPEN_FIRST_DELAY
                     .saturating_mul(1 << pending.attempts.min(6))
@@ -298,23 +308,15 @@ impl<S: TableStore> TableFile<S> {
             return Ok(());
         }
         self.reopen = None;
-        match S::open(&self.path, &self.options) {
-            Ok(store) => {
-                self.publisher.publish_counters(store.counters());
-                self.store = Some(store);
-                self.set_status(TableStatus::Ok);
-                Ok(())
-            }
-            Err(e) => {
-                self.set_status(status_after_open_error(&e));
-                Err(if e.is_corruption() {
+        self.install(S::open(&self.path, &self.options))
+            .map_err(|e| {
+                if e.is_corruption() {
                     // Corruption travels as its words, like everywhere.
                     MaintenanceError::Corrupted(e.to_string())
                 } else {
                     MaintenanceError::Open(Arc::new(e))
-                })
-            }
-        }
+                }
+            })
     }
 
     /// After a swap that failed once the fresh file was renamed in: close the store, which
