@@ -100,12 +100,27 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, OpenStoresError> {
         .write(true)
         .open(data_dir.join(".lock"))
         .map_err(io)?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(TryLockError::WouldBlock) => Err(OpenStoresError::Locked(data_dir.to_path_buf())),
-        Err(TryLockError::Error(e)) => Err(io(e)),
+    // A lock is tied to the open file, and a process that forks copies its open files: a
+    // child forked by another thread of this process holds a just-closed lock until it
+    // execs (microseconds, more on a loaded machine). So a busy lock is asked for again
+    // for a moment before it is reported as held by someone else.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(OpenStoresError::Locked(data_dir.to_path_buf()));
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
     }
 }
+
+/// How long a busy data dir lock is asked for again before [`OpenStoresError::Locked`].
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Stores {
     /// Open (creating on first use) the nine tables of `data_dir`. Fails if another process

@@ -315,6 +315,31 @@ fn a_second_open_of_the_data_dir_is_refused() {
 }
 
 #[test]
+fn a_closed_data_dir_opens_again_while_other_threads_start_processes() {
+    // A process started by another thread inherits the open lock file until it execs; the
+    // lock must still be had by the next open (the CI failure of a daemon test).
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let spawner = {
+        let (stop, spawns) = (stop.clone(), spawns.clone());
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+                spawns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let mut spawned = 0;
+    while spawned < 200 {
+        drop(store_owners::stores::lock_data_dir(dir.path()).expect("the lock is free again"));
+        spawned = spawns.load(std::sync::atomic::Ordering::Relaxed);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+}
+
+#[test]
 fn a_garbage_table_file_comes_up_corrupted_and_refuses_calls() {
     let dir = tempfile::tempdir().unwrap();
     let garbage: Vec<u8> = (0..64 * 1024u32)
