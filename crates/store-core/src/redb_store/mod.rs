@@ -5,6 +5,7 @@
 
 mod batch;
 mod schema;
+mod scrub;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -18,16 +19,18 @@ use redb::{
 
 use crate::copy::CopyStats;
 use crate::error::{
-    CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, SwapError,
-    WriteError,
+    CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, ScrubError,
+    SwapError, WriteError,
 };
 use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
 use crate::store::{
-    KeyRange, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+    KeyRange, OnRead, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot, TableStore,
+    WriteBatch,
 };
 pub use batch::RedbBatch;
+use scrub::FrozenHeader;
 use schema::{
     DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, read_counters, scan_table,
     snapshot_get,
@@ -262,8 +265,14 @@ impl TableStore for RedbStore {
     }
 
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
+        let txn = self.db.begin_read()?;
+        // Right after the read transaction began, before any other commit: the header then
+        // names the snapshot's commit (see scrub.rs). Only a scrub needs it, so a failure to
+        // read it is the scrub's to report.
+        let header = FrozenHeader::read(&self.path).map_err(|e| (self.path.clone(), Arc::new(e)));
         Ok(RedbSnapshot {
-            txn: self.db.begin_read()?,
+            txn,
+            header,
             counters: self.counters,
             io_faults: self.io_faults.clone(),
         })
@@ -325,6 +334,8 @@ impl ReplacedFile for RedbReplaced {
 #[derive(Debug)]
 pub struct RedbSnapshot {
     txn: ReadTransaction,
+    /// The file's header as of this snapshot, for [`StoreSnapshot::scrub`].
+    header: Result<FrozenHeader, (PathBuf, Arc<std::io::Error>)>,
     counters: TableCounters,
     /// Fault plan inherited by the files this snapshot is copied into.
     io_faults: Option<Arc<FaultPlan>>,
@@ -349,6 +360,16 @@ impl StoreSnapshot for RedbSnapshot {
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
         let table = self.txn.open_table(DATA)?;
         scan_table(&table, range, limit)
+    }
+
+    fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError> {
+        match &self.header {
+            Ok(header) => header.scrub(on_read),
+            Err((path, e)) => Err(ScrubError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            }),
+        }
     }
 
     fn copy_to_file(
