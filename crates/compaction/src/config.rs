@@ -69,6 +69,29 @@ impl Default for BackupConfig {
     }
 }
 
+/// Scrub settings: the background walk that verifies every page checksum of every table
+/// while they serve (the tables open without verifying, so start-up does not grow with the
+/// data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Time from the start to the first scrub.
+    #[serde(with = "humantime_serde")]
+    pub after_start: Duration,
+    /// Time between scrubs (from the end of one to the start of the next).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        ScrubConfig {
+            after_start: Duration::from_secs(60),
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Everything the [`crate::Maintainer`] needs to know.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MaintenanceConfig {
@@ -78,6 +101,8 @@ pub struct MaintenanceConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine.
     pub quarantine: QuarantineConfig,
+    /// The background checksum walk.
+    pub scrub: ScrubConfig,
 }
 
 /// How much the quarantine may keep.

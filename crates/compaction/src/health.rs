@@ -1,5 +1,5 @@
 //! [`Maintainer::health_metrics`]: size, fragmentation and status of every table, the last
-//! compaction and backup of each, and the compaction history. Built from what each owner
+//! compaction, backup and scrub of each, the compaction history and the scrub in progress. Built from what each owner
 //! publishes in its [`store_owners::Shared`] state (one `stat` per table file), never through
 //! an owner's queue, so it answers while a table is busy or stuck.
 
@@ -11,6 +11,7 @@ use store_owners::TableStatus;
 use crate::backup::BackupInfo;
 use crate::maintainer::Maintainer;
 use crate::report::{CompactionRun, TableOutcome, TableResult};
+use crate::scrub::{ScrubProgress, ScrubResult};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +88,10 @@ pub struct TableHealth {
     pub last_result: Option<TableResult>,
     /// The newest backup of the table whose manifest and size check out (not fully verified).
     pub last_backup: Option<BackupInfo>,
+    /// The table's last scrub since the start (every page checksum verified in the
+    /// background), if one ran.
+    #[serde(default)]
+    pub last_scrub: Option<ScrubResult>,
 }
 
 /// What [`Maintainer::health_metrics`] reports. Serializes to JSON.
@@ -105,6 +110,12 @@ pub struct HealthReport {
     pub next_compaction: Option<SystemTime>,
     /// The kept compaction runs, oldest first.
     pub history: Vec<CompactionRun>,
+    /// The scrub in progress, if any.
+    #[serde(default)]
+    pub scrub_in_progress: Option<ScrubProgress>,
+    /// When the scrub schedule runs next.
+    #[serde(default, with = "humantime_serde")]
+    pub next_scrub: Option<SystemTime>,
 }
 
 impl HealthReport {
@@ -151,6 +162,7 @@ impl Maintainer {
                     last_compacted_at,
                     last_result,
                     last_backup: self.last_backup(table),
+                    last_scrub: self.last_scrub(table),
                 }
             })
             .collect();
@@ -160,6 +172,8 @@ impl Maintainer {
             last_compaction: history.last().map(|run| run.started_at),
             next_compaction: self.next_compaction(),
             history,
+            scrub_in_progress: self.scrub_progress(),
+            next_scrub: self.next_scrub(),
         }
     }
 }

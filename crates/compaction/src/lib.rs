@@ -107,12 +107,15 @@ pub mod recovery;
 pub mod report;
 pub mod scheduler;
 pub mod schedules;
+pub mod scrub;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backup::{BackupInfo, BackupOptions, BackupRun, BackupState, BackupTrigger};
 pub use compact::{CompactOptions, CompactRequestError};
-pub use config::{BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, Strategy};
+pub use config::{
+    BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, ScrubConfig, Strategy,
+};
 pub use events::{Envelope, Event, EventBus};
 pub use health::{HealthReport, HealthStatus, TableHealth};
 pub use history::{History, SaveHistoryError};
@@ -123,3 +126,4 @@ pub use report::{
     CompactionRun, RecoveryReport, RecoveryTrigger, TableOutcome, TableResult, Trigger,
 };
 pub use scheduler::{Schedule, StartScheduleError};
+pub use scrub::{ScrubOutcome, ScrubProgress, ScrubRequestError, ScrubResult, ScrubRun};

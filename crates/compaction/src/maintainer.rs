@@ -5,7 +5,8 @@
 //! The operations are `impl Maintainer` blocks in their own modules, which import this one
 //! (never the reverse): [`crate::compact`] (compaction runs), [`crate::backup`] (backups,
 //! listing, verification, retention), [`crate::recovery`] (restores, automatic recovery),
-//! [`crate::quarantine`], [`crate::health`] and [`crate::schedules`] (the two schedules).
+//! [`crate::quarantine`], [`crate::health`], [`crate::scrub`] (background checksum walks)
+//! and [`crate::schedules`] (the compaction and backup schedules).
 //! This module needs only the leaves: config, events, history, lock, scheduler state and,
 //! with the `testing` feature, the test hooks.
 
@@ -40,6 +41,8 @@ pub struct Maintainer {
     pub(crate) compaction_schedule: Mutex<Weak<ScheduleState>>,
     /// Copies pruned from the quarantine (see [`crate::quarantine`]).
     pub(crate) quarantine_pruned: AtomicU64,
+    /// Scrub progress and results (see [`crate::scrub`]).
+    pub(crate) scrub: Arc<crate::scrub::ScrubState>,
     /// Test hooks (see [`crate::testing`]).
     #[cfg(feature = "testing")]
     pub(crate) hooks: crate::testing::Hooks,
@@ -63,6 +66,7 @@ impl Maintainer {
             history,
             compaction_schedule: Mutex::new(Weak::new()),
             quarantine_pruned: AtomicU64::new(0),
+            scrub: Arc::default(),
             #[cfg(feature = "testing")]
             hooks: crate::testing::Hooks::default(),
         }

@@ -21,7 +21,10 @@ fn load(store: &mut RedbStore, n: usize, model: &mut BTreeMap<Vec<u8>, Vec<u8>>)
         let ops: Vec<_> = chunk
             .iter()
             .map(|i| {
-                let (k, v) = (format!("key-{i:06}").into_bytes(), vec![(i % 251) as u8; 300]);
+                let (k, v) = (
+                    format!("key-{i:06}").into_bytes(),
+                    vec![(i % 251) as u8; 300],
+                );
                 model.insert(k.clone(), v.clone());
                 WriteOp::put(&k, &v)
             })
@@ -44,13 +47,18 @@ fn a_scrub_of_a_store_that_keeps_committing_finds_nothing_and_reads_the_file() {
     // Scrubs run on another thread from snapshots taken between the commits of a writer that
     // overwrites and deletes (so pages are freed and reused while each scrub reads).
     let (snapshots_tx, snapshots_rx) = std::sync::mpsc::channel::<store_core::RedbSnapshot>();
-        let scrubber = {
+    let scrubber = {
         std::thread::spawn(move || {
             let mut scrubs = 0;
             for snapshot in snapshots_rx {
-                let stats = snapshot.scrub(never_cancel()).expect("a clean file scrubs clean");
+                let stats = snapshot
+                    .scrub(never_cancel())
+                    .expect("a clean file scrubs clean");
                 // Every page of the records was read.
-                assert!(stats.bytes_read >= snapshot.counters().live_bytes, "{stats:?}");
+                assert!(
+                    stats.bytes_read >= snapshot.counters().live_bytes,
+                    "{stats:?}"
+                );
                 scrubs += 1;
             }
             scrubs

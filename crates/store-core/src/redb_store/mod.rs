@@ -30,11 +30,11 @@ use crate::store::{
     WriteBatch,
 };
 pub use batch::RedbBatch;
-use scrub::FrozenHeader;
 use schema::{
     DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, read_counters, scan_table,
     snapshot_get,
 };
+use scrub::FrozenHeader;
 
 /// Records per intermediate (non-durable) commit while copying into a fresh file.
 const COPY_CHUNK: usize = 5_000;

@@ -289,16 +289,20 @@ impl StorageBackend for SnapshotView {
         let end = offset + data.len() as u64;
         let mut block_start = offset / BLOCK * BLOCK;
         while block_start < end {
-            if !overlay.blocks.contains_key(&block_start) {
-                let mut block = vec![0u8; BLOCK as usize];
-                let file_len = state.file.metadata()?.len();
-                let readable = (block_start + BLOCK).min(file_len).saturating_sub(block_start);
-                if readable > 0 {
-                    state.read_base(block_start, &mut block[..readable as usize])?;
+            let block = match overlay.blocks.entry(block_start) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let mut block = vec![0u8; BLOCK as usize];
+                    let file_len = state.file.metadata()?.len();
+                    let readable = (block_start + BLOCK)
+                        .min(file_len)
+                        .saturating_sub(block_start);
+                    if readable > 0 {
+                        state.read_base(block_start, &mut block[..readable as usize])?;
+                    }
+                    e.insert(block)
                 }
-                overlay.blocks.insert(block_start, block);
-            }
-            let block = overlay.blocks.get_mut(&block_start).expect("just inserted");
+            };
             let from = block_start.max(offset);
             let to = (block_start + BLOCK).min(end);
             block[(from - block_start) as usize..(to - block_start) as usize]

@@ -1,0 +1,330 @@
+//! Scrubs: every page checksum of every table verified in the background while the tables
+//! serve ([`Maintainer::scrub_all`], [`Maintainer::scrub_table`]; scheduled by
+//! [`Maintainer::start_scrub_schedule`], the first run shortly after start). The tables open
+//! without verifying, so start-up does not grow with the data; the scrub is what finds a
+//! damaged file, and the table's owner then reports it to automatic recovery exactly as
+//! corruption met by a read (see `OwnerHandle::scrub`).
+//!
+//! A scrub takes no maintenance lock: it reads a snapshot, so compactions, backups and
+//! restores go on meanwhile (a finding in a file replaced during the walk is dropped by the
+//! owner). One scrub runs at a time. Progress and each table's last result are kept here and
+//! shown by health, `status` and the metrics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use store_owners::{MaintenanceError, TableStatus};
+
+use crate::maintainer::Maintainer;
+use crate::scheduler::{Schedule, ScheduleState, StartScheduleError};
+
+/// How one table's scrub ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScrubOutcome {
+    /// Every page verified.
+    Clean,
+    /// Damage found; the table was reported for an automatic restore.
+    Corrupted,
+    /// Not scrubbed: the table is not serving, the scrub was stopped, or the table file was
+    /// replaced during the walk (`detail` says which).
+    Skipped,
+    /// The walk could not run to its end (an I/O error reading the file).
+    Failed,
+}
+
+/// One table's scrub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubResult {
+    /// The table.
+    pub table: String,
+    /// How it ended.
+    pub outcome: ScrubOutcome,
+    /// What was found, or why it did not run.
+    pub detail: Option<String>,
+    /// Bytes of the table file read.
+    pub bytes_read: u64,
+    /// How long the walk took, in seconds.
+    pub duration_seconds: f64,
+    /// When it ended.
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+}
+
+/// The scrub in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubProgress {
+    /// The table being read.
+    pub table: String,
+    /// Bytes of its file read so far.
+    pub bytes_read: u64,
+    /// Size of its file when the walk began (the walk reads the live pages, at most this).
+    pub file_bytes: u64,
+    /// Tables done in this run, and in all.
+    pub tables_done: usize,
+    /// Tables this run scrubs.
+    pub tables_total: usize,
+    /// When the run began.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+}
+
+/// A scrub run over several tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubRun {
+    /// One result per table, in table order.
+    pub results: Vec<ScrubResult>,
+}
+
+/// Why a scrub did not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScrubRequestError {
+    /// Not one of the nine tables.
+    #[error("unknown table {0:?}")]
+    UnknownTable(String),
+    /// Another scrub is running.
+    #[error("a scrub is already running")]
+    Busy,
+}
+
+/// The scrubs' shared state: one run at a time, its progress, each table's last result.
+#[derive(Debug, Default)]
+pub(crate) struct ScrubState {
+    running: Mutex<Option<ScrubProgress>>,
+    last: Mutex<BTreeMap<String, ScrubResult>>,
+    bytes_read_total: AtomicU64,
+    schedule: Mutex<Weak<ScheduleState>>,
+}
+
+impl ScrubState {
+    fn set_bytes_read(&self, bytes: u64) {
+        if let Some(p) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            p.bytes_read = bytes;
+        }
+    }
+}
+
+impl Maintainer {
+    /// Scrub every serving table, one after the other. `stopping` ends the run early (the
+    /// table being read stops at its next read).
+    pub fn scrub_all(&self, stopping: &Arc<AtomicBool>) -> Result<ScrubRun, ScrubRequestError> {
+        let tables: Vec<&'static str> = store_owners::TABLE_NAMES.to_vec();
+        self.scrub_tables(&tables, stopping)
+    }
+
+    /// Scrub one table.
+    pub fn scrub_table(
+        &self,
+        table: &str,
+        stopping: &Arc<AtomicBool>,
+    ) -> Result<ScrubResult, ScrubRequestError> {
+        let Some(owner) = self.owner_of(table) else {
+            return Err(ScrubRequestError::UnknownTable(table.to_string()));
+        };
+        let run = self.scrub_tables(&[owner.table()], stopping)?;
+        Ok(run
+            .results
+            .into_iter()
+            .next()
+            .expect("one table, one result"))
+    }
+
+    fn scrub_tables(
+        &self,
+        tables: &[&'static str],
+        stopping: &Arc<AtomicBool>,
+    ) -> Result<ScrubRun, ScrubRequestError> {
+        let started_at = SystemTime::now();
+        {
+            let mut running = self.scrub.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.is_some() {
+                return Err(ScrubRequestError::Busy);
+            }
+            *running = Some(ScrubProgress {
+                table: tables[0].to_string(),
+                bytes_read: 0,
+                file_bytes: 0,
+                tables_done: 0,
+                tables_total: tables.len(),
+                started_at,
+            });
+        }
+        let results = tables
+            .iter()
+            .enumerate()
+            .map(|(done, table)| {
+                let result = self.scrub_one(table, done, stopping);
+                tracing::info!(
+                    table,
+                    outcome = ?result.outcome,
+                    bytes_read = result.bytes_read,
+                    seconds = result.duration_seconds,
+                    detail = result.detail.as_deref().unwrap_or(""),
+                    "scrub"
+                );
+                self.scrub
+                    .last
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(table.to_string(), result.clone());
+                result
+            })
+            .collect();
+        *self.scrub.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(ScrubRun { results })
+    }
+
+    fn scrub_one(
+        &self,
+        table: &'static str,
+        done: usize,
+        stopping: &Arc<AtomicBool>,
+    ) -> ScrubResult {
+        let owner = self.owner_of(table).expect("one of the nine");
+        let started = Instant::now();
+        let file_bytes = owner.shared().metrics().file_bytes;
+        self.set_progress(|p| {
+            p.table = table.to_string();
+            p.bytes_read = 0;
+            p.file_bytes = file_bytes;
+            p.tables_done = done;
+        });
+        let finish = |outcome, detail: Option<String>, bytes_read| ScrubResult {
+            table: table.to_string(),
+            outcome,
+            detail,
+            bytes_read,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            finished_at: SystemTime::now(),
+        };
+        if stopping.load(Ordering::SeqCst) {
+            return finish(ScrubOutcome::Skipped, Some("stopping".into()), 0);
+        }
+        match owner.shared().status() {
+            TableStatus::Ok | TableStatus::Compacting => {}
+            other => return finish(ScrubOutcome::Skipped, Some(other.to_string()), 0),
+        }
+        let read = Arc::new(AtomicU64::new(0));
+        let on_read: store_core::OnRead = {
+            let (read, state, stopping) = (read.clone(), self.scrub.clone(), stopping.clone());
+            Arc::new(move |bytes| {
+                if stopping.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let total = read.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                state.set_bytes_read(total);
+                true
+            })
+        };
+        let outcome = owner.scrub(on_read);
+        let bytes_read = read.load(Ordering::Relaxed);
+        self.scrub
+            .bytes_read_total
+            .fetch_add(bytes_read, Ordering::Relaxed);
+        match outcome {
+            Ok(_) => finish(ScrubOutcome::Clean, None, bytes_read),
+            Err(MaintenanceError::Corrupted(detail)) => {
+                finish(ScrubOutcome::Corrupted, Some(detail), bytes_read)
+            }
+            Err(MaintenanceError::Cancelled(why)) => {
+                finish(ScrubOutcome::Skipped, Some(why.to_string()), bytes_read)
+            }
+            Err(MaintenanceError::Unavailable(why)) => {
+                finish(ScrubOutcome::Skipped, Some(why), bytes_read)
+            }
+            Err(e) => finish(ScrubOutcome::Failed, Some(e.to_string()), bytes_read),
+        }
+    }
+
+    fn set_progress(&self, update: impl FnOnce(&mut ScrubProgress)) {
+        if let Some(p) = self
+            .scrub
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            update(p);
+        }
+    }
+
+    /// The scrub in progress, if any.
+    pub fn scrub_progress(&self) -> Option<ScrubProgress> {
+        self.scrub
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The last scrub of `table`, if one ran since the start.
+    pub fn last_scrub(&self, table: &str) -> Option<ScrubResult> {
+        self.scrub
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+            .cloned()
+    }
+
+    /// Bytes read by scrubs since the start.
+    pub fn scrub_bytes_read(&self) -> u64 {
+        self.scrub.bytes_read_total.load(Ordering::Relaxed)
+    }
+
+    /// Start the scrub schedule: [`Maintainer::scrub_all`] first
+    /// [`crate::ScrubConfig::after_start`] from now, then every
+    /// [`crate::ScrubConfig::interval`]. Stopping it stops the run in progress at its next
+    /// read.
+    pub fn start_scrub_schedule(self: &Arc<Self>) -> Result<Schedule, StartScheduleError> {
+        let maintainer: Weak<Maintainer> = Arc::downgrade(self);
+        let config = &self.config.scrub;
+        let schedule = Schedule::start_stoppable_after(
+            "scrub-schedule",
+            config.after_start,
+            config.interval,
+            move |stopping| {
+                let Some(maintainer) = maintainer.upgrade() else {
+                    return;
+                };
+                match maintainer.scrub_all(stopping) {
+                    Ok(run) => {
+                        let found = run
+                            .results
+                            .iter()
+                            .filter(|r| r.outcome == ScrubOutcome::Corrupted)
+                            .count();
+                        tracing::info!(tables = run.results.len(), found, "scrub run ended");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled scrub did not run"),
+                }
+            },
+        )?;
+        *self
+            .scrub
+            .schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = schedule.watch();
+        Ok(schedule)
+    }
+
+    /// When the scrub schedule runs next.
+    pub fn next_scrub(&self) -> Option<SystemTime> {
+        let state = self
+            .scrub
+            .schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade();
+        state?.next_run()
+    }
+}
