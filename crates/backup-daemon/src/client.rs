@@ -169,11 +169,8 @@ fn direct(
 }
 
 fn open_stores(data_dir: &Path, daemon: Option<&DaemonFile>) -> Result<Stores> {
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        ..StoresOptions::default()
-    };
-    match Stores::open(data_dir, options) {
+    // Opened as the daemon opens them: without reading every page (the scrub verifies).
+    match Stores::open(data_dir, StoresOptions::default()) {
         Ok(stores) => Ok(stores),
         Err(OpenStoresError::Locked(dir)) => {
             let who = match daemon {

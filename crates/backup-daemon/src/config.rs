@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use compaction::{BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig};
+use compaction::{
+    BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, ScrubConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything the daemon and the CLI verbs read from `--config FILE`.
@@ -20,6 +22,8 @@ pub struct DaemonConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine of replaced table files.
     pub quarantine: QuarantineConfig,
+    /// The background checksum walk of every table.
+    pub scrub: ScrubConfig,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -33,6 +37,7 @@ impl Default for DaemonConfig {
             compaction: CompactionConfig::default(),
             backup: BackupConfig::default(),
             quarantine: QuarantineConfig::default(),
+            scrub: ScrubConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -90,6 +95,7 @@ impl DaemonConfig {
             compaction: self.compaction.clone(),
             backup: self.backup.clone(),
             quarantine: self.quarantine.clone(),
+            scrub: self.scrub.clone(),
         }
     }
 
@@ -175,6 +181,9 @@ impl DaemonConfig {
         }
         if self.backup.keep == 0 {
             return Err(("backup", "keep", "must keep at least one backup".into()));
+        }
+        if self.scrub.interval.is_zero() {
+            return Err(("scrub", "interval", "must be more than zero".into()));
         }
         if self.quarantine.max_age.is_zero() {
             return Err(("quarantine", "max_age", "must be more than zero".into()));
@@ -304,6 +313,15 @@ keep = 3
 # copy of each table is always kept. Sizes: a number of bytes, or "500MB", "4GiB".
 max_age = "30days"
 max_bytes = "4GiB"
+
+[scrub]
+# The tables open without reading every page, so start-up does not grow with the data. A
+# scrub then verifies every page checksum of every table in the background while they serve;
+# damage found is restored automatically from the newest verified backup.
+# Time from the start to the first scrub.
+after_start = "1m"
+# Time between scrubs.
+interval = "1day"
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

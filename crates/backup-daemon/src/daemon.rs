@@ -1,7 +1,8 @@
 //! `backup-daemon run`: bind the admin address (first, so that a busy port fails before
-//! anything is created), open the nine tables (integrity checked, corruption wired to automatic
-//! recovery), start the compaction and backup schedules and the admin API, say where
-//! everything is, and run until SIGINT or SIGTERM.
+//! anything is created), open the nine tables (without reading every page: start-up does not
+//! grow with the data; corruption wired to automatic recovery), start the compaction, backup
+//! and scrub schedules (the scrub verifies every page in the background) and the admin API,
+//! say where everything is, and run until SIGINT or SIGTERM.
 //!
 //! # Shutdown
 //!
@@ -50,8 +51,10 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     let token = files::load_or_create_token(&token_file)?;
 
     let (reports, reports_rx) = bounded(CORRUPTION_QUEUE);
+    // No integrity check at open (it reads every page: seconds per GiB before the hub can
+    // serve); the scrub schedule verifies every page in the background instead.
     let options = StoresOptions {
-        check_integrity_on_open: true,
+        check_integrity_on_open: false,
         corruption_reports: Some(reports),
         ..Default::default()
     };
@@ -78,6 +81,9 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     let backup_schedule = maintainer
         .start_backup_schedule()
         .context("starting the backup schedule")?;
+    let scrub_schedule = maintainer
+        .start_scrub_schedule()
+        .context("starting the scrub schedule")?;
 
     DaemonFile {
         pid: std::process::id(),
@@ -88,6 +94,7 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
 
     let next_compaction = compaction_schedule.next_run();
     let next_backup = backup_schedule.next_run();
+    let next_scrub = scrub_schedule.next_run();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "backup-daemon running (pid {})", std::process::id());
     let _ = writeln!(out, "  data dir:        {}", data_dir.display());
@@ -107,6 +114,11 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
         out,
         "  next backup:     {}",
         next_backup.map_or_else(|| "-".to_string(), when)
+    );
+    let _ = writeln!(
+        out,
+        "  next scrub:      {}",
+        next_scrub.map_or_else(|| "-".to_string(), when)
     );
     let _ = writeln!(out, "  metrics:         http://{}/metrics", admin.addr());
     let _ = out.flush();
@@ -136,8 +148,11 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     }
 
     admin.shutdown();
+    // A scrub in progress stops at its next read; the others finish their run.
+    scrub_schedule.request_stop();
     drop(compaction_schedule);
     drop(backup_schedule);
+    drop(scrub_schedule);
     recovery.stop();
     DaemonFile::remove(&data_dir);
 

@@ -302,8 +302,66 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     for owner in &owners {
         family.sample(&[("table", owner.table())], owner.shared().reopens() as f64);
     }
+    let mut family = Family::new(
+        &mut out,
+        "last_scrub_timestamp_seconds",
+        "gauge",
+        "End of the table's last scrub (every page checksum verified in the background).",
+    );
+    let scrubs: Vec<_> = owners
+        .iter()
+        .filter_map(|o| maintainer.last_scrub(o.table()))
+        .collect();
+    for scrub in &scrubs {
+        family.sample(
+            &[("table", &scrub.table)],
+            seconds_since_epoch(scrub.finished_at),
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
+        "last_scrub_result",
+        "gauge",
+        "How the table's last scrub ended (clean, corrupted, skipped, failed): 1 on that result.",
+    );
+    for scrub in &scrubs {
+        let result = match scrub.outcome {
+            compaction::ScrubOutcome::Clean => "clean",
+            compaction::ScrubOutcome::Corrupted => "corrupted",
+            compaction::ScrubOutcome::Skipped => "skipped",
+            compaction::ScrubOutcome::Failed => "failed",
+        };
+        family.sample(&[("table", &scrub.table), ("result", result)], 1.0);
+    }
+    let progress = maintainer.scrub_progress();
+    let mut family = Family::new(
+        &mut out,
+        "scrub_progress_ratio",
+        "gauge",
+        "Share of the table file read by the scrub in progress.",
+    );
+    if let Some(p) = &progress {
+        let ratio = if p.file_bytes == 0 {
+            0.0
+        } else {
+            (p.bytes_read as f64 / p.file_bytes as f64).min(1.0)
+        };
+        family.sample(&[("table", &p.table)], ratio);
+    }
     let quarantine = maintainer.quarantine().unwrap_or_default();
-    let gauges_and_counters: [(&str, &str, &str, f64); 4] = [
+    let gauges_and_counters: [(&str, &str, &str, f64); 6] = [
+        (
+            "scrub_running",
+            "gauge",
+            "1 while a scrub runs.",
+            if progress.is_some() { 1.0 } else { 0.0 },
+        ),
+        (
+            "scrub_read_bytes_total",
+            "counter",
+            "Bytes of table files read by scrubs since the daemon started.",
+            maintainer.scrub_bytes_read() as f64,
+        ),
         (
             "quarantine_bytes",
             "gauge",

@@ -170,6 +170,18 @@ fn render_status(report: &HealthReport) -> String {
                 ratio(t.fragmentation_ratio),
                 when(t.last_compacted_at),
                 when(last_backup),
+                t.last_scrub.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |s| {
+                        let outcome = match s.outcome {
+                            compaction::ScrubOutcome::Clean => "clean",
+                            compaction::ScrubOutcome::Corrupted => "CORRUPTED",
+                            compaction::ScrubOutcome::Skipped => "skipped",
+                            compaction::ScrubOutcome::Failed => "failed",
+                        };
+                        format!("{outcome} {}", when(Some(s.finished_at)))
+                    },
+                ),
             ]
         })
         .collect();
@@ -182,11 +194,25 @@ fn render_status(report: &HealthReport) -> String {
             "FRAGMENTATION",
             "LAST COMPACTED",
             "LAST BACKUP",
+            "LAST SCRUB",
         ],
         &rows,
     );
     if report.next_compaction.is_some() {
         let _ = writeln!(out, "next compaction: {}", when(report.next_compaction));
+    }
+    if let Some(p) = &report.scrub_in_progress {
+        let _ = writeln!(
+            out,
+            "scrub running: {} ({} of {} read; table {} of {})",
+            p.table,
+            bytes(p.bytes_read),
+            bytes(p.file_bytes),
+            p.tables_done + 1,
+            p.tables_total
+        );
+    } else if report.next_scrub.is_some() {
+        let _ = writeln!(out, "next scrub: {}", when(report.next_scrub));
     }
     out
 }

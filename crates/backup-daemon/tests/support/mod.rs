@@ -34,7 +34,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(root: &Path, data_dir: &Path) -> Daemon {
-        let config = write_config(root, "");
+        Daemon::start_with(root, data_dir, "")
+    }
+
+    /// [`Daemon::start`] with `extra` appended to the test config (whole sections).
+    pub fn start_with(root: &Path, data_dir: &Path, extra: &str) -> Daemon {
+        let config = write_config(root, extra);
         let log = root.join("daemon.log");
         let stderr = std::fs::File::create(&log).expect("create the log file");
         let child = Command::new(BIN)
