@@ -338,10 +338,26 @@ fn render_backups(all: &[BackupInfo]) -> String {
                 or_dash(b.manifest.as_ref().map(|m| m.records)),
                 or_dash(b.manifest.as_ref().map(|m| bytes(m.bytes))),
                 with_detail(state, detail),
+                when(b.verified_at),
             ]
         })
         .collect();
-    table(&["TABLE", "BACKUP", "RECORDS", "SIZE", "STATE"], &rows)
+    let mut out = table(
+        &[
+            "TABLE",
+            "BACKUP",
+            "RECORDS",
+            "SIZE",
+            "STATE",
+            "LAST VERIFIED",
+        ],
+        &rows,
+    );
+    out.push_str(
+        "unchecked: manifest and size checked now; LAST VERIFIED: the last full check \
+         (checksum, integrity, record count), by `verify` or when the backup was made\n",
+    );
+    out
 }
 
 fn render_recovery(report: &RecoveryReport) -> String {

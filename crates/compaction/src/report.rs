@@ -1,6 +1,9 @@
 //! What maintenance runs are started by and what they report: the compaction run, the backup
 //! run and the recovery report, which the operations return, events carry ([`crate::events`])
 //! and the history keeps ([`crate::history`]). A leaf: plain serde types, no behaviour.
+//!
+//! Durations are numbers of seconds in JSON (`"duration_seconds": 3.902`), as Prometheus and
+//! JSON consumers expect; files written before read back (their `"duration": "3s 902ms"`).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -53,7 +56,7 @@ pub struct TableResult {
     #[serde(flatten)]
     pub outcome: TableOutcome,
     /// Wall time spent on the table, both attempts included.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// File size before.
     pub bytes_before: u64,
@@ -64,7 +67,7 @@ pub struct TableResult {
     /// Whether a second attempt was made.
     pub retried: bool,
     /// Longest time the table did not serve operations.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "max_pause_seconds", alias = "max_pause", with = "seconds")]
     pub max_pause: Duration,
 }
 
@@ -75,7 +78,7 @@ pub struct CompactionRun {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// What triggered it: "schedule" or "manual".
     pub trigger: String,
@@ -99,7 +102,7 @@ pub struct TableBackup {
     /// blake3 checksum of the backup file.
     pub blake3: String,
     /// Wall time of the backup, verification included.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// Ids of older backups that retention deleted.
     pub removed: Vec<String>,
@@ -125,7 +128,7 @@ pub struct BackupRun {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// Backups made, in table order.
     pub backups: Vec<TableBackup>,
@@ -190,6 +193,59 @@ pub struct RecoveryReport {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
+}
+
+/// Serde for a duration as a number of seconds; reads the human-readable strings
+/// (`"3s 902ms"`) that histories and events held before.
+pub(crate) mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Timed {
+        #[serde(
+            rename = "duration_seconds",
+            alias = "duration",
+            with = "super::seconds"
+        )]
+        duration: Duration,
+    }
+
+    #[test]
+    fn durations_are_seconds_and_old_strings_still_read() {
+        let timed = Timed {
+            duration: Duration::from_millis(3_902),
+        };
+        let json = serde_json::to_string(&timed).unwrap();
+        assert_eq!(json, r#"{"duration_seconds":3.902}"#);
+        assert_eq!(serde_json::from_str::<Timed>(&json).unwrap(), timed);
+        let old: Timed = serde_json::from_str(r#"{"duration":"3s 902ms"}"#).unwrap();
+        assert_eq!(old, timed);
+        assert!(serde_json::from_str::<Timed>(r#"{"duration":-1.0}"#).is_err());
+    }
 }

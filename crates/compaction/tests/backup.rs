@@ -391,3 +391,41 @@ fn a_backup_waits_for_or_refuses_a_compaction_in_progress() {
         .expect("the waiting backup ran after the compaction");
     assert_eq!(run.backups[0].records, 200);
 }
+
+#[test]
+fn a_listing_says_when_each_backup_was_last_fully_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path(), MaintenanceConfig::default());
+    fill(&m, TABLE, 200, "v");
+    let run = m.backup_one(TABLE, manual()).unwrap();
+    let id = run.backups[0].id.clone();
+    let listed = |m: &Maintainer| m.backups_of(TABLE, false).unwrap().remove(0);
+
+    // Verified as it was made: the listing says so without reading the file again.
+    let first = listed(&m);
+    assert_eq!(first.state, BackupState::Unchecked);
+    let created = first.manifest.as_ref().unwrap().created_at;
+    assert_eq!(first.verified_at, Some(created));
+
+    // A full verification is remembered (to the second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let verified = m.verify_backup(TABLE, &id).unwrap();
+    let later = listed(&m).verified_at.unwrap();
+    assert!(later > created, "{later:?} after {created:?}");
+    assert!(later <= verified.verified_at.unwrap());
+
+    // Retention removes the record with the backup.
+    let config = MaintenanceConfig {
+        backup: compaction::BackupConfig {
+            keep: 1,
+            ..Default::default()
+        },
+        ..MaintenanceConfig::default()
+    };
+    drop(m);
+    let m = open(dir.path(), config);
+    m.backup_one(TABLE, manual()).unwrap();
+    let marker = m.table_backup_dir(TABLE).join(format!("{id}.verified"));
+    assert!(!marker.exists());
+    assert_eq!(m.backups_of(TABLE, false).unwrap().len(), 1);
+}

@@ -50,6 +50,29 @@ pub struct BackupInfo {
     /// Verified, unchecked or corrupt.
     #[serde(flatten)]
     pub state: BackupState,
+    /// When the backup was last fully verified (checksum, integrity check, record count): by
+    /// the last `verify`, else when it was made (a backup is verified before it is listed).
+    /// `None` when its manifest cannot be read.
+    #[serde(default, with = "humantime_serde")]
+    pub verified_at: Option<std::time::SystemTime>,
+}
+
+/// Where the time of a backup's last full verification is kept, beside it.
+pub(super) fn verified_marker(dir: &Path, id: &str) -> std::path::PathBuf {
+    dir.join(format!("{id}.verified"))
+}
+
+/// The last full verification of backup `id` in `dir`: the marker a `verify` wrote, else the
+/// backup's creation (it was verified before its manifest was written).
+fn last_verified(
+    dir: &Path,
+    id: &str,
+    manifest: Option<&BackupManifest>,
+) -> Option<std::time::SystemTime> {
+    let marked = std::fs::read_to_string(verified_marker(dir, id))
+        .ok()
+        .and_then(|text| humantime::parse_rfc3339(text.trim()).ok());
+    marked.or(manifest.map(|m| m.created_at))
 }
 
 /// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given.
@@ -249,12 +272,20 @@ impl Maintainer {
         let result = self.verify_found_into(table, id, &work);
         let _ = std::fs::remove_file(&work);
         let manifest = result?;
+        let now = std::time::SystemTime::now();
+        let marker = verified_marker(&self.table_backup_dir(table), id);
+        let stamp = humantime::format_rfc3339_seconds(now).to_string();
+        if let Err(e) = store_core::fsutil::write_file_atomically(&marker, stamp.as_bytes()) {
+            // The verification stands; only its record is missing.
+            tracing::warn!(path = %marker.display(), error = %e, "cannot record the verification");
+        }
         Ok(BackupInfo {
             table: table.to_string(),
             id: id.to_string(),
             path: self.table_backup_dir(table).join(format!("{id}.redb")),
             manifest: Some(manifest),
             state: BackupState::Verified,
+            verified_at: Some(now),
         })
     }
 
@@ -284,8 +315,10 @@ impl Maintainer {
                         Err(e) => BackupState::Corrupt(e.to_string()),
                     }
                 };
+                let dir = self.table_backup_dir(table);
                 BackupInfo {
                     table: table.to_string(),
+                    verified_at: last_verified(&dir, &f.id, manifest.as_ref()),
                     id: f.id,
                     path: f.file,
                     manifest,
@@ -310,8 +343,10 @@ impl Maintainer {
         let found = self.found_backups(table).ok()?;
         found.into_iter().find_map(|f| {
             let manifest = self.shallow_check(table, &f).ok()?;
+            let dir = self.table_backup_dir(table);
             Some(BackupInfo {
                 table: table.to_string(),
+                verified_at: last_verified(&dir, &f.id, Some(&manifest)),
                 id: f.id,
                 path: f.file,
                 manifest: Some(manifest),
