@@ -163,6 +163,20 @@ fn direct(
     op: &Op,
     stale: Option<&DaemonFile>,
 ) -> Result<OpResult, VerbError> {
+    // Verbs that only read files open no table (and so take no lock).
+    match op {
+        Op::History => {
+            return Ok(OpResult::History(
+                compaction::History::load(&config.data_dir).runs(),
+            ));
+        }
+        Op::Backups { verify: false } => {
+            let backups = compaction::backup::list_all_backups(&config.backup_dir())
+                .map_err(|e| VerbError::Other(anyhow::Error::new(e)))?;
+            return Ok(OpResult::Backups(backups));
+        }
+        _ => {}
+    }
     let stores = open_stores(&config.data_dir, stale)?;
     let maintainer = Maintainer::new(Arc::new(stores), config.maintenance());
     Ok(ops::execute(&maintainer, op)?)

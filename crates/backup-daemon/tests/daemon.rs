@@ -267,6 +267,12 @@ fn verbs_act_directly_on_the_data_dir_without_a_daemon() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Verbs that only read files open no table: they answer all the same.
+    let listed = cli_json(&data, &["backups"]);
+    assert_eq!(listed[0]["table"], "task_queue");
+    assert_eq!(listed[0]["state"], "unchecked");
+    assert!(listed[0]["verified_at"].is_string(), "{listed}");
+    assert!(cli_json(&data, &["history"]).is_array());
     stores.close();
 }
 

@@ -133,36 +133,108 @@ pub(super) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
     Ok(records)
 }
 
+/// The backups in a table's backup dir `dir`, newest first, unchecked.
+fn found_in(dir: &Path) -> Result<Vec<BackupFiles>, ListBackupsError> {
+    let dir = dir.to_path_buf();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ListBackupsError::Io { path: dir, source }),
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ListBackupsError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name
+            .strip_suffix(".redb")
+            .or_else(|| name.strip_suffix(".json"));
+        if let Some(stem) = stem
+            && is_valid_backup_id(stem)
+        {
+            ids.insert(stem.to_string());
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .rev()
+        .map(|id| BackupFiles::new(&dir, id))
+        .collect())
+}
+
+/// The manifest of `found` reads and matches `table`, and the file has the size it records.
+fn shallow_check(table: &str, found: &BackupFiles) -> Result<BackupManifest, VerifyError> {
+    let manifest = read_checked_manifest(table, found)?;
+    let actual = match std::fs::metadata(&found.file) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(VerifyError::NotFound {
+                table: table.to_string(),
+                id: found.id.clone(),
+            });
+        }
+        Err(source) => {
+            return Err(VerifyError::Io {
+                what: format!("stat {}", found.file.display()),
+                source,
+            });
+        }
+    };
+    if actual != manifest.bytes {
+        return Err(VerifyError::SizeMismatch {
+            expected: manifest.bytes,
+            actual,
+        });
+    }
+    Ok(manifest)
+}
+
+/// The backups of `table` in `backup_dir` (`<backup_dir>/<table>/`), newest first, each
+/// checked shallowly (manifest and size), without opening any table: what `backups` lists
+/// when no daemon runs.
+pub fn list_table_backups(
+    backup_dir: &Path,
+    table: &str,
+) -> Result<Vec<BackupInfo>, ListBackupsError> {
+    if !TABLE_NAMES.contains(&table) {
+        return Err(ListBackupsError::UnknownTable(table.to_string()));
+    }
+    let dir = backup_dir.join(table);
+    Ok(found_in(&dir)?
+        .into_iter()
+        .map(|f| {
+            let manifest = read_manifest(&f.manifest).ok();
+            let state = match shallow_check(table, &f) {
+                Ok(_) => BackupState::Unchecked,
+                Err(e) => BackupState::Corrupt(e.to_string()),
+            };
+            BackupInfo {
+                table: table.to_string(),
+                verified_at: last_verified(&dir, &f.id, manifest.as_ref()),
+                id: f.id,
+                path: f.file,
+                manifest,
+                state,
+            }
+        })
+        .collect())
+}
+
+/// [`list_table_backups`] of the nine tables, in [`TABLE_NAMES`] order.
+pub fn list_all_backups(backup_dir: &Path) -> Result<Vec<BackupInfo>, ListBackupsError> {
+    let mut all = Vec::new();
+    for table in TABLE_NAMES {
+        all.extend(list_table_backups(backup_dir, table)?);
+    }
+    Ok(all)
+}
+
 impl Maintainer {
     /// The backups of `table` on disk, newest first, unchecked.
     pub(super) fn found_backups(&self, table: &str) -> Result<Vec<BackupFiles>, ListBackupsError> {
-        let dir = self.table_backup_dir(table);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(ListBackupsError::Io { path: dir, source }),
-        };
-        let mut ids = std::collections::BTreeSet::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| ListBackupsError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stem = name
-                .strip_suffix(".redb")
-                .or_else(|| name.strip_suffix(".json"));
-            if let Some(stem) = stem
-                && is_valid_backup_id(stem)
-            {
-                ids.insert(stem.to_string());
-            }
-        }
-        Ok(ids
-            .into_iter()
-            .rev()
-            .map(|id| BackupFiles::new(&dir, id))
-            .collect())
+        found_in(&self.table_backup_dir(table))
     }
 
     /// Cheap check: manifest readable, consistent, file present with the recorded size.
@@ -171,31 +243,8 @@ impl Maintainer {
         table: &str,
         found: &BackupFiles,
     ) -> Result<BackupManifest, VerifyError> {
-        let manifest = read_checked_manifest(table, found)?;
-        let actual = match std::fs::metadata(&found.file) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(VerifyError::NotFound {
-                    table: table.to_string(),
-                    id: found.id.clone(),
-                });
-            }
-            Err(source) => {
-                return Err(VerifyError::Io {
-                    what: format!("stat {}", found.file.display()),
-                    source,
-                });
-            }
-        };
-        if actual != manifest.bytes {
-            return Err(VerifyError::SizeMismatch {
-                expected: manifest.bytes,
-                actual,
-            });
-        }
-        Ok(manifest)
+        shallow_check(table, found)
     }
-
     /// Shallow check plus checksum; used by retention (see [`super::retention`] for why that
     /// is enough there).
     pub(super) fn checksum_check(
@@ -299,33 +348,19 @@ impl Maintainer {
         if self.owner_of(table).is_none() {
             return Err(ListBackupsError::UnknownTable(table.to_string()));
         }
-        let found = self.found_backups(table)?;
-        Ok(found
-            .into_iter()
-            .map(|f| {
-                let manifest = read_manifest(&f.manifest).ok();
-                let state = if verify {
-                    match self.verify_backup(table, &f.id) {
-                        Ok(_) => BackupState::Verified,
-                        Err(e) => BackupState::Corrupt(e.to_string()),
+        let mut listed = list_table_backups(&self.backup_dir, table)?;
+        if verify {
+            for info in &mut listed {
+                match self.verify_backup(table, &info.id) {
+                    Ok(verified) => {
+                        info.state = BackupState::Verified;
+                        info.verified_at = verified.verified_at;
                     }
-                } else {
-                    match self.shallow_check(table, &f) {
-                        Ok(_) => BackupState::Unchecked,
-                        Err(e) => BackupState::Corrupt(e.to_string()),
-                    }
-                };
-                let dir = self.table_backup_dir(table);
-                BackupInfo {
-                    table: table.to_string(),
-                    verified_at: last_verified(&dir, &f.id, manifest.as_ref()),
-                    id: f.id,
-                    path: f.file,
-                    manifest,
-                    state,
+                    Err(e) => info.state = BackupState::Corrupt(e.to_string()),
                 }
-            })
-            .collect())
+            }
+        }
+        Ok(listed)
     }
 
     /// The backups of every table, table by table (in [`TABLE_NAMES`] order), newest first.
