@@ -1,6 +1,7 @@
 //! The daemon's TOML config: defaults, the commented default file, and parse errors that name
 //! the file, the line and the key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub struct DaemonConfig {
     pub quarantine: QuarantineConfig,
     /// The background checksum walk of every table.
     pub scrub: ScrubConfig,
+    /// Memory of the nine tables.
+    pub tables: TablesConfig,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -38,8 +41,139 @@ impl Default for DaemonConfig {
             backup: BackupConfig::default(),
             quarantine: QuarantineConfig::default(),
             scrub: ScrubConfig::default(),
+            tables: TablesConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// Memory of the nine tables: the redb page cache of each table file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// The budget of the nine caches together, split evenly among the tables not named in
+    /// `cache_per_table`.
+    pub cache: ByteSize,
+    /// Tables given a cache of their own size, out of the budget.
+    pub cache_per_table: BTreeMap<String, ByteSize>,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            cache: ByteSize(9 * DEFAULT_TABLE_CACHE),
+            cache_per_table: BTreeMap::new(),
+        }
+    }
+}
+
+/// The cache each table got before the budget was configurable.
+const DEFAULT_TABLE_CACHE: u64 = 64 << 20;
+
+impl TablesConfig {
+    /// The cache of each of the nine tables, in [`store_owners::TABLE_NAMES`] order. Tables
+    /// named in `cache_per_table` get their size; the rest of the budget is split evenly
+    /// among the others.
+    pub fn cache_of_each(&self) -> Vec<(&'static str, u64)> {
+        let named: u64 = self.cache_per_table.values().map(|b| b.0).sum();
+        let others = store_owners::TABLE_NAMES
+            .iter()
+            .filter(|t| !self.cache_per_table.contains_key(**t))
+            .count() as u64;
+        let share = self.cache.0.saturating_sub(named) / others.max(1);
+        store_owners::TABLE_NAMES
+            .iter()
+            .map(|t| (*t, self.cache_per_table.get(*t).map_or(share, |b| b.0)))
+            .collect()
+    }
+
+    /// How the tables are opened with this budget.
+    pub fn stores_options(&self) -> store_owners::StoresOptions {
+        store_owners::StoresOptions {
+            cache_bytes_per_table: self
+                .cache_of_each()
+                .into_iter()
+                .map(|(t, bytes)| (t.to_string(), bytes as usize))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, &'static str, String)> {
+        if let Some(unknown) = self
+            .cache_per_table
+            .keys()
+            .find(|t| !store_owners::TABLE_NAMES.contains(&t.as_str()))
+        {
+            return Err((
+                "tables",
+                "cache_per_table",
+                format!(
+                    "unknown table {unknown:?} (one of: {})",
+                    store_owners::TABLE_NAMES.join(", ")
+                ),
+            ));
+        }
+        let named: u64 = self.cache_per_table.values().map(|b| b.0).sum();
+        if named > self.cache.0 {
+            return Err((
+                "tables",
+                "cache_per_table",
+                format!(
+                    "the tables named take {named} bytes, over the budget of {} (tables.cache)",
+                    self.cache.0
+                ),
+            ));
+        }
+        if let Some((table, bytes)) = self
+            .cache_of_each()
+            .into_iter()
+            .find(|(_, b)| *b < MIN_TABLE_CACHE)
+        {
+            return Err((
+                "tables",
+                "cache",
+                format!(
+                    "{table} would get {bytes} bytes of cache; at least {MIN_TABLE_CACHE} (1MiB) each"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest cache a table is given.
+const MIN_TABLE_CACHE: u64 = 1 << 20;
+
+/// A size in bytes, written as a number or with a unit (`"4GiB"`, `"500MB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if self.0 >= size && self.0.is_multiple_of(size) {
+                return s.serialize_str(&format!("{}{unit}", self.0 / size));
+            }
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => compaction::config::parse_bytes(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -182,6 +316,7 @@ impl DaemonConfig {
         if self.backup.keep == 0 {
             return Err(("backup", "keep", "must keep at least one backup".into()));
         }
+        self.tables.validate()?;
         if self.scrub.interval.is_zero() {
             return Err(("scrub", "interval", "must be more than zero".into()));
         }
@@ -322,6 +457,15 @@ max_bytes = "4GiB"
 after_start = "1m"
 # Time between scrubs.
 interval = "1day"
+
+[tables]
+# Memory of the nine tables' caches together (redb's page cache of each file), split evenly
+# among the tables not given a size of their own below.
+cache = "576MiB"
+
+[tables.cache_per_table]
+# A table given a cache of its own size, out of the budget above, e.g.:
+# message_history = "128MiB"
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

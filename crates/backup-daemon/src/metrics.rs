@@ -295,6 +295,18 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     }
     let mut family = Family::new(
         &mut out,
+        "table_cache_bytes",
+        "gauge",
+        "The table's redb page cache, its share of the [tables] memory budget.",
+    );
+    for owner in &owners {
+        family.sample(
+            &[("table", owner.table())],
+            owner.shared().cache_bytes() as f64,
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
         "table_reopens_total",
         "counter",
         "Times the table file was closed and reopened after an I/O error.",

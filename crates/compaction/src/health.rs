@@ -11,7 +11,7 @@ use store_owners::TableStatus;
 use crate::backup::BackupInfo;
 use crate::maintainer::Maintainer;
 use crate::report::{CompactionRun, TableOutcome, TableResult};
-use crate::scrub::{ScrubProgress, ScrubResult};
+use crate::report::{ScrubProgress, ScrubResult};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +79,9 @@ pub struct TableHealth {
     pub live_bytes: u64,
     /// Estimated bytes a compaction would give back.
     pub reclaimable_bytes: u64,
+    /// The table's redb page cache, its share of the memory budget.
+    #[serde(default)]
+    pub cache_bytes: u64,
     /// `reclaimable_bytes / file_bytes`, in `[0, 1]`; compared with the threshold.
     pub fragmentation_ratio: f64,
     /// Start of the newest run that compacted this table.
@@ -158,6 +161,7 @@ impl Maintainer {
                     file_bytes: metrics.file_bytes,
                     live_bytes: metrics.live_bytes,
                     reclaimable_bytes: metrics.reclaimable_bytes,
+                    cache_bytes: shared.cache_bytes(),
                     fragmentation_ratio: metrics.fragmentation_ratio,
                     last_compacted_at,
                     last_result,

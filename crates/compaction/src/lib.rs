@@ -125,5 +125,6 @@ pub use recovery::{BackupSelector, RestoreError};
 pub use report::{
     CompactionRun, RecoveryReport, RecoveryTrigger, TableOutcome, TableResult, Trigger,
 };
+pub use report::{ScrubOutcome, ScrubProgress, ScrubResult, ScrubRun};
 pub use scheduler::{Schedule, StartScheduleError};
-pub use scrub::{ScrubOutcome, ScrubProgress, ScrubRequestError, ScrubResult, ScrubRun};
+pub use scrub::ScrubRequestError;

@@ -197,6 +197,64 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// How one table's scrub ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScrubOutcome {
+    /// Every page verified.
+    Clean,
+    /// Damage found; the table was reported for an automatic restore.
+    Corrupted,
+    /// Not scrubbed: the table is not serving, the scrub was stopped, or the table file was
+    /// replaced during the walk (`detail` says which).
+    Skipped,
+    /// The walk could not run to its end (an I/O error reading the file).
+    Failed,
+}
+
+/// One table's scrub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubResult {
+    /// The table.
+    pub table: String,
+    /// How it ended.
+    pub outcome: ScrubOutcome,
+    /// What was found, or why it did not run.
+    pub detail: Option<String>,
+    /// Bytes of the table file read.
+    pub bytes_read: u64,
+    /// How long the walk took, in seconds.
+    pub duration_seconds: f64,
+    /// When it ended.
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+}
+
+/// The scrub in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubProgress {
+    /// The table being read.
+    pub table: String,
+    /// Bytes of its file read so far.
+    pub bytes_read: u64,
+    /// Size of its file when the walk began (the walk reads the live pages, at most this).
+    pub file_bytes: u64,
+    /// Tables done in this run, and in all.
+    pub tables_done: usize,
+    /// Tables this run scrubs.
+    pub tables_total: usize,
+    /// When the run began.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+}
+
+/// A scrub run over several tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubRun {
+    /// One result per table, in table order.
+    pub results: Vec<ScrubResult>,
+}
+
 /// Serde for a duration as a number of seconds; reads the human-readable strings
 /// (`"3s 902ms"`) that histories and events held before.
 pub(crate) mod seconds {

@@ -78,6 +78,7 @@ pub(super) fn spawn<S: TableStore>(
         path.to_path_buf(),
         status,
         config.corruption_reports.clone(),
+        config.store.cache_bytes as u64,
     );
     if needs_restore {
         publisher.send_report();
