@@ -10,7 +10,7 @@ use store_owners::TableStatus;
 
 use crate::backup::BackupInfo;
 use crate::maintainer::Maintainer;
-use crate::report::{CompactionRun, TableOutcome, TableResult};
+use crate::report::{CompactionRun, RemoteHealth, TableOutcome, TableResult};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +105,10 @@ pub struct HealthReport {
     pub next_compaction: Option<SystemTime>,
     /// The kept compaction runs, oldest first.
     pub history: Vec<CompactionRun>,
+    /// Off-site backups, when a remote is configured (filled in by whoever holds the
+    /// [`crate::remote::Offsite`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteHealth>,
 }
 
 impl HealthReport {
@@ -160,6 +164,7 @@ impl Maintainer {
             last_compaction: history.last().map(|run| run.started_at),
             next_compaction: self.next_compaction(),
             history,
+            remote: None,
         }
     }
 }

@@ -104,6 +104,7 @@ mod lock;
 pub mod maintainer;
 pub mod quarantine;
 pub mod recovery;
+pub mod remote;
 pub mod report;
 pub mod scheduler;
 pub mod schedules;
@@ -112,7 +113,10 @@ pub mod testing;
 
 pub use backup::{BackupInfo, BackupOptions, BackupRun, BackupState, BackupTrigger};
 pub use compact::{CompactOptions, CompactRequestError};
-pub use config::{BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, Strategy};
+pub use config::{
+    BackupConfig, CompactionConfig, Compression, MaintenanceConfig, QuarantineConfig, RemoteConfig,
+    Strategy,
+};
 pub use events::{Envelope, Event, EventBus};
 pub use health::{HealthReport, HealthStatus, TableHealth};
 pub use history::{History, SaveHistoryError};
