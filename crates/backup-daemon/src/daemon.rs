@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use compaction::Maintainer;
+use compaction::remote::Uploader;
 use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -68,7 +69,8 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
 
     // The admin API first: its metrics subscribe to the events before any operation can run
     // (an automatic restore of a table found corrupt at open shows in the metrics).
-    let admin = AdminServer::start(listener, token, maintainer.clone())?;
+    let offsite = crate::remote::open_offsite(config, &maintainer)?;
+    let admin = AdminServer::start(listener, token, maintainer.clone(), offsite.clone())?;
     let recovery = maintainer
         .start_auto_recovery(reports_rx)
         .context("starting automatic recovery")?;
@@ -78,6 +80,13 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     let backup_schedule = maintainer
         .start_backup_schedule()
         .context("starting the backup schedule")?;
+    // After each backup run, the upload thread copies the new backups off-site.
+    let uploader = match &offsite {
+        Some(offsite) => {
+            Some(Uploader::start(offsite.clone()).context("starting the off-site upload thread")?)
+        }
+        None => None,
+    };
 
     DaemonFile {
         pid: std::process::id(),
@@ -96,6 +105,9 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
         "  backup dir:      {}",
         maintainer.backup_dir().display()
     );
+    if let Some(offsite) = &offsite {
+        let _ = writeln!(out, "  off-site:        {}", offsite.config().url);
+    }
     let _ = writeln!(out, "  admin API:       http://{}", admin.addr());
     let _ = writeln!(out, "  token file:      {}", token_file.display());
     let _ = writeln!(
@@ -138,6 +150,8 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     admin.shutdown();
     drop(compaction_schedule);
     drop(backup_schedule);
+    drop(uploader);
+    drop(offsite);
     recovery.stop();
     DaemonFile::remove(&data_dir);
 
