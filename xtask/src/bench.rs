@@ -11,12 +11,15 @@
 //!    one commit per write.
 //! 3. [`backup`]: backup throughput against `cp`, and operation latency during a backup.
 //! 4. [`health`]: time of the nine metrics calls, and the stall they cause.
+//! 5. [`offsite`]: off-site upload against a plain PUT, compression ratio, client latency
+//!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
 //!
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
 mod backup;
 mod dets;
 mod health;
+mod offsite;
 mod stall;
 mod writes;
 
@@ -68,6 +71,8 @@ pub struct Profile {
     pub health_records: u64,
     /// Length of each phase of the health section.
     pub health_duration: Duration,
+    /// Records of each of the eight other tables recovered in the off-site section.
+    pub offsite_recover_records: u64,
     /// Seed of the random choices.
     pub seed: u64,
 }
@@ -88,6 +93,7 @@ impl Profile {
             backup_records,
             health_records,
             health_duration: Duration::from_secs_f64(health_s),
+            offsite_recover_records: if args.quick { 20_000 } else { 1_000_000 },
             seed: 42,
         }
     }
@@ -137,6 +143,8 @@ struct Report {
     backup: Option<backup::BackupResult>,
     backup_error: Option<String>,
     health: health::HealthResult,
+    offsite: Option<offsite::OffsiteResult>,
+    offsite_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -184,6 +192,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     eprintln!("4. health metrics");
     let health = health::run(&profile, scratch.path())?;
+    eprintln!("5. off-site backups");
+    let (offsite, offsite_error) = match offsite::run(&profile, scratch.path()) {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     drop(scratch);
 
     let report = Report {
@@ -196,6 +209,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         backup,
         backup_error,
         health,
+        offsite,
+        offsite_error,
     };
     std::fs::write(
         out.join("report.json"),
@@ -504,5 +519,7 @@ fn render(r: &Report) -> String {
         ms(h.gets_during.max_us),
         ms(h.gets_baseline.max_us)
     );
+    let _ = writeln!(md);
+    offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
     md
 }
