@@ -441,3 +441,38 @@ fn remote_retention_keeps_the_newest_backups_of_each_table() {
     );
     assert_eq!(m.backups_of("thread_replies", false).unwrap().len(), 4);
 }
+
+#[test]
+fn remote_retention_never_deletes_a_backup_being_read() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let m = support::open(&dir.path().join("data"), maintenance(dir.path()));
+    let mut config = remote_config(&moto, BUCKET);
+    config.keep = 1;
+    let offsite = offsite(&m, &config);
+    let round = |n: usize| {
+        put_keys(&m, "task_dead_letter", n..n + 5, |i| vec![i as u8; 8]);
+        let id = backup(&m, "task_dead_letter").backups.remove(0).id;
+        let pass = offsite.upload_pending();
+        assert!(pass.failures.is_empty(), "{:?}", pass.failures);
+        id
+    };
+    let ids = |offsite: &Offsite| -> Vec<String> {
+        offsite
+            .backups_of("task_dead_letter", false)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect()
+    };
+    let first = round(0);
+    let reading = offsite.hold_reading("task_dead_letter", &first);
+    let second = round(5);
+    // `keep = 1` would delete the first; a restore or verify is reading it.
+    assert_eq!(ids(&offsite), vec![second.clone(), first.clone()]);
+    offsite.verify("task_dead_letter", &first).unwrap();
+    drop(reading);
+    let third = round(10);
+    assert_eq!(ids(&offsite), vec![third]);
+}

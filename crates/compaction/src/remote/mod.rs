@@ -49,7 +49,7 @@ pub use self::error::{
 };
 pub use self::list::RemoteBackupInfo;
 pub use self::manifest::{REMOTE_MANIFEST_FORMAT, RemoteManifest};
-pub use self::offsite::Offsite;
+pub use self::offsite::{Offsite, ReadingGuard};
 pub use self::restore::{RecoverFailure, RecoverReport, recover_data_dir};
 pub use self::sync::UploadPass;
 pub use self::uploader::Uploader;

@@ -162,6 +162,13 @@ impl Offsite {
         ReadingGuard { offsite: self, key }
     }
 
+    /// Mark backup `id` of `table` as read, as a verify or a restore does, until the guard
+    /// drops: a test holds it across a remote retention.
+    #[cfg(feature = "testing")]
+    pub fn hold_reading(&self, table: &str, id: &str) -> ReadingGuard<'_> {
+        self.reading(table, id)
+    }
+
     /// Whether a verify or restore is reading backup `id` of `table`.
     pub(crate) fn is_being_read(&self, table: &str, id: &str) -> bool {
         self.reading
@@ -171,8 +178,10 @@ impl Offsite {
     }
 }
 
-/// A backup marked as being read ([`Offsite::reading`]).
-pub(crate) struct ReadingGuard<'a> {
+/// A backup marked as being read by a verify or a restore; remote retention leaves it alone
+/// until this drops.
+#[derive(Debug)]
+pub struct ReadingGuard<'a> {
     offsite: &'a Offsite,
     key: (String, String),
 }
