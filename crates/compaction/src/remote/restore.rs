@@ -147,7 +147,13 @@ pub fn recover_data_dir(
             BackupSelector::LatestVerified,
             RecoveryTrigger::Manual,
         ) {
-            Ok(restored) => report.restored.push(restored),
+            Ok(mut restored) => {
+                // What went to quarantine is the empty table opened above, not user data.
+                if let Some(empty) = restored.quarantined.take() {
+                    let _ = std::fs::remove_file(empty);
+                }
+                report.restored.push(restored);
+            }
             Err(e) => {
                 tracing::error!(table, error = %e, "table not recovered");
                 report.failed.push(RecoverFailure {
@@ -157,5 +163,6 @@ pub fn recover_data_dir(
             }
         }
     }
+    let _ = std::fs::remove_dir(data_dir.join("quarantine"));
     Ok(report)
 }
