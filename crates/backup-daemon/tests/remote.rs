@@ -164,6 +164,13 @@ fn the_daemon_uploads_after_a_backup_and_recover_rebuilds_the_data_dir() {
     );
     assert!(metrics.contains("agentcom_store_remote_backups{table=\"task_queue\"} 1"));
     assert!(metrics.contains("agentcom_store_uploads_total 9"));
+    // A table back from the bucket through the API; an unknown backup is a 404.
+    let (status, restored) = daemon.call("POST", "/remote/restore/task_queue", None);
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["outcome"], "restored");
+    let body = serde_json::json!({ "backup": "20200101T000000.000Z" });
+    let (status, refused) = daemon.call("POST", "/remote/restore/task_queue", Some(body));
+    assert_eq!(status, 404, "{refused}");
     daemon.terminate();
 
     // A new machine: only the config (and the credentials in the environment).
