@@ -334,7 +334,8 @@ max_bytes = "4GiB"
 # each verified local backup, the daemon uploads it (compressed, optionally encrypted, the
 # manifest last). Absent: no off-site backups. Credentials are never read from this file: they
 # come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) in the daemon's
-# environment, or the instance's or container's role. Uncomment to enable:
+# environment, else ~/.aws/credentials (profile AWS_PROFILE), else the instance's or
+# container's role. Uncomment to enable:
 #
 # [remote]
 # url = "s3://my-bucket/hub1"          # s3://bucket/prefix

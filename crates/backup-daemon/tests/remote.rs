@@ -324,3 +324,52 @@ fn bad_remote_values_are_refused_with_file_line_and_key() {
         assert!(stderr.contains(message), "{section}: {stderr}");
     }
 }
+
+/// No key in the environment: the verbs take them from the shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE`, profile `AWS_PROFILE`), and without a daemon `backup`
+/// uploads before it ends.
+#[test]
+fn credentials_come_from_the_shared_credentials_file_when_the_environment_has_none() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    fill(&data);
+    let credentials = root.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = AKIAWRONGPROFILE\naws_secret_access_key = x\n\
+             [offsite]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    let config = write_config(root.path(), &remote_section(&moto));
+    let verb = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_PROFILE", "offsite")
+            .output()
+            .unwrap()
+    };
+    let backup = verb(&["backup"]);
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&backup.stderr).contains("upload of"),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let listed = json_of(&verb(&["backups", "--remote", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), TABLE_NAMES.len());
+}

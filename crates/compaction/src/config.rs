@@ -92,7 +92,8 @@ impl Compression {
 
 /// Off-site backups to S3-compatible object storage (`[remote]`). Credentials are never
 /// here: they come from the standard AWS environment variables (`AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or the instance's or container's role.
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), the shared credentials file
+/// (`~/.aws/credentials`, profile `AWS_PROFILE`), or the instance's or container's role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteConfig {

@@ -31,7 +31,8 @@ pub(crate) const PART_SIZE: usize = 8 << 20;
 #[derive(Clone, Default)]
 pub enum Credentials {
     /// The standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_SESSION_TOKEN`), else the container's or the instance's role.
+    /// `AWS_SESSION_TOKEN`), else the shared credentials file (`~/.aws/credentials`, profile
+    /// `AWS_PROFILE` or `default`), else the container's or the instance's role.
     #[default]
     Environment,
     /// Given by the program embedding the library (from its own secret store).
@@ -113,14 +114,25 @@ impl Bucket {
         if !config.endpoint.is_empty() {
             builder = builder.with_endpoint(&config.endpoint);
         }
-        if let Credentials::Static {
-            access_key_id,
-            secret_access_key,
-        } = credentials
-        {
-            builder = builder
-                .with_access_key_id(access_key_id)
-                .with_secret_access_key(secret_access_key);
+        match credentials {
+            Credentials::Static {
+                access_key_id,
+                secret_access_key,
+            } => {
+                builder = builder
+                    .with_access_key_id(access_key_id)
+                    .with_secret_access_key(secret_access_key);
+            }
+            Credentials::Environment => {
+                if let Some(keys) = super::profile::from_shared_file() {
+                    builder = builder
+                        .with_access_key_id(keys.access_key_id)
+                        .with_secret_access_key(keys.secret_access_key);
+                    if let Some(token) = keys.session_token {
+                        builder = builder.with_token(token);
+                    }
+                }
+            }
         }
         if !config.region.is_empty() {
             builder = builder.with_region(&config.region);

@@ -18,7 +18,8 @@
 //! # Where things are
 //!
 //! - `offsite.rs`: [`Offsite`], the façade: settings, bucket, keys, status, readers.
-//! - `bucket.rs`: the S3 client behind blocking calls. **The tokio runtime lives there and
+//! - `bucket.rs`: the S3 client behind blocking calls (credentials: the environment, then
+//!   `profile.rs`, the shared credentials file, then the instance's role). **The tokio runtime lives there and
 //!   nowhere else**: owners stay plain threads and the rest of the crate calls plain functions.
 //! - `codec.rs`: zstd and age, streamed, hashing both sides. `manifest.rs`: keys, the remote
 //!   manifest, listing a table.
@@ -36,6 +37,7 @@ mod fetch;
 mod list;
 mod manifest;
 mod offsite;
+mod profile;
 mod restore;
 mod retention;
 mod sync;
