@@ -13,12 +13,15 @@
 //! 4. [`health`]: time of the nine metrics calls, and the stall they cause.
 //! 5. [`startup`]: opening the nine tables to the first served read, without and with
 //!    verification at open, and the background scrub that verifies instead.
+//! 6. [`offsite`]: off-site upload against a plain PUT, compression ratio, client latency
+//!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
 //!
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
 mod backup;
 mod dets;
 mod health;
+mod offsite;
 mod stall;
 mod startup;
 mod writes;
@@ -73,6 +76,8 @@ pub struct Profile {
     pub health_duration: Duration,
     /// Records per table of the start-up section.
     pub startup_records: u64,
+    /// Records of each of the eight other tables recovered in the off-site section.
+    pub offsite_recover_records: u64,
     /// Seed of the random choices.
     pub seed: u64,
 }
@@ -94,6 +99,7 @@ impl Profile {
             health_records,
             health_duration: Duration::from_secs_f64(health_s),
             startup_records: if args.quick { 50_000 } else { 1_000_000 },
+            offsite_recover_records: if args.quick { 20_000 } else { 1_000_000 },
             seed: 42,
         }
     }
@@ -145,6 +151,8 @@ struct Report {
     health: health::HealthResult,
     startup: Option<startup::StartupResult>,
     startup_error: Option<String>,
+    offsite: Option<offsite::OffsiteResult>,
+    offsite_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -197,6 +205,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
+    eprintln!("6. off-site backups");
+    let (offsite, offsite_error) = match offsite::run(&profile, scratch.path()) {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     drop(scratch);
 
     let report = Report {
@@ -211,6 +224,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         health,
         startup,
         startup_error,
+        offsite,
+        offsite_error,
     };
     std::fs::write(
         out.join("report.json"),
@@ -520,6 +535,8 @@ fn render(r: &Report) -> String {
         ms(h.gets_baseline.max_us)
     );
     render_startup(&mut md, r);
+    let _ = writeln!(md);
+    offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
     md
 }
 

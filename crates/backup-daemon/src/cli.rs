@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, DaemonConfig, LogFormat};
 use crate::protocol::Op;
-use crate::{client, daemon, logging};
+use crate::{client, daemon, logging, remote};
 
 /// Storage maintenance for the agent-communication hub: compaction, backups, recovery.
 #[derive(Debug, Parser)]
@@ -62,9 +62,17 @@ enum Command {
         table: Option<String>,
     },
     /// List the backups with their state (manifest and size checked).
-    Backups,
+    Backups {
+        /// The off-site backups, in the bucket of `[remote]`.
+        #[arg(long)]
+        remote: bool,
+    },
     /// Fully verify every backup (checksum, integrity, record count).
-    Verify,
+    Verify {
+        /// The off-site backups: each is downloaded, decrypted, decompressed and checked.
+        #[arg(long)]
+        remote: bool,
+    },
     /// Restore a table from a backup (the newest verified one unless `--backup` is given).
     Restore {
         /// The table.
@@ -73,6 +81,18 @@ enum Command {
         /// The backup id (see `backups`).
         #[arg(long, value_name = "ID")]
         backup: Option<String>,
+        /// Where the backup is: `local` (the backup dir) or `remote` (the bucket).
+        #[arg(long, value_name = "WHERE", default_value = "local")]
+        from: Source,
+    },
+    /// Upload now the backups that are not off-site yet (the daemon does it after each run).
+    Upload,
+    /// Rebuild all nine tables in an empty data dir (`--data-dir`) from the newest verified
+    /// off-site backups: disaster recovery on a new machine. Needs no daemon.
+    Recover {
+        /// Where the backups are: only `remote`.
+        #[arg(long, value_name = "WHERE")]
+        from: Source,
     },
     /// The last compaction runs.
     History,
@@ -81,6 +101,15 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+/// Where a restore takes its backup from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    /// The local backup dir.
+    Local,
+    /// The bucket of `[remote]`.
+    Remote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,9 +176,29 @@ pub fn main() -> ExitCode {
         Command::Status => Op::Status,
         Command::Compact { table, force } => Op::Compact { table, force },
         Command::Backup { table } => Op::Backup { table },
-        Command::Backups => Op::Backups { verify: false },
-        Command::Verify => Op::Backups { verify: true },
-        Command::Restore { table, backup } => Op::Restore { table, backup },
+        Command::Backups { remote: false } => Op::Backups { verify: false },
+        Command::Backups { remote: true } => Op::RemoteBackups { verify: false },
+        Command::Verify { remote: false } => Op::Backups { verify: true },
+        Command::Verify { remote: true } => Op::RemoteBackups { verify: true },
+        Command::Restore {
+            table,
+            backup,
+            from: Source::Local,
+        } => Op::Restore { table, backup },
+        Command::Restore {
+            table,
+            backup,
+            from: Source::Remote,
+        } => Op::RemoteRestore { table, backup },
+        Command::Upload => Op::Upload,
+        Command::Recover { from } => {
+            if from != Source::Remote {
+                eprintln!("error: recover takes its backups from the bucket: --from remote");
+                return ExitCode::from(2);
+            }
+            logging::init(config.log.format, "warn");
+            return remote::recover(&config, cli.json);
+        }
         Command::History => Op::History,
     };
     logging::init(config.log.format, "warn");

@@ -178,8 +178,21 @@ fn direct(
         _ => {}
     }
     let stores = open_stores(&config.data_dir, stale)?;
-    let maintainer = Maintainer::new(Arc::new(stores), config.maintenance());
-    Ok(ops::execute(&maintainer, op)?)
+    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config.maintenance()));
+    let offsite = crate::remote::open_offsite(config, &maintainer)?;
+    let result = ops::execute(&maintainer, offsite.as_deref(), op)?;
+    // Without a daemon there is no upload thread: a backup goes off-site before the verb
+    // ends. A failure is reported, never the backup's: the local backups are made.
+    if let (Op::Backup { .. }, Some(offsite)) = (op, &offsite) {
+        let _spinner = Spinner::start("uploading");
+        for failure in offsite.upload_pending().failures {
+            eprintln!(
+                "warning: upload of {} failed (tried again after the next backup): {}",
+                failure.table, failure.error
+            );
+        }
+    }
+    Ok(result)
 }
 
 fn open_stores(data_dir: &Path, daemon: Option<&DaemonFile>) -> Result<Stores> {

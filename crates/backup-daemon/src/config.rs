@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use compaction::{
-    BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, ScrubConfig,
+    BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, RemoteConfig, ScrubConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,9 @@ pub struct DaemonConfig {
     pub scrub: ScrubConfig,
     /// Memory of the nine tables.
     pub tables: TablesConfig,
+    /// Off-site backups to S3-compatible object storage; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -42,6 +45,7 @@ impl Default for DaemonConfig {
             quarantine: QuarantineConfig::default(),
             scrub: ScrubConfig::default(),
             tables: TablesConfig::default(),
+            remote: None,
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -326,6 +330,25 @@ impl DaemonConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(("", "data_dir", "must not be empty".into()));
         }
+        if let Some(remote) = &self.remote {
+            remote
+                .check()
+                .map_err(|(key, message)| ("remote", key, message))?;
+            for (key, path) in [
+                ("encryption_recipients", &remote.encryption_recipients),
+                ("identity_file", &remote.identity_file),
+            ] {
+                if !path.as_os_str().is_empty()
+                    && let Err(e) = std::fs::File::open(path)
+                {
+                    return Err((
+                        "remote",
+                        key,
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -466,6 +489,25 @@ cache = "576MiB"
 [tables.cache_per_table]
 # A table given a cache of its own size, out of the budget above, e.g.:
 # message_history = "128MiB"
+# Off-site backups to S3-compatible object storage (AWS S3, MinIO, Ceph RGW, R2...): after
+# each verified local backup, the daemon uploads it (compressed, optionally encrypted, the
+# manifest last). Absent: no off-site backups. Credentials are never read from this file: they
+# come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) in the daemon's
+# environment, else ~/.aws/credentials (profile AWS_PROFILE), else the instance's or
+# container's role. Uncomment to enable:
+#
+# [remote]
+# url = "s3://my-bucket/hub1"          # s3://bucket/prefix
+# endpoint = ""                        # non-AWS servers: "https://minio.example:9000"
+# region = ""                          # empty: AWS_REGION, else us-east-1
+# allow_http = false                   # true only for a plain-http test server
+# keep = 7                             # verified off-site backups kept per table
+# compression = "zstd"                 # "zstd" or "none"
+# compression_level = 3                # 1 to 19
+# encryption_recipients = ""           # file of age X25519 recipients (age1...); empty: none
+# identity_file = ""                   # age identity that decrypts (verify/restore/recover)
+# timeout = "60s"                      # longest request before it is retried
+# max_upload_rate = 0                  # bytes per second ("20MB"); 0: unlimited
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

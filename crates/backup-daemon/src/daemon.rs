@@ -41,6 +41,9 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
         "  backup dir:      {}",
         maintainer.backup_dir().display()
     );
+    if let Some(offsite) = daemon.offsite() {
+        let _ = writeln!(out, "  off-site:        {}", offsite.config().url);
+    }
     let _ = writeln!(out, "  admin API:       http://{}", daemon.admin_addr());
     let _ = writeln!(out, "  token file:      {}", daemon.token_file().display());
     for (name, next) in daemon.next_runs() {

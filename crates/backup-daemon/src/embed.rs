@@ -1,7 +1,8 @@
 //! [`Daemon`]: everything `backup-daemon run` does, as a value a hub starts in its own process
 //! and stops: the nine tables opened (no full verification at open; corruption wired to
 //! automatic recovery), automatic recovery, the compaction, backup and scrub schedules, the
-//! admin API (token, SSE events, metrics) and `daemon.json`, so that the CLI verbs find it.
+//! off-site upload thread when `[remote]` is set, the admin API (token, SSE events, metrics)
+//! and `daemon.json`, so that the CLI verbs find it.
 //! The binary's `run` is a caller of this and nothing more.
 //!
 //! The hub writes and reads through [`Daemon::stores`], the same typed handles a hub that
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use compaction::Maintainer;
 use compaction::recovery::AutoRecovery;
+use compaction::remote::{Offsite, Uploader};
 use compaction::scheduler::Schedule;
 use crossbeam_channel::bounded;
 use store_owners::{OpenStoresError, Stores, StoresOptions};
@@ -33,6 +35,8 @@ pub struct Daemon {
     // Declared in the order they stop in (see `stop_all`).
     admin: Option<AdminServer>,
     schedules: Vec<Schedule>,
+    uploader: Option<Uploader>,
+    offsite: Option<Arc<Offsite>>,
     recovery: Option<AutoRecovery>,
     maintainer: Option<Arc<Maintainer>>,
     data_dir: PathBuf,
@@ -74,12 +78,15 @@ impl Daemon {
 
         // The admin API first: its metrics subscribe to the events before any operation can
         // run (an automatic restore of a table found corrupt shows in the metrics).
-        let admin = AdminServer::start(listener, token, maintainer.clone())?;
+        let offsite = crate::remote::open_offsite(config, &maintainer)?;
+        let admin = AdminServer::start(listener, token, maintainer.clone(), offsite.clone())?;
         // From here on, a failure stops what has started (dropping the half-built daemon).
         let mut daemon = Daemon {
             admin_addr: admin.addr(),
             admin: Some(admin),
             schedules: Vec::new(),
+            uploader: None,
+            offsite: offsite.clone(),
             recovery: None,
             maintainer: Some(maintainer.clone()),
             data_dir: data_dir.clone(),
@@ -105,6 +112,11 @@ impl Daemon {
                 .start_scrub_schedule()
                 .context("starting the scrub schedule")?,
         );
+        // After each backup run, the upload thread copies the new backups off-site.
+        if let Some(offsite) = offsite {
+            daemon.uploader =
+                Some(Uploader::start(offsite).context("starting the off-site upload thread")?);
+        }
         DaemonFile {
             pid: std::process::id(),
             admin: daemon.admin_addr,
@@ -141,6 +153,11 @@ impl Daemon {
         &self.data_dir
     }
 
+    /// The off-site backups of `[remote]`, if configured.
+    pub fn offsite(&self) -> Option<&Arc<Offsite>> {
+        self.offsite.as_ref()
+    }
+
     /// When each schedule (compaction, backup, scrub) runs next.
     pub fn next_runs(&self) -> Vec<(&str, Option<std::time::SystemTime>)> {
         self.schedules
@@ -166,6 +183,8 @@ impl Daemon {
             schedule.request_stop();
         }
         self.schedules.clear();
+        drop(self.uploader.take());
+        drop(self.offsite.take());
         if let Some(recovery) = self.recovery.take() {
             recovery.stop();
         }

@@ -54,7 +54,8 @@
 //! - `protocol`: the one typed protocol of the verbs and the admin API; `ops`: `execute`,
 //!   running an operation, behind both; `admin`: the admin HTTP API (bearer token, JSON
 //!   errors, SSE, metrics); `metrics`: the Prometheus text exposition; `files`:
-//!   `admin.token` and `daemon.json`.
+//!   `admin.token` and `daemon.json`; `remote`: opening the off-site backups of `[remote]`,
+//!   and `recover --from remote`.
 
 mod admin;
 pub mod cli;
@@ -68,6 +69,7 @@ mod metrics;
 mod ops;
 mod progress;
 mod protocol;
+mod remote;
 mod render;
 
 pub use config::DaemonConfig;

@@ -10,6 +10,8 @@ use compaction::{
     BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, RecoveryReport, TableOutcome,
 };
 
+use compaction::remote::{Encryption, RemoteBackupInfo, UploadPass};
+
 use crate::protocol::{Op, OpResult};
 
 /// The text a verb prints for `result`.
@@ -21,6 +23,8 @@ pub fn render(result: &OpResult) -> String {
         OpResult::Compaction(run) => render_compaction_run(run),
         OpResult::Backup(run) => render_backup_run(run),
         OpResult::Restore(report) => render_recovery(report),
+        OpResult::RemoteBackups(all) => render_remote_backups(all),
+        OpResult::Upload(pass) => render_upload(pass),
     }
 }
 
@@ -40,6 +44,13 @@ pub fn has_failures(op: &Op, result: &OpResult) -> bool {
                     .iter()
                     .any(|b| matches!(b.state, BackupState::Corrupt(_)))
         }
+        OpResult::RemoteBackups(all) => {
+            matches!(op, Op::RemoteBackups { verify: true })
+                && all
+                    .iter()
+                    .any(|b| matches!(b.state, BackupState::Corrupt(_)))
+        }
+        OpResult::Upload(pass) => !pass.failures.is_empty(),
         OpResult::Health(_) | OpResult::History(_) => false,
     }
 }
@@ -214,6 +225,23 @@ fn render_status(report: &HealthReport) -> String {
     } else if report.next_scrub.is_some() {
         let _ = writeln!(out, "next scrub: {}", when(report.next_scrub));
     }
+    if let Some(remote) = &report.remote {
+        let _ = writeln!(
+            out,
+            "off-site {}: last upload {}, {} uploaded, {} failed since start",
+            remote.url,
+            when(remote.last_upload_at),
+            remote.uploads,
+            remote.upload_failures
+        );
+        if let Some(error) = &remote.last_error {
+            let _ = writeln!(
+                out,
+                "off-site upload FAILING since {}: {error}",
+                when(remote.last_failure_at)
+            );
+        }
+    }
     out
 }
 
@@ -357,6 +385,75 @@ fn render_backups(all: &[BackupInfo]) -> String {
         "unchecked: manifest and size checked now; LAST VERIFIED: the last full check \
          (checksum, integrity, record count), by `verify` or when the backup was made\n",
     );
+    out
+}
+
+fn render_remote_backups(all: &[RemoteBackupInfo]) -> String {
+    if all.is_empty() {
+        return "no off-site backups\n".into();
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|b| {
+            let (state, detail) = state_name(&b.state);
+            let m = b.manifest.as_ref();
+            vec![
+                b.table.clone(),
+                b.id.clone(),
+                or_dash(m.map(|m| m.records)),
+                or_dash(m.map(|m| bytes(m.plain_bytes))),
+                or_dash(m.map(|m| bytes(m.object_bytes))),
+                or_dash(m.map(|m| {
+                    let encryption = match m.encryption {
+                        Encryption::None => "",
+                        Encryption::AgeX25519 => "+age",
+                    };
+                    format!("{}{encryption}", m.compression.name())
+                })),
+                with_detail(state, detail),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TABLE",
+            "BACKUP",
+            "RECORDS",
+            "SIZE",
+            "IN BUCKET",
+            "ENCODING",
+            "STATE",
+        ],
+        &rows,
+    )
+}
+
+fn render_upload(pass: &UploadPass) -> String {
+    let mut out = String::new();
+    for u in &pass.uploads {
+        let _ = writeln!(
+            out,
+            "uploaded {} {}: {} -> {} in {}",
+            u.table,
+            u.id,
+            bytes(u.plain_bytes),
+            bytes(u.object_bytes),
+            dur(u.duration)
+        );
+        if !u.removed.is_empty() {
+            let _ = writeln!(
+                out,
+                "  removed by remote retention: {}",
+                u.removed.join(", ")
+            );
+        }
+    }
+    for f in &pass.failures {
+        let _ = writeln!(out, "FAILED {}: {}", f.table, f.error);
+    }
+    if out.is_empty() {
+        out.push_str("nothing to upload: every backup is off-site\n");
+    }
     out
 }
 

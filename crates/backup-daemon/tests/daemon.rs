@@ -652,7 +652,7 @@ fn a_corrupt_table_is_found_by_the_scrub_after_start_and_restored_automatically(
     flip_bytes(&data.join("thread_replies.redb"));
 
     // The tables open without reading every page; the first scrub comes right after start.
-    let mut daemon = Daemon::start_with(dir.path(), &data, "[scrub]\nafter_start = \"0s\"\n");
+    let mut daemon = Daemon::start_with(dir.path(), &data, "[scrub]\nafter_start = \"0s\"\n", &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, metrics) = call("GET", &daemon.url("/metrics"), None, None);

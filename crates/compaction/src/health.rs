@@ -10,8 +10,9 @@ use store_owners::TableStatus;
 
 use crate::backup::BackupInfo;
 use crate::maintainer::Maintainer;
-use crate::report::{CompactionRun, TableOutcome, TableResult};
-use crate::report::{ScrubProgress, ScrubResult};
+use crate::report::{
+    CompactionRun, RemoteHealth, ScrubProgress, ScrubResult, TableOutcome, TableResult,
+};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +120,10 @@ pub struct HealthReport {
     /// When the scrub schedule runs next.
     #[serde(default, with = "humantime_serde")]
     pub next_scrub: Option<SystemTime>,
+    /// Off-site backups, when a remote is configured (filled in by whoever holds the
+    /// [`crate::remote::Offsite`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteHealth>,
 }
 
 impl HealthReport {
@@ -178,6 +183,7 @@ impl Maintainer {
             history,
             scrub_in_progress: self.scrub_progress(),
             next_scrub: self.next_scrub(),
+            remote: None,
         }
     }
 }

@@ -197,6 +197,82 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// One backup copied off-site; the payload of `upload_complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteUpload {
+    /// The table.
+    pub table: String,
+    /// The backup id (the same as the local backup's).
+    pub id: String,
+    /// Records in the backup.
+    pub records: u64,
+    /// Size of the backup file.
+    pub plain_bytes: u64,
+    /// Size of the object in the bucket (compressed, encrypted).
+    pub object_bytes: u64,
+    /// Wall time of the upload, manifest included.
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
+    pub duration: Duration,
+    /// Ids of older off-site backups that remote retention deleted afterwards.
+    pub removed: Vec<String>,
+}
+
+/// A table whose backup could not be copied off-site; the payload of `upload_failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteUploadFailure {
+    /// The table.
+    pub table: String,
+    /// The backup that was being uploaded, if it got that far.
+    pub id: Option<String>,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// What is off-site for one table, as seen after the last upload or listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTableStats {
+    /// The table.
+    pub table: String,
+    /// Complete off-site backups (with their manifest).
+    pub backups: u64,
+    /// Objects under the table's prefix, manifests included.
+    pub objects: u64,
+    /// Bytes of those objects.
+    pub bytes: u64,
+    /// The newest off-site backup, if any.
+    pub newest: Option<String>,
+}
+
+/// The off-site part of `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RemoteHealth {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// When the last upload ended well.
+    #[serde(default, with = "humantime_serde")]
+    pub last_upload_at: Option<SystemTime>,
+    /// Its size in the bucket.
+    pub last_upload_bytes: u64,
+    /// How long it took.
+    #[serde(
+        rename = "last_upload_duration_seconds",
+        alias = "last_upload_duration",
+        with = "seconds"
+    )]
+    pub last_upload_duration: Duration,
+    /// When the last upload failed, if it failed after the last success.
+    #[serde(default, with = "humantime_serde")]
+    pub last_failure_at: Option<SystemTime>,
+    /// Why, in that case.
+    pub last_error: Option<String>,
+    /// Uploads that ended well since start.
+    pub uploads: u64,
+    /// Uploads that failed since start.
+    pub upload_failures: u64,
+    /// Per table, in [`store_owners::TABLE_NAMES`] order; empty before the first listing.
+    pub tables: Vec<RemoteTableStats>,
+}
+
 /// How one table's scrub ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

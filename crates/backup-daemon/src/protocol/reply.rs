@@ -2,6 +2,7 @@
 //! is the reply and `--json`'s output, or why it did not run ([`OpError`], sent as
 //! `{"error": message}` with its status).
 
+use compaction::remote::{RemoteBackupInfo, UploadPass};
 use compaction::{BackupInfo, BackupRun, CompactionRun, HealthReport, RecoveryReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,8 +22,12 @@ pub enum OpResult {
     Compaction(CompactionRun),
     /// Of `Op::Backup`.
     Backup(BackupRun),
-    /// Of `Op::Restore` (also when the restore did not succeed).
+    /// Of `Op::Restore` and `Op::RemoteRestore` (also when the restore did not succeed).
     Restore(RecoveryReport),
+    /// Of `Op::RemoteBackups`.
+    RemoteBackups(Vec<RemoteBackupInfo>),
+    /// Of `Op::Upload`.
+    Upload(UploadPass),
 }
 
 impl OpResult {

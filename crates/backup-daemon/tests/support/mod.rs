@@ -34,11 +34,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(root: &Path, data_dir: &Path) -> Daemon {
-        Daemon::start_with(root, data_dir, "")
+        Daemon::start_with(root, data_dir, "", &[])
     }
 
-    /// [`Daemon::start`] with `extra` appended to the test config (whole sections).
-    pub fn start_with(root: &Path, data_dir: &Path, extra: &str) -> Daemon {
+    /// [`Daemon::start`] with `extra` config text and `env` variables.
+    pub fn start_with(root: &Path, data_dir: &Path, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let config = write_config(root, extra);
         let log = root.join("daemon.log");
         let stderr = std::fs::File::create(&log).expect("create the log file");
@@ -48,6 +48,7 @@ impl Daemon {
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

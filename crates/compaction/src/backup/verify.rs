@@ -113,7 +113,7 @@ pub(super) fn hash_file(src: &Path, copy: Option<&Path>) -> io::Result<(String, 
 
 /// Open `path` (a copy nobody else uses) with redb's integrity check and return its record
 /// count. The check commits to the file.
-pub(super) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
+pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
     let options = StoreOptions {
         check_integrity_on_open: true,
         cache_bytes: 16 << 20,
