@@ -1,5 +1,5 @@
 //! The command line: `backup-daemon [run]` (the daemon) and the operator verbs, parsed with
-//! clap and dispatched: `run` to [`crate::daemon::run`], the verbs to [`crate::client`].
+//! clap and dispatched: `run` to `daemon::run`, the verbs to `client` (through the daemon or directly).
 //!
 //! # Exit codes
 //!
