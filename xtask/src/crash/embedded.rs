@@ -19,9 +19,9 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
         ..DaemonConfig::default()
     };
     config.admin.listen = "127.0.0.1:0".parse()?;
-    config.compaction.interval = Duration::from_millis(150);
+    config.compaction.interval = Duration::from_millis(800);
     config.compaction.threshold = 0.0;
-    config.backup.interval = Duration::from_millis(250);
+    config.backup.interval = Duration::from_millis(200);
     config.scrub.after_start = Duration::ZERO;
     config.scrub.interval = Duration::from_millis(200);
     config.tables.cache = ByteSize(9 << 20);
