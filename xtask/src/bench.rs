@@ -578,7 +578,7 @@ fn render_startup(md: &mut String, r: &Report) {
     );
     let _ = writeln!(
         md,
-        "| background scrub of the nine tables, after the fast open | {:.3} | - |\n",
+        "| background scrub of the nine tables, after the fast open (unpaced) | {:.3} | - |\n",
         s.scrub_s
     );
     let _ = writeln!(

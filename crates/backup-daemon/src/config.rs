@@ -480,6 +480,8 @@ max_bytes = "4GiB"
 after_start = "1m"
 # Time between scrubs.
 interval = "1day"
+# The most the scrub reads per second ("64MiB"); 0: unpaced.
+max_rate = "64MiB"
 
 [tables]
 # Memory of the nine tables' caches together (redb's page cache of each file), split evenly

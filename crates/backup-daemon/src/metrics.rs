@@ -378,7 +378,7 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
         family.sample(&[("table", &p.table)], ratio);
     }
     let quarantine = maintainer.quarantine().unwrap_or_default();
-    let gauges_and_counters: [(&str, &str, &str, f64); 6] = [
+    let gauges_and_counters: [(&str, &str, &str, f64); 7] = [
         (
             "scrub_running",
             "gauge",
@@ -390,6 +390,12 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
             "counter",
             "Bytes of table files read by scrubs since the daemon started.",
             maintainer.scrub_bytes_read() as f64,
+        ),
+        (
+            "scrub_wait_seconds_total",
+            "counter",
+            "Time scrubs waited for their pace ([scrub] max_rate) since the daemon started.",
+            maintainer.scrub_waited().as_secs_f64(),
         ),
         (
             "quarantine_bytes",

@@ -81,6 +81,10 @@ pub struct ScrubConfig {
     /// Time between scrubs (from the end of one to the start of the next).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: unpaced.
+    /// The scrub has a day; the hub's own reads have the disk first.
+    #[serde(with = "byte_size")]
+    pub max_rate: u64,
 }
 
 impl Default for ScrubConfig {
@@ -88,6 +92,7 @@ impl Default for ScrubConfig {
         ScrubConfig {
             after_start: Duration::from_secs(60),
             interval: Duration::from_secs(24 * 3600),
+            max_rate: 64 << 20,
         }
     }
 }

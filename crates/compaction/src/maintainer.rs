@@ -136,6 +136,7 @@ pub(crate) struct ScrubState {
     pub(crate) running: Mutex<Option<ScrubProgress>>,
     pub(crate) last: Mutex<BTreeMap<String, ScrubResult>>,
     pub(crate) bytes_read_total: AtomicU64,
+    pub(crate) wait_micros: AtomicU64,
     pub(crate) schedule: Mutex<Weak<ScheduleState>>,
 }
 

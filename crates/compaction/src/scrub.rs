@@ -133,6 +133,7 @@ impl Maintainer {
             other => return finish(ScrubOutcome::Skipped, Some(other.to_string()), 0),
         }
         let read = Arc::new(AtomicU64::new(0));
+        let pace = Pace::new(self.config.scrub.max_rate);
         let on_read: store_core::OnRead = {
             let (read, state, stopping) = (read.clone(), self.scrub.clone(), stopping.clone());
             Arc::new(move |bytes| {
@@ -141,7 +142,11 @@ impl Maintainer {
                 }
                 let total = read.fetch_add(bytes, Ordering::Relaxed) + bytes;
                 state.set_bytes_read(total);
-                true
+                let waited = pace.wait_for(total, &stopping);
+                state
+                    .wait_micros
+                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                !stopping.load(Ordering::Relaxed)
             })
         };
         let outcome = owner.scrub(on_read);
@@ -195,6 +200,12 @@ impl Maintainer {
             .cloned()
     }
 
+    /// Time scrubs spent waiting for their pace ([`crate::ScrubConfig::max_rate`]) since
+    /// the start.
+    pub fn scrub_waited(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.scrub.wait_micros.load(Ordering::Relaxed))
+    }
+
     /// Bytes read by scrubs since the start.
     pub fn scrub_bytes_read(&self) -> u64 {
         self.scrub.bytes_read_total.load(Ordering::Relaxed)
@@ -245,5 +256,39 @@ impl Maintainer {
             .unwrap_or_else(|p| p.into_inner())
             .upgrade();
         state?.next_run()
+    }
+}
+
+/// The scrub's pace: at most `rate` bytes a second on average since the table's walk began
+/// (0: unpaced). Waits in slices, so that a stop request is seen within 100 ms.
+struct Pace {
+    rate: u64,
+    started: Instant,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            started: Instant::now(),
+        }
+    }
+
+    /// Wait until `total` bytes are within the pace; returns the time waited.
+    fn wait_for(&self, total: u64, stopping: &AtomicBool) -> std::time::Duration {
+        if self.rate == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let due = std::time::Duration::from_secs_f64(total as f64 / self.rate as f64);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let elapsed = self.started.elapsed();
+            if elapsed >= due || stopping.load(Ordering::Relaxed) {
+                return waited;
+            }
+            let slice = (due - elapsed).min(std::time::Duration::from_millis(100));
+            std::thread::sleep(slice);
+            waited += slice;
+        }
     }
 }

@@ -97,6 +97,7 @@ fn the_schedule_scrubs_soon_after_start_and_a_stop_request_ends_the_run() {
         scrub: ScrubConfig {
             after_start: Duration::from_millis(10),
             interval: Duration::from_secs(3600),
+            max_rate: 0,
         },
         ..MaintenanceConfig::default()
     };
@@ -127,4 +128,32 @@ fn the_schedule_scrubs_soon_after_start_and_a_stop_request_ends_the_run() {
         m.scrub_table("no_such_table", &Arc::new(AtomicBool::new(false))),
         Err(ScrubRequestError::UnknownTable("no_such_table".into()))
     );
+}
+
+#[test]
+fn a_paced_scrub_waits_for_its_pace_and_an_unpaced_one_never_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let scrub_at = |max_rate| {
+        let config = MaintenanceConfig {
+            scrub: ScrubConfig {
+                max_rate,
+                ..ScrubConfig::default()
+            },
+            ..MaintenanceConfig::default()
+        };
+        let m = support::open(dir.path(), config);
+        put_keys(&m, TABLE, 0..2_000, |i| vec![(i % 251) as u8; 200]);
+        let result = m
+            .scrub_table(TABLE, &Arc::new(AtomicBool::new(false)))
+            .unwrap();
+        assert_eq!(result.outcome, ScrubOutcome::Clean, "{result:?}");
+        (result.bytes_read, m.scrub_waited())
+    };
+    let (read, waited) = scrub_at(0);
+    assert!(read > 400_000);
+    assert_eq!(waited, Duration::ZERO);
+    // At a quarter of the bytes per second, the walk must wait for most of a second.
+    let (read, waited) = scrub_at(read * 4);
+    assert!(read > 400_000);
+    assert!(waited > Duration::ZERO);
 }

@@ -61,7 +61,16 @@ pub fn run(profile: &Profile, scratch: &Path) -> anyhow::Result<StartupResult> {
 
     let cold = drop_page_cache();
     let (fast_open_s, stores) = open_and_read(&data_dir, false)?;
-    let maintainer = Maintainer::new(Arc::new(stores), MaintenanceConfig::default());
+    // Unpaced here: the row measures how fast a scrub can read (the daemon paces it,
+    // [scrub] max_rate).
+    let config = MaintenanceConfig {
+        scrub: compaction::ScrubConfig {
+            max_rate: 0,
+            ..Default::default()
+        },
+        ..MaintenanceConfig::default()
+    };
+    let maintainer = Maintainer::new(Arc::new(stores), config);
     let started = Instant::now();
     let run = maintainer
         .scrub_all(&Arc::new(AtomicBool::new(false)))
