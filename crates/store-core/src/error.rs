@@ -343,4 +343,8 @@ pub enum ScrubError {
     /// Another storage failure stopped the walk.
     #[error("scrub could not run: {0}")]
     Storage(#[source] Box<redb::Error>),
+    /// The snapshot was taken by `TableStore::snapshot`, which does not copy the header a
+    /// scrub needs (`TableStore::scrub_snapshot` does).
+    #[error("scrub could not run: the snapshot was not taken for a scrub")]
+    NotForScrub,
 }

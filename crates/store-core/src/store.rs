@@ -229,7 +229,8 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     /// Ordered scan.
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
     /// Verify the checksum of every page of this snapshot's commit, and the structure of its
-    /// trees, while the owner keeps writing. `on_read` is told the size of each read before
+    /// trees, while the owner keeps writing. Only a snapshot from
+    /// [`TableStore::scrub_snapshot`] can ([`ScrubError::NotForScrub`] otherwise). `on_read` is told the size of each read before
     /// it is made (a pacer slows the walk there) and cancels the scrub by returning false.
     fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError>;
     /// Copy every record into a new table file at `dest` (which must not exist), committing
@@ -297,6 +298,10 @@ pub trait TableStore: Sized + Send + 'static {
     }
     /// A read snapshot of the latest committed state.
     fn snapshot(&self) -> Result<Self::Snapshot, ReadError>;
+    /// A read snapshot that can also be scrubbed ([`StoreSnapshot::scrub`]): it copies the
+    /// file's header as of the snapshot, one more open and read of the file, so only scrubs
+    /// pay for it.
+    fn scrub_snapshot(&self) -> Result<Self::Snapshot, ScrubError>;
     /// The exact counters kept by the store (records, live bytes, dead bytes). Cheap.
     fn counters(&self) -> TableCounters;
     /// Size and fragmentation. Cheap: never walks the file.

@@ -65,7 +65,7 @@ fn a_scrub_of_a_store_that_keeps_committing_finds_nothing_and_reads_the_file() {
         })
     };
     for round in 0..ROUNDS {
-        snapshots_tx.send(store.snapshot().unwrap()).unwrap();
+        snapshots_tx.send(store.scrub_snapshot().unwrap()).unwrap();
         let ops: Vec<_> = (0..400)
             .map(|i| {
                 let key = format!("key-{:06}", (round as usize * 997 + i * 13) % 20_000);
@@ -125,11 +125,15 @@ fn a_flipped_byte_in_a_live_page_is_found_while_reads_still_serve() {
     store
         .apply(&[WriteOp::put(b"marker", &[0xA5; 1500])])
         .unwrap();
-    store.snapshot().unwrap().scrub(never_cancel()).unwrap();
+    store
+        .scrub_snapshot()
+        .unwrap()
+        .scrub(never_cancel())
+        .unwrap();
 
     assert!(flip_pages_holding(&path, &[0xA5; 1500]) >= 1);
     // Normal reads do not verify checksums; the scrub does.
-    match store.snapshot().unwrap().scrub(never_cancel()) {
+    match store.scrub_snapshot().unwrap().scrub(never_cancel()) {
         Err(ScrubError::Corrupted(detail)) => assert!(!detail.is_empty()),
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -146,11 +150,20 @@ fn a_scrub_told_to_stop_stops() {
         let seen = seen.clone();
         Arc::new(move |_| !seen.swap(true, Ordering::Relaxed))
     };
-    match store.snapshot().unwrap().scrub(on_read) {
+    match store.scrub_snapshot().unwrap().scrub(on_read) {
         Err(ScrubError::Cancelled) => {}
         other => panic!("expected a cancelled scrub, got {other:?}"),
     }
+    // A plain snapshot (the one copies and compactions take) carries no header to scrub with.
+    assert!(matches!(
+        store.snapshot().unwrap().scrub(never_cancel()),
+        Err(ScrubError::NotForScrub)
+    ));
     // The store serves on.
     store.apply(&[WriteOp::put(b"after", b"1")]).unwrap();
-    store.snapshot().unwrap().scrub(never_cancel()).unwrap();
+    store
+        .scrub_snapshot()
+        .unwrap()
+        .scrub(never_cancel())
+        .unwrap();
 }

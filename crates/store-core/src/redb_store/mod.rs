@@ -265,17 +265,27 @@ impl TableStore for RedbStore {
     }
 
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
-        let txn = self.db.begin_read()?;
-        // Right after the read transaction began, before any other commit: the header then
-        // names the snapshot's commit (see scrub.rs). Only a scrub needs it, so a failure to
-        // read it is the scrub's to report.
-        let header = FrozenHeader::read(&self.path).map_err(|e| (self.path.clone(), Arc::new(e)));
         Ok(RedbSnapshot {
-            txn,
-            header,
+            txn: self.db.begin_read()?,
+            header: None,
             counters: self.counters,
             io_faults: self.io_faults.clone(),
         })
+    }
+
+    fn scrub_snapshot(&self) -> Result<RedbSnapshot, ScrubError> {
+        let mut snapshot = self.snapshot().map_err(|e| match e {
+            ReadError::Corrupted(detail) => ScrubError::Corrupted(detail),
+            ReadError::Storage(source) => ScrubError::Storage(source),
+        })?;
+        // Right after the read transaction began, before any other commit: the header then
+        // names the snapshot's commit (see scrub.rs).
+        let header = FrozenHeader::read(&self.path).map_err(|source| ScrubError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        snapshot.header = Some(header);
+        Ok(snapshot)
     }
 
     fn counters(&self) -> TableCounters {
@@ -334,8 +344,9 @@ impl ReplacedFile for RedbReplaced {
 #[derive(Debug)]
 pub struct RedbSnapshot {
     txn: ReadTransaction,
-    /// The file's header as of this snapshot, for [`StoreSnapshot::scrub`].
-    header: Result<FrozenHeader, (PathBuf, Arc<std::io::Error>)>,
+    /// The file's header as of this snapshot, for [`StoreSnapshot::scrub`]; only a
+    /// [`TableStore::scrub_snapshot`] reads it.
+    header: Option<FrozenHeader>,
     counters: TableCounters,
     /// Fault plan inherited by the files this snapshot is copied into.
     io_faults: Option<Arc<FaultPlan>>,
@@ -364,11 +375,8 @@ impl StoreSnapshot for RedbSnapshot {
 
     fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError> {
         match &self.header {
-            Ok(header) => header.scrub(on_read),
-            Err((path, e)) => Err(ScrubError::Io {
-                path: path.clone(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            }),
+            Some(header) => header.scrub(on_read),
+            None => Err(ScrubError::NotForScrub),
         }
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, select};
 use store_core::{
-    IntegrityError, KeyRange, OpenError, ReadError, ReadView, Record, StoreOptions, StoreSnapshot,
-    TableStore,
+    IntegrityError, KeyRange, OpenError, ReadError, ReadView, Record, ScrubError, StoreOptions,
+    StoreSnapshot, TableStore,
 };
 
 use super::command::{Command, FileId, Maintenance, ReadJob, Reply, WriteJob};
@@ -371,7 +371,10 @@ impl<S: TableStore> OwnerThread<S> {
                 self.file.status().to_string(),
             ));
         };
-        let snapshot = store.snapshot()?;
+        let snapshot = store.scrub_snapshot().map_err(|e| match e {
+            ScrubError::Corrupted(detail) => MaintenanceError::Corrupted(detail),
+            other => MaintenanceError::Storage(Arc::new(other)),
+        })?;
         let file = self
             .file
             .identity()
