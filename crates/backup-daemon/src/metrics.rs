@@ -354,13 +354,10 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
         "How the table's last scrub ended (clean, corrupted, skipped, failed): 1 on that result.",
     );
     for scrub in &scrubs {
-        let result = match scrub.outcome {
-            compaction::ScrubOutcome::Clean => "clean",
-            compaction::ScrubOutcome::Corrupted => "corrupted",
-            compaction::ScrubOutcome::Skipped => "skipped",
-            compaction::ScrubOutcome::Failed => "failed",
-        };
-        family.sample(&[("table", &scrub.table), ("result", result)], 1.0);
+        family.sample(
+            &[("table", &scrub.table), ("result", scrub.outcome.name())],
+            1.0,
+        );
     }
     let progress = maintainer.scrub_progress();
     let mut family = Family::new(

@@ -183,15 +183,7 @@ fn render_status(report: &HealthReport) -> String {
                 when(last_backup),
                 t.last_scrub.as_ref().map_or_else(
                     || "-".to_string(),
-                    |s| {
-                        let outcome = match s.outcome {
-                            compaction::ScrubOutcome::Clean => "clean",
-                            compaction::ScrubOutcome::Corrupted => "CORRUPTED",
-                            compaction::ScrubOutcome::Skipped => "skipped",
-                            compaction::ScrubOutcome::Failed => "failed",
-                        };
-                        format!("{outcome} {}", when(Some(s.finished_at)))
-                    },
+                    |s| format!("{} {}", s.outcome.name(), when(Some(s.finished_at))),
                 ),
             ]
         })
@@ -512,6 +504,14 @@ mod tests {
             Closed,
         ] {
             assert_eq!(json_name(&s, None), s.name());
+        }
+        for o in [
+            compaction::ScrubOutcome::Clean,
+            compaction::ScrubOutcome::Corrupted,
+            compaction::ScrubOutcome::Skipped,
+            compaction::ScrubOutcome::Failed,
+        ] {
+            assert_eq!(json_name(&o, None), o.name());
         }
         for o in [
             RecoveryOutcome::Restored,

@@ -288,6 +288,18 @@ pub enum ScrubOutcome {
     Failed,
 }
 
+impl ScrubOutcome {
+    /// The outcome's name, as in JSON (`clean`, `corrupted`, `skipped`, `failed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ScrubOutcome::Clean => "clean",
+            ScrubOutcome::Corrupted => "corrupted",
+            ScrubOutcome::Skipped => "skipped",
+            ScrubOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One table's scrub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScrubResult {
