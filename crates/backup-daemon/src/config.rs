@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use compaction::config::ByteSize;
 use compaction::{
     BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, RemoteConfig, ScrubConfig,
 };
@@ -149,38 +150,6 @@ impl TablesConfig {
 
 /// The smallest cache a table is given.
 const MIN_TABLE_CACHE: u64 = 1 << 20;
-
-/// A size in bytes, written as a number or with a unit (`"4GiB"`, `"500MB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl Serialize for ByteSize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= size && self.0.is_multiple_of(size) {
-                return s.serialize_str(&format!("{}{unit}", self.0 / size));
-            }
-        }
-        s.serialize_u64(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => compaction::config::parse_bytes(&t)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
 
 /// The admin HTTP API settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

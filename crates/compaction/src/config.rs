@@ -267,13 +267,37 @@ impl Default for QuarantineConfig {
 
 /// Serde for a byte count written as a number or a size with a unit (`"4GiB"`).
 mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ByteSize;
 
     pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*bytes))
+        ByteSize(*bytes).serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        ByteSize::deserialize(d).map(|b| b.0)
+    }
+}
+
+/// A size in bytes, written as a number or a size with a unit (`"4GiB"`, `"500MB"`); written
+/// back in the largest binary unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub u64);
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if self.0 >= size && self.0.is_multiple_of(size) {
+                return s.serialize_str(&format!("{}{unit}", self.0 / size));
+            }
+        }
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -281,18 +305,11 @@ mod byte_size {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(n),
-            Raw::Text(t) => super::parse_bytes(&t).map_err(serde::de::Error::custom),
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => parse_bytes(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
-    }
-
-    fn format(bytes: u64) -> String {
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if bytes >= size && bytes.is_multiple_of(size) {
-                return format!("{}{unit}", bytes / size);
-            }
-        }
-        bytes.to_string()
     }
 }
 
