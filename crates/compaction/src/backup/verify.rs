@@ -205,10 +205,13 @@ pub fn list_table_backups(
     Ok(found_in(&dir)?
         .into_iter()
         .map(|f| {
-            let manifest = read_manifest(&f.manifest).ok();
-            let state = match shallow_check(table, &f) {
-                Ok(_) => BackupState::Unchecked,
-                Err(e) => BackupState::Corrupt(e.to_string()),
+            // A backup that fails the check still shows its manifest, if it reads.
+            let (manifest, state) = match shallow_check(table, &f) {
+                Ok(m) => (Some(m), BackupState::Unchecked),
+                Err(e) => (
+                    read_manifest(&f.manifest).ok(),
+                    BackupState::Corrupt(e.to_string()),
+                ),
             };
             BackupInfo {
                 table: table.to_string(),
@@ -237,14 +240,6 @@ impl Maintainer {
         found_in(&self.table_backup_dir(table))
     }
 
-    /// Cheap check: manifest readable, consistent, file present with the recorded size.
-    fn shallow_check(
-        &self,
-        table: &str,
-        found: &BackupFiles,
-    ) -> Result<BackupManifest, VerifyError> {
-        shallow_check(table, found)
-    }
     /// Shallow check plus checksum; used by retention (see [`super::retention`] for why that
     /// is enough there).
     pub(super) fn checksum_check(
@@ -252,7 +247,7 @@ impl Maintainer {
         table: &str,
         found: &BackupFiles,
     ) -> Result<BackupManifest, VerifyError> {
-        let manifest = self.shallow_check(table, found)?;
+        let manifest = shallow_check(table, found)?;
         let (actual, _) = hash_file(&found.file, None).map_err(|source| VerifyError::Io {
             what: format!("reading {}", found.file.display()),
             source,
@@ -284,7 +279,7 @@ impl Maintainer {
                 id: id.to_string(),
             });
         }
-        let manifest = self.shallow_check(table, &found)?;
+        let manifest = shallow_check(table, &found)?;
         let _ = std::fs::remove_file(work);
         let (actual, _) = hash_file(&found.file, Some(work)).map_err(|source| VerifyError::Io {
             what: format!("copying {} to {}", found.file.display(), work.display()),
@@ -375,18 +370,9 @@ impl Maintainer {
     /// The newest backup of `table` whose manifest and size check out (not fully verified).
     pub fn last_backup(&self, table: &str) -> Option<BackupInfo> {
         self.owner_of(table)?;
-        let found = self.found_backups(table).ok()?;
-        found.into_iter().find_map(|f| {
-            let manifest = self.shallow_check(table, &f).ok()?;
-            let dir = self.table_backup_dir(table);
-            Some(BackupInfo {
-                table: table.to_string(),
-                verified_at: last_verified(&dir, &f.id, Some(&manifest)),
-                id: f.id,
-                path: f.file,
-                manifest: Some(manifest),
-                state: BackupState::Unchecked,
-            })
-        })
+        list_table_backups(&self.backup_dir, table)
+            .ok()?
+            .into_iter()
+            .find(|b| b.state == BackupState::Unchecked)
     }
 }
