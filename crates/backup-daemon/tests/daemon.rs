@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 mod support;
 
-use support::{BIN, Daemon, call};
+use support::{BIN, Daemon, call, cli, cli_json};
 
 /// How often the daemon writes a keepalive comment on an idle event stream.
 const SSE_KEEPALIVE: Duration = Duration::from_secs(1);
@@ -113,28 +113,6 @@ fn count_records(data_dir: &Path) -> Vec<(String, usize)> {
 }
 
 /// Run a verb on `data_dir`.
-fn cli(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run the CLI")
-}
-
-fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = cli(data_dir, &all);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
-}
-
 fn table_names(status: &Value) -> Vec<String> {
     status["tables"]
         .as_array()

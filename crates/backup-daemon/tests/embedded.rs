@@ -5,34 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod support;
+
 use backup_daemon::config::ByteSize;
 use backup_daemon::{Daemon, DaemonConfig};
-use serde_json::Value;
 use store_owners::{MailboxMessage, NewTask};
+use support::cli_json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backup-daemon");
 const AGENTS: usize = 3;
-
-fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run the CLI");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
-}
 
 fn config(data_dir: &Path) -> DaemonConfig {
     let mut config = DaemonConfig {
