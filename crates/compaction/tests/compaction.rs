@@ -379,6 +379,7 @@ fn health_reports_every_table_without_asking_the_owners() {
             quarantine: m.data_dir().join("quarantine/task_queue.test.redb"),
             expected_records: None,
             degraded: Some("test".into()),
+            replay_log: true,
         })
         .unwrap();
     let after = m.health_metrics();

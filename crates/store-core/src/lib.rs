@@ -10,6 +10,7 @@
 //! - [`metrics`]: what a table reports about its size and fragmentation, and the formulas.
 //! - [`copy`]: copying live records from a snapshot into a fresh file (online compaction and
 //!   backups both use it).
+//! - [`changelog`]: a table's change log, where a write becomes durable, and its replay.
 //! - [`fault`]: a `StorageBackend` that fails a chosen write or fsync, for tests.
 //! - [`fsutil`]: the durable file-system steps (fsync of a directory, atomic replace).
 //!
@@ -32,6 +33,7 @@
 //! assert_eq!(store.scan(&KeyRange::all(), usize::MAX).unwrap().len(), 2);
 //! ```
 
+pub mod changelog;
 pub mod copy;
 pub mod error;
 pub mod fault;

@@ -194,7 +194,11 @@ pub trait WriteBatch {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError>;
     /// Remove a record; returns whether it existed.
     fn delete(&mut self, key: &[u8]) -> Result<bool, WriteError>;
-    /// Commit durably (fsync) and return only once the data is on disk.
+    /// Record, in the same commit, that this batch brings the file to group `seq` of the
+    /// table's change log ([`crate::changelog`]).
+    fn set_log_position(&mut self, seq: u64);
+    /// Commit, and for a batch from [`TableStore::begin_batch`] return only once the data is
+    /// on disk (fsync).
     fn commit(self) -> Result<(), WriteError>
     where
         Self: Sized;
@@ -228,6 +232,8 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
     /// Ordered scan.
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
+    /// The last change-log group the snapshot holds (0: none).
+    fn log_position(&self) -> u64;
     /// Verify the checksum of every page of this snapshot's commit, and the structure of its
     /// trees, while the owner keeps writing. Only a snapshot from
     /// [`TableStore::scrub_snapshot`] can ([`ScrubError::NotForScrub`] otherwise). `on_read` is told the size of each read before
@@ -281,8 +287,17 @@ pub trait TableStore: Sized + Send + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
     /// Ordered scan of the latest committed state, at most `limit` records.
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
-    /// Start a write transaction; nothing is visible until [`WriteBatch::commit`].
+    /// Start a write transaction; nothing is visible until [`WriteBatch::commit`], which
+    /// returns once it is durable.
     fn begin_batch(&mut self) -> Result<Self::Batch<'_>, WriteError>;
+    /// Start a write transaction whose commit does not wait for the disk: it is durable at
+    /// the next [`TableStore::sync`] or durable commit, and lost by a crash before that (the
+    /// change log, fsynced first, holds it then).
+    fn begin_lazy_batch(&mut self) -> Result<Self::Batch<'_>, WriteError>;
+    /// Make every commit so far durable (nothing to do when they all are).
+    fn sync(&mut self) -> Result<(), WriteError>;
+    /// The last change-log group this file holds (0: none).
+    fn log_position(&self) -> u64;
     /// Apply `ops` in one durable commit.
     fn apply(&mut self, ops: &[WriteOp]) -> Result<(), WriteError> {
         let mut batch = self.begin_batch()?;

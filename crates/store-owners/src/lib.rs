@@ -95,9 +95,9 @@ pub use error::{CallError, MaintenanceError, OpenStoresError, panic_text};
 pub use online::OnlineConfig;
 #[cfg(feature = "testing")]
 pub use online::{Step, StepHook};
-pub use owner::{OwnerConfig, OwnerHandle, PendingWrite};
+pub use owner::{JournalConfig, OwnerConfig, OwnerHandle, PendingWrite};
 pub use report::{CompactReport, ReplaceReport, ReplaceRequest};
-pub use shared::{Shared, TableStatus};
+pub use shared::{LogGap, LogState, Shared, TableStatus};
 pub use stores::{Stores, StoresOptions};
 pub use tables::TABLE_NAMES;
 // The typed handles and the records a hub reads and writes through them, also reachable as

@@ -36,6 +36,10 @@ pub struct ReplaceRequest {
     /// Serve the replacement as [`crate::TableStatus::Degraded`] with this detail (its data
     /// was lost) instead of ok.
     pub degraded: Option<String>,
+    /// With a change log: true replays the log's groups after the replacement's position
+    /// into it (a restore that loses no acknowledged write); false takes the replacement as
+    /// the state wanted (a point-in-time restore) and logs the difference as writes.
+    pub replay_log: bool,
 }
 
 /// What a replacement did.
@@ -43,8 +47,14 @@ pub struct ReplaceRequest {
 pub struct ReplaceReport {
     /// Where the previous file went, if there was one.
     pub quarantined: Option<PathBuf>,
-    /// Records in the table after the replacement.
+    /// Records in the table after the replacement (and the replay).
     pub records: u64,
+    /// Change-log groups replayed into the replacement.
+    #[serde(default)]
+    pub log_replayed: u64,
+    /// Groups the replay could not recover (damaged or missing log), if any.
+    #[serde(default)]
+    pub log_unrecovered: Option<crate::shared::LogGap>,
 }
 
 mod duration_micros {

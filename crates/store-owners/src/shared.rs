@@ -92,6 +92,51 @@ pub struct Shared {
     reopens: AtomicU64,
     /// The redb cache the table's file is opened with, in bytes.
     cache_bytes: u64,
+    /// The change log, as last published (none without one).
+    log: Mutex<Option<LogState>>,
+}
+
+/// A table's change log as its owner last published it (see `store_core::changelog`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogState {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// The last group appended: every acknowledged write is at or before it.
+    pub head: u64,
+    /// The last group the table file holds durably (the log before it is needed only by
+    /// restores).
+    pub durable_position: u64,
+    /// The first group still in the log.
+    pub first: Option<u64>,
+    /// Bytes of the log's segments.
+    pub disk_bytes: u64,
+    /// Groups appended since the owner started.
+    pub appended: u64,
+    /// Groups replayed into the table file since the owner started (at open and restores).
+    pub replayed: u64,
+    /// The last range of groups a replay could not recover, if any.
+    pub unrecovered: Option<LogGap>,
+}
+
+/// Groups a replay could not apply: the log was damaged or incomplete there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogGap {
+    /// First group not recovered.
+    pub from: u64,
+    /// Last group not recovered.
+    pub through: u64,
+    /// Why (the damage or the missing segment).
+    pub detail: String,
+}
+
+impl std::fmt::Display for LogGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "change-log groups {}..={} not recovered: {}",
+            self.from, self.through, self.detail
+        )
+    }
 }
 
 impl Shared {
@@ -129,6 +174,11 @@ impl Shared {
     pub fn cache_bytes(&self) -> u64 {
         self.cache_bytes
     }
+
+    /// The table's change log, if it has one.
+    pub fn log(&self) -> Option<LogState> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The writing side of a table's [`Shared`] state: its status, counters and reopen count,
@@ -161,6 +211,7 @@ impl Publisher {
             status: Mutex::new(status),
             reopens: AtomicU64::new(0),
             cache_bytes,
+            log: Mutex::new(None),
         };
         Publisher {
             shared: Arc::new(shared),
@@ -188,6 +239,10 @@ impl Publisher {
         s.live_bytes.store(c.live_bytes, Ordering::Relaxed);
         s.dead_records.store(c.dead_records, Ordering::Relaxed);
         s.dead_bytes.store(c.dead_bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn publish_log(&self, state: LogState) {
+        *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
     pub(crate) fn count_reopen(&self) {

@@ -34,6 +34,10 @@ pub struct StoresOptions {
     /// redb cache of particular tables, in bytes, by table name; the others get
     /// `owner.store.cache_bytes`.
     pub cache_bytes_per_table: std::collections::BTreeMap<String, usize>,
+    /// Keep a change log per table in `<data_dir>/changelog/<table>/` (see
+    /// `store_core::changelog`): writes become durable there, restores replay it and lose no
+    /// acknowledged write. `None` commits every group durably in the table file alone.
+    pub change_log: Option<store_core::changelog::LogOptions>,
 }
 
 /// The nine tables of one data dir. Dropping it closes every owner (each answers its queued
@@ -66,6 +70,11 @@ pub struct Stores {
 /// The file of `table` in `data_dir`.
 pub fn table_path(data_dir: &Path, table: &str) -> PathBuf {
     data_dir.join(format!("{table}.redb"))
+}
+
+/// The change-log directory of `table` in `data_dir`.
+pub fn change_log_dir(data_dir: &Path, table: &str) -> PathBuf {
+    data_dir.join("changelog").join(table)
 }
 
 /// The birth marker of `table` in `data_dir` (see the module doc).
@@ -142,6 +151,12 @@ impl Stores {
             config.store.create_if_missing = !birth_marker(data_dir, table).exists();
             if let Some(&bytes) = options.cache_bytes_per_table.get(table) {
                 config.store.cache_bytes = bytes;
+            }
+            if let Some(log) = &options.change_log {
+                config.journal = Some(crate::owner::JournalConfig {
+                    dir: change_log_dir(data_dir, table),
+                    options: log.clone(),
+                });
             }
             let handle = OwnerHandle::start::<store_core::RedbStore>(
                 table,

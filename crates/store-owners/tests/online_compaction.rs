@@ -321,6 +321,7 @@ fn a_degraded_table_stays_degraded_after_compaction() {
             quarantine: dir.path().join("quarantine/t.redb"),
             expected_records: None,
             degraded: Some("test".into()),
+            replay_log: true,
         })
         .unwrap();
     owner.compact_online(OnlineConfig::default()).unwrap();

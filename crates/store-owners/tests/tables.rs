@@ -529,6 +529,15 @@ impl store_core::TableStore for PoisonedReads {
     fn begin_batch(&mut self) -> Result<Self::Batch<'_>, store_core::WriteError> {
         self.inner.begin_batch()
     }
+    fn begin_lazy_batch(&mut self) -> Result<Self::Batch<'_>, store_core::WriteError> {
+        self.inner.begin_lazy_batch()
+    }
+    fn sync(&mut self) -> Result<(), store_core::WriteError> {
+        self.inner.sync()
+    }
+    fn log_position(&self) -> u64 {
+        self.inner.log_position()
+    }
     fn snapshot(&self) -> Result<Self::Snapshot, store_core::ReadError> {
         self.inner.snapshot()
     }

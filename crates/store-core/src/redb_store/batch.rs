@@ -3,7 +3,9 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::schema::{DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, scan_table};
+use super::schema::{
+    DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, META_LOG_POSITION, scan_table,
+};
 use crate::error::WriteError;
 use crate::metrics::TableCounters;
 use crate::store::{KeyRange, Record, WriteBatch};
@@ -15,6 +17,12 @@ pub struct RedbBatch<'a> {
     pub(super) counters: &'a mut TableCounters,
     /// The counters as this batch's writes leave them.
     pub(super) pending: TableCounters,
+    /// The store's log position, updated once the commit returned.
+    pub(super) log_position: &'a mut u64,
+    /// The log position this batch sets, if any.
+    pub(super) pending_position: Option<u64>,
+    /// Set when a commit without fsync returned (the store then owes a sync).
+    pub(super) unsynced: Option<&'a mut bool>,
 }
 
 impl std::fmt::Debug for RedbBatch<'_> {
@@ -64,17 +72,30 @@ impl WriteBatch for RedbBatch<'_> {
         Ok(old.is_some())
     }
 
+    fn set_log_position(&mut self, seq: u64) {
+        self.pending_position = Some(seq);
+    }
+
     fn commit(self) -> Result<(), WriteError> {
         {
             let mut meta = self.txn.open_table(META)?;
             meta.insert(META_LIVE_BYTES, self.pending.live_bytes)?;
             meta.insert(META_DEAD_BYTES, self.pending.dead_bytes)?;
             meta.insert(META_DEAD_RECORDS, self.pending.dead_records)?;
+            if let Some(seq) = self.pending_position {
+                meta.insert(META_LOG_POSITION, seq)?;
+            }
             // Make sure the data table exists even for an empty first commit.
             self.txn.open_table(DATA)?;
         }
         self.txn.commit()?;
         *self.counters = self.pending;
+        if let Some(seq) = self.pending_position {
+            *self.log_position = seq;
+        }
+        if let Some(unsynced) = self.unsynced {
+            *unsynced = true;
+        }
         Ok(())
     }
 

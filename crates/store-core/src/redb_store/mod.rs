@@ -31,8 +31,8 @@ use crate::store::{
 };
 pub use batch::RedbBatch;
 use schema::{
-    DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, read_counters, scan_table,
-    snapshot_get,
+    DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, META_LOG_POSITION,
+    read_counters, scan_table, snapshot_get,
 };
 use scrub::FrozenHeader;
 
@@ -45,6 +45,10 @@ pub struct RedbStore {
     db: Database,
     path: PathBuf,
     counters: TableCounters,
+    /// The last change-log group the file holds.
+    log_position: u64,
+    /// A commit without fsync returned since the last durable one.
+    unsynced: bool,
     /// Fault plan inherited by the files this store's snapshots are copied into.
     io_faults: Option<Arc<FaultPlan>>,
 }
@@ -85,14 +89,19 @@ impl RedbStore {
                 source,
             },
         };
-        let counters = {
+        let (counters, log_position) = {
             let txn = db.begin_read().map_err(|e| wrap(e.into()))?;
             match txn.open_table(DATA) {
                 Ok(data) => {
                     let meta = txn.open_table(META).map_err(|e| wrap(e.into()))?;
-                    read_counters(&data, &meta).map_err(wrap)?
+                    let counters = read_counters(&data, &meta).map_err(wrap)?;
+                    let position = meta
+                        .get(META_LOG_POSITION)
+                        .map_err(|e| wrap(e.into()))?
+                        .map_or(0, |v| v.value());
+                    (counters, position)
                 }
-                Err(redb::TableError::TableDoesNotExist(_)) => TableCounters::default(),
+                Err(redb::TableError::TableDoesNotExist(_)) => (TableCounters::default(), 0),
                 Err(e) => return Err(wrap(e.into())),
             }
         };
@@ -100,6 +109,8 @@ impl RedbStore {
             db,
             path: path.to_path_buf(),
             counters,
+            log_position,
+            unsynced: false,
             io_faults: options.io_faults.clone(),
         };
         if counters == TableCounters::default() {
@@ -195,6 +206,25 @@ fn not_a_table(path: &Path, options: &StoreOptions) -> Result<Option<String>, Op
     }
 }
 
+impl RedbStore {
+    fn batch(&mut self, durability: Durability) -> Result<RedbBatch<'_>, WriteError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)
+            .map_err(|e| WriteError::Storage(Box::new(e.into())))?;
+        txn.set_quick_repair(true);
+        let pending = self.counters;
+        let lazy = matches!(durability, Durability::None);
+        Ok(RedbBatch {
+            txn,
+            counters: &mut self.counters,
+            pending,
+            log_position: &mut self.log_position,
+            pending_position: None,
+            unsynced: if lazy { Some(&mut self.unsynced) } else { None },
+        })
+    }
+}
+
 impl TableStore for RedbStore {
     type Snapshot = RedbSnapshot;
     type Batch<'a> = RedbBatch<'a>;
@@ -252,16 +282,29 @@ impl TableStore for RedbStore {
     }
 
     fn begin_batch(&mut self) -> Result<RedbBatch<'_>, WriteError> {
+        self.batch(Durability::Immediate)
+    }
+
+    fn begin_lazy_batch(&mut self) -> Result<RedbBatch<'_>, WriteError> {
+        self.batch(Durability::None)
+    }
+
+    fn sync(&mut self) -> Result<(), WriteError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        // An empty durable commit makes the commits before it durable too.
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| WriteError::Storage(Box::new(e.into())))?;
         txn.set_quick_repair(true);
-        let pending = self.counters;
-        Ok(RedbBatch {
-            txn,
-            counters: &mut self.counters,
-            pending,
-        })
+        txn.commit()?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn log_position(&self) -> u64 {
+        self.log_position
     }
 
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
@@ -269,6 +312,7 @@ impl TableStore for RedbStore {
             txn: self.db.begin_read()?,
             header: None,
             counters: self.counters,
+            log_position: self.log_position,
             io_faults: self.io_faults.clone(),
         })
     }
@@ -348,6 +392,8 @@ pub struct RedbSnapshot {
     /// [`TableStore::scrub_snapshot`] reads it.
     header: Option<FrozenHeader>,
     counters: TableCounters,
+    /// The store's log position at the time of the snapshot.
+    log_position: u64,
     /// Fault plan inherited by the files this snapshot is copied into.
     io_faults: Option<Arc<FaultPlan>>,
 }
@@ -371,6 +417,10 @@ impl StoreSnapshot for RedbSnapshot {
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
         let table = self.txn.open_table(DATA)?;
         scan_table(&table, range, limit)
+    }
+
+    fn log_position(&self) -> u64 {
+        self.log_position
     }
 
     fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError> {
@@ -426,6 +476,7 @@ impl StoreSnapshot for RedbSnapshot {
                     meta.insert(META_LIVE_BYTES, counters.live_bytes)?;
                     meta.insert(META_DEAD_BYTES, 0)?;
                     meta.insert(META_DEAD_RECORDS, 0)?;
+                    meta.insert(META_LOG_POSITION, self.log_position)?;
                 }
                 txn.commit()?;
                 break;

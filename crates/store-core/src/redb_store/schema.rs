@@ -13,6 +13,8 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(super) const META_LIVE_BYTES: &str = "live_bytes";
 pub(super) const META_DEAD_BYTES: &str = "dead_bytes";
 pub(super) const META_DEAD_RECORDS: &str = "dead_records";
+/// The last change-log group the file holds.
+pub(super) const META_LOG_POSITION: &str = "log_position";
 
 /// The counters a file's `meta` table holds (live bytes counted once for a file written by
 /// another tool).

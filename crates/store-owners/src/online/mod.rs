@@ -265,6 +265,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             .hooks
             .at(hook::Step::FinalCopy)
             .and_then(|()| copy_keys(&LiveStore(&*store), &keys, &mut fresh));
+        let copied = copied.and_then(|()| carry_log_position(&*store, &mut fresh));
         if let Err(e) = copied {
             return Progress::Over(Err(e));
         }
@@ -346,6 +347,18 @@ fn release_off_thread<R: ReplacedFile>(replaced: R) {
     let _ = std::thread::Builder::new()
         .name("close-replaced".into())
         .spawn(move || replaced.release());
+}
+
+/// The fresh file takes over the live file's change-log position: the last group it holds
+/// (its copy and catch-up rounds hold every write the live file does).
+fn carry_log_position<S: TableStore>(live: &S, fresh: &mut S) -> Result<(), MaintenanceError> {
+    if fresh.log_position() == live.log_position() {
+        return Ok(());
+    }
+    let mut batch = fresh.begin_batch()?;
+    store_core::WriteBatch::set_log_position(&mut batch, live.log_position());
+    store_core::WriteBatch::commit(batch)?;
+    Ok(())
 }
 
 fn file_len(path: &Path) -> u64 {

@@ -36,6 +36,12 @@ pub(crate) enum Maintenance {
         file: FileId,
         reply: Reply<bool>,
     },
+    /// Delete the change-log segments holding only groups up to `keep_after` (and already
+    /// durable in the table file); answers the bytes freed.
+    PruneLog {
+        keep_after: u64,
+        reply: Reply<u64>,
+    },
 }
 
 /// Which file a table path named: (device, inode). Every new table file is renamed over the

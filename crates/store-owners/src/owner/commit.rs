@@ -2,13 +2,17 @@
 //! durably once. A job that panics is rolled back with its batch and answered alone; the
 //! others re-run without it. While an online compaction runs, the batch records every key it
 //! touches, for the compaction's catch-up rounds.
+//!
+//! With a change log, the group's writes are appended to the log and fsynced before the table
+//! file commits them lazily (no fsync): the log is where the group becomes durable.
 
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use store_core::{KeyRange, Record, TableStore, WriteBatch, WriteError};
+use store_core::{KeyRange, Record, TableStore, WriteBatch, WriteError, WriteOp};
 
 use super::command::WriteJob;
+use super::journal::Journal;
 use crate::error::{CallError, panic_text};
 
 /// Run `jobs` in one write transaction of `store` and commit it durably, recording the keys
@@ -19,6 +23,7 @@ use crate::error::{CallError, panic_text};
 pub(super) fn commit<S: TableStore>(
     table: &'static str,
     store: &mut S,
+    mut journal: Option<&mut Journal>,
     mut changed: Option<&mut BTreeSet<Vec<u8>>>,
     jobs: &mut Vec<Box<dyn WriteJob>>,
 ) -> Result<(), CallError> {
@@ -26,7 +31,13 @@ pub(super) fn commit<S: TableStore>(
         if jobs.is_empty() {
             return Ok(());
         }
-        match try_batch(table, store, changed.as_deref_mut(), jobs) {
+        match try_batch(
+            table,
+            store,
+            journal.as_deref_mut(),
+            changed.as_deref_mut(),
+            jobs,
+        ) {
             BatchOutcome::Committed => return Ok(()),
             BatchOutcome::Failed(error) => return Err(error),
             BatchOutcome::Panicked(index, text) => {
@@ -46,16 +57,22 @@ enum BatchOutcome {
 fn try_batch<S: TableStore>(
     table: &'static str,
     store: &mut S,
+    journal: Option<&mut Journal>,
     changed: Option<&mut BTreeSet<Vec<u8>>>,
     jobs: &mut [Box<dyn WriteJob>],
 ) -> BatchOutcome {
-    let batch = match store.begin_batch() {
+    let batch = match journal {
+        Some(_) => store.begin_lazy_batch(),
+        None => store.begin_batch(),
+    };
+    let batch = match batch {
         Ok(b) => b,
         Err(e) => return BatchOutcome::Failed(e.into()),
     };
     let mut batch = TrackingBatch {
         inner: batch,
         changed,
+        ops: journal.is_some().then(Vec::new),
     };
     for (index, job) in jobs.iter_mut().enumerate() {
         match catch_unwind(AssertUnwindSafe(|| job.run(&mut batch))) {
@@ -72,17 +89,50 @@ fn try_batch<S: TableStore>(
             }
         }
     }
-    let TrackingBatch { inner, changed: _ } = batch;
+    let TrackingBatch {
+        mut inner,
+        changed: _,
+        ops,
+    } = batch;
+    let (Some(journal), Some(ops)) = (journal, ops) else {
+        return match inner.commit() {
+            Ok(()) => BatchOutcome::Committed,
+            Err(e) => BatchOutcome::Failed(e.into()),
+        };
+    };
+    if ops.is_empty() {
+        // Nothing written: nothing to log, nothing to make durable.
+        inner.abort();
+        return BatchOutcome::Committed;
+    }
+    // The log first: once the group is fsynced there, it survives whatever happens to the
+    // table file's lazy commit.
+    let group = match journal.append(&ops) {
+        Ok(g) => g,
+        Err(e) => {
+            inner.abort();
+            return BatchOutcome::Failed(CallError::Storage(std::sync::Arc::new(e)));
+        }
+    };
+    inner.set_log_position(group.seq);
     match inner.commit() {
-        Ok(()) => BatchOutcome::Committed,
-        Err(e) => BatchOutcome::Failed(e.into()),
+        Ok(()) => {
+            journal.committed_lazily();
+            BatchOutcome::Committed
+        }
+        Err(e) => {
+            journal.retract(group.seq);
+            BatchOutcome::Failed(e.into())
+        }
     }
 }
 
-/// A write batch that records which keys it touched while an online compaction needs them.
+/// A write batch that records which keys it touched while an online compaction needs them,
+/// and its writes when they go to a change log.
 struct TrackingBatch<'a, B> {
     inner: B,
     changed: Option<&'a mut BTreeSet<Vec<u8>>>,
+    ops: Option<Vec<WriteOp>>,
 }
 
 impl<B: WriteBatch> WriteBatch for TrackingBatch<'_, B> {
@@ -98,6 +148,9 @@ impl<B: WriteBatch> WriteBatch for TrackingBatch<'_, B> {
         if let Some(changed) = &mut self.changed {
             changed.insert(key.to_vec());
         }
+        if let Some(ops) = &mut self.ops {
+            ops.push(WriteOp::put(key, value));
+        }
         self.inner.put(key, value)
     }
 
@@ -105,7 +158,15 @@ impl<B: WriteBatch> WriteBatch for TrackingBatch<'_, B> {
         if let Some(changed) = &mut self.changed {
             changed.insert(key.to_vec());
         }
-        self.inner.delete(key)
+        let existed = self.inner.delete(key)?;
+        if existed && let Some(ops) = &mut self.ops {
+            ops.push(WriteOp::delete(key));
+        }
+        Ok(existed)
+    }
+
+    fn set_log_position(&mut self, seq: u64) {
+        self.inner.set_log_position(seq)
     }
 
     fn commit(self) -> Result<(), WriteError> {

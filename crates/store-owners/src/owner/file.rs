@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use store_core::{OpenError, StoreOptions, TableStore, fsutil};
+use store_core::{OpenError, StoreOptions, TableStore, WriteError, fsutil};
 
+use super::journal::{CatchUp, DifferenceError, Journal, JournalConfig};
 use crate::error::{CallError, MaintenanceError};
 use crate::report::{ReplaceReport, ReplaceRequest};
 use crate::shared::{Publisher, Shared, TableStatus};
@@ -38,6 +39,10 @@ pub(super) struct TableFile<S> {
     reopen: Option<PendingReopen>,
     /// The only writer of the table's status and counters.
     publisher: Publisher,
+    /// Where the change log lives, if the table has one.
+    journal_config: Option<JournalConfig>,
+    /// The change log, once opened (with the first file that opened).
+    journal: Option<Journal>,
 }
 
 /// The store was closed after an I/O error (redb refuses every later write until the file
@@ -71,18 +76,117 @@ impl<S: TableStore> TableFile<S> {
         options: StoreOptions,
         store: Option<S>,
         publisher: Publisher,
+        journal_config: Option<JournalConfig>,
     ) -> TableFile<S> {
-        if let Some(store) = &store {
-            publisher.publish_counters(store.counters());
-        }
-        TableFile {
+        let mut file = TableFile {
             table,
             path,
             options,
-            store,
+            store: None,
             reopen: None,
             publisher,
+            journal_config,
+            journal: None,
+        };
+        if let Some(store) = store
+            && let Err(e) = file.attach(store)
+        {
+            file.set_status(status_after_open_error(&e));
+            if !e.is_corruption() {
+                file.schedule_reopen(e.to_string());
+            } else {
+                file.publisher.send_report();
+            }
         }
+        file
+    }
+
+    /// Serve `store`: first bring it up to the change log (the writes acknowledged after its
+    /// last durable commit, or after the backup it was restored from).
+    fn attach(&mut self, mut store: S) -> Result<CatchUp, OpenError> {
+        let mut caught_up = CatchUp::default();
+        if let Some(config) = &self.journal_config {
+            if self.journal.is_none() {
+                let journal =
+                    Journal::open(config, store.log_position()).map_err(|e| OpenError::Io {
+                        path: config.dir.clone(),
+                        source: io::Error::other(e),
+                    })?;
+                self.journal = Some(journal);
+            }
+            let journal = self.journal.as_mut().expect("opened above");
+            caught_up = journal
+                .catch_up(self.table, &mut store)
+                .map_err(|e| match e {
+                    WriteError::Corrupted(detail) => OpenError::Corrupted {
+                        path: self.path.clone(),
+                        detail,
+                    },
+                    other => OpenError::Io {
+                        path: self.path.clone(),
+                        source: io::Error::other(other),
+                    },
+                })?;
+            self.publisher.publish_log(journal.state());
+        }
+        self.publisher.publish_counters(store.counters());
+        self.store = Some(store);
+        Ok(caught_up)
+    }
+
+    /// The store and its change log, for a group commit.
+    pub(super) fn store_and_journal(&mut self) -> Option<(&mut S, Option<&mut Journal>)> {
+        let store = self.store.as_mut()?;
+        Some((store, self.journal.as_mut()))
+    }
+
+    /// Publish the change log's state (after a commit).
+    pub(super) fn publish_log(&self) {
+        if let Some(journal) = &self.journal {
+            self.publisher.publish_log(journal.state());
+        }
+    }
+
+    /// When the store's lazy commits are due to be made durable.
+    pub(super) fn sync_due(&self) -> Option<Instant> {
+        self.journal.as_ref().and_then(|j| j.sync_due())
+    }
+
+    /// Make the store's lazy commits durable (they are in the log already). A failure is an
+    /// I/O error of the file: it is closed and reopened, which replays the log.
+    pub(super) fn sync(&mut self) {
+        let (Some(store), Some(journal)) = (&mut self.store, &mut self.journal) else {
+            return;
+        };
+        // Also after a swap (compaction, restore) whose fresh file is durable already.
+        if let Err(e) = journal.sync(store) {
+            self.close_after_io_error(&e);
+        } else {
+            self.publisher.publish_log(journal.state());
+        }
+    }
+
+    /// Delete the change-log segments no restore needs (see `Journal::prune`). Returns the
+    /// bytes freed.
+    pub(super) fn prune_log(&mut self, keep_after: u64) -> Result<u64, MaintenanceError> {
+        // The groups the file holds durably are needed by no replay at open.
+        self.sync();
+        let Some(journal) = &mut self.journal else {
+            return Ok(0);
+        };
+        let freed = journal
+            .prune(keep_after)
+            .map_err(|e| MaintenanceError::io("pruning the change log", io::Error::other(e)))?;
+        self.publisher.publish_log(journal.state());
+        Ok(freed)
+    }
+
+    fn schedule_reopen(&mut self, cause: String) {
+        self.reopen = Some(PendingReopen {
+            cause,
+            attempts: 0,
+            next: Instant::now() + REOPEN_FIRST_DELAY,
+        });
     }
 
     pub(super) fn options(&self) -> &StoreOptions {
@@ -161,6 +265,10 @@ impl<S: TableStore> TableFile<S> {
         &mut self,
         request: ReplaceRequest,
     ) -> Result<ReplaceReport, MaintenanceError> {
+        if !request.replay_log {
+            self.log_difference(&request)?;
+        }
+        self.sync();
         if let Some(store) = self.store.take()
             && let Err(e) = store.close()
         {
@@ -205,16 +313,54 @@ impl<S: TableStore> TableFile<S> {
                 found: records,
             });
         }
-        self.publisher.publish_counters(store.counters());
-        self.store = Some(store);
+        let caught_up = match self.attach(store) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reopen_after_failed_replace(quarantined.as_deref());
+                return Err(MaintenanceError::Replacement(Arc::new(e)));
+            }
+        };
         self.set_status(match request.degraded {
             Some(detail) => TableStatus::Degraded(detail),
             None => TableStatus::Ok,
         });
         Ok(ReplaceReport {
             quarantined,
-            records,
+            records: self
+                .store
+                .as_ref()
+                .map_or(records, |s| s.counters().records),
+            log_replayed: caught_up.groups,
+            log_unrecovered: caught_up.gap,
         })
+    }
+
+    /// A point-in-time restore: log the writes that turn the table into the replacement, so
+    /// that the log stays the table's whole history (see `Journal::log_difference`).
+    fn log_difference(&mut self, request: &ReplaceRequest) -> Result<(), MaintenanceError> {
+        let (Some(journal), Some(live), Some(replacement)) =
+            (&mut self.journal, &self.store, &request.replacement)
+        else {
+            return Ok(());
+        };
+        let mut fresh = S::open(replacement, &self.options)
+            .map_err(|e| MaintenanceError::Replacement(Arc::new(e)))?;
+        let logged = journal.log_difference(live, &mut fresh);
+        let closed = fresh.close();
+        match logged {
+            Ok(n_ops) => {
+                tracing::info!(
+                    table = self.table,
+                    n_ops,
+                    "point-in-time restore logged as writes"
+                );
+            }
+            Err(DifferenceError::Store(WriteError::Corrupted(d))) => {
+                return Err(MaintenanceError::Corrupted(d));
+            }
+            Err(e) => return Err(MaintenanceError::Storage(Arc::new(e))),
+        }
+        closed.map_err(|e| MaintenanceError::Storage(Arc::new(e)))
     }
 
     /// Put the previous file back (from quarantine) after a failed replacement, and reopen it.
@@ -229,10 +375,8 @@ impl<S: TableStore> TableFile<S> {
 
     /// Serve the store just opened (status ok), or say why the file did not open.
     fn install(&mut self, opened: Result<S, OpenError>) -> Result<(), OpenError> {
-        match opened {
-            Ok(store) => {
-                self.publisher.publish_counters(store.counters());
-                self.store = Some(store);
+        match opened.and_then(|store| self.attach(store)) {
+            Ok(_) => {
                 self.set_status(TableStatus::Ok);
                 Ok(())
             }
@@ -334,11 +478,8 @@ impl<S: TableStore> TableFile<S> {
         {
             tracing::warn!(table = self.table, error = %e, "closing the replaced file failed");
         }
-        match S::open(&self.path, &self.options) {
-            Ok(store) => {
-                self.publisher.publish_counters(store.counters());
-                self.store = Some(store);
-            }
+        match S::open(&self.path, &self.options).and_then(|store| self.attach(store)) {
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(table = self.table, error = %e, "table file does not reopen after a failed swap");
                 self.set_status(TableStatus::Unavailable(e.to_string()));
@@ -348,6 +489,7 @@ impl<S: TableStore> TableFile<S> {
 
     /// Close the file for good (the owner is stopping) and say so.
     pub(super) fn close(mut self) {
+        self.sync();
         if let Some(store) = self.store.take()
             && let Err(e) = store.close()
         {

@@ -271,6 +271,13 @@ impl OwnerHandle {
         self.maintenance(Maintenance::Reopen)
     }
 
+    /// Delete the change-log segments no restore needs: those whose groups are all at or
+    /// before `keep_after` (the oldest kept backup's log position) and durable in the table
+    /// file. Returns the bytes freed (0 without a change log).
+    pub fn prune_log(&self, keep_after: u64) -> Result<u64, MaintenanceError> {
+        self.maintenance(|reply| Maintenance::PruneLog { keep_after, reply })
+    }
+
     /// Replace the table file (restore): the current file gets a second name in quarantine,
     /// the replacement is renamed over the table path, and the table reopened. If the
     /// replacement does not open, the previous file is put back and keeps serving. The table

@@ -16,7 +16,8 @@ mod command;
 mod commit;
 mod file;
 pub mod handle;
+mod journal;
 mod thread;
 
 pub use handle::{OwnerHandle, PendingWrite};
-pub use thread::OwnerConfig;
+pub use thread::{JournalConfig, OwnerConfig};

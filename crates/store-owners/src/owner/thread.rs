@@ -21,6 +21,7 @@ use store_core::{
 use super::command::{Command, FileId, Maintenance, ReadJob, Reply, WriteJob};
 use super::commit;
 use super::file::{TableFile, status_after_open_error};
+pub use super::journal::JournalConfig;
 use crate::error::{CallError, MaintenanceError, panic_text};
 use crate::online::{OnlineCompaction, OnlineConfig, Progress, WorkerEvent};
 use crate::report::CompactReport;
@@ -41,6 +42,9 @@ pub struct OwnerConfig {
     pub store: StoreOptions,
     /// Where corruption found at run time (or at open) is reported, by table name.
     pub corruption_reports: Option<Sender<&'static str>>,
+    /// The table's change log. With one, a write is acknowledged once its group is fsynced
+    /// in the log, and the table file commits lazily (replayed from the log at open).
+    pub journal: Option<JournalConfig>,
 }
 
 impl Default for OwnerConfig {
@@ -50,6 +54,7 @@ impl Default for OwnerConfig {
             max_batch: 512,
             store: StoreOptions::default(),
             corruption_reports: None,
+            journal: None,
         }
     }
 }
@@ -90,6 +95,7 @@ pub(super) fn spawn<S: TableStore>(
         config.store.clone(),
         store,
         publisher,
+        config.journal.clone(),
     );
     let owner = OwnerThread {
         table,
@@ -132,8 +138,14 @@ impl<S: TableStore> OwnerThread<S> {
         let mut pending: Vec<Command> = Vec::new();
         loop {
             self.file.try_reopen();
+            if self.file.sync_due().is_some_and(|at| at <= Instant::now()) {
+                self.file.sync();
+            }
             let worker_events = self.compaction.as_ref().map(|r| r.compaction.events());
-            let retry_at = self.file.retry_at();
+            let retry_at = match (self.file.retry_at(), self.file.sync_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let first = match &worker_events {
                 Some(events) => select! {
                     recv(inbox) -> cmd => cmd.ok(),
@@ -265,12 +277,17 @@ impl<S: TableStore> OwnerThread<S> {
         }
         let changed: Option<&mut BTreeSet<Vec<u8>>> =
             self.compaction.as_mut().map(|r| r.compaction.changed());
-        let outcome = match self.file.store_mut() {
-            Some(store) => commit::commit(self.table, store, changed, &mut jobs),
+        let outcome = match self.file.store_and_journal() {
+            Some((store, journal)) => {
+                commit::commit(self.table, store, journal, changed, &mut jobs)
+            }
             None => Err(self.file.unavailable()),
         };
         match &outcome {
-            Ok(()) => self.file.publish_counters(),
+            Ok(()) => {
+                self.file.publish_counters();
+                self.file.publish_log();
+            }
             Err(CallError::Corrupted(detail)) => {
                 self.file.report_corruption(detail.clone());
             }
@@ -319,7 +336,12 @@ impl<S: TableStore> OwnerThread<S> {
                 let _ = reply.send(self.file.reopen_on_request());
             }
             Maintenance::ScrubSnapshot(reply) => {
+                // The scrub reads the header on disk: it must name the latest commit.
+                self.file.sync();
                 let _ = reply.send(self.scrub_snapshot());
+            }
+            Maintenance::PruneLog { keep_after, reply } => {
+                let _ = reply.send(self.file.prune_log(keep_after));
             }
             Maintenance::ScrubFound {
                 detail,
