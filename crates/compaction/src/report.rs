@@ -195,6 +195,20 @@ pub struct RecoveryReport {
     /// How long it took.
     #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
+    /// Change-log groups replayed after the backup (the writes acknowledged since it).
+    #[serde(default)]
+    pub log_replayed: u64,
+    /// Groups of the change log the replay could not recover (damaged or missing), if any:
+    /// the writes acknowledged in that range are lost.
+    #[serde(default)]
+    pub log_unrecovered: Option<store_owners::LogGap>,
+    /// A point-in-time restore: the instant the table was brought back to.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restored_to: Option<SystemTime>,
 }
 
 /// One backup copied off-site; the payload of `upload_complete`.

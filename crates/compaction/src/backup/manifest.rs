@@ -36,6 +36,10 @@ pub struct BackupManifest {
     /// When the snapshot was taken.
     #[serde(with = "humantime_serde")]
     pub created_at: SystemTime,
+    /// The last change-log group the backup holds (`None`: the table had no change log, or
+    /// the backup predates it). A restore replays the log after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_position: Option<u64>,
 }
 
 /// Whether `id` has the shape of a backup id: `[0-9A-Za-z._-]`, not starting with a dot, at

@@ -94,6 +94,7 @@ impl Maintainer {
             match self.backup_table(table) {
                 Ok(mut backup) => {
                     backup.removed = self.apply_retention(table);
+                    self.prune_change_log(table);
                     tracing::info!(table, id = %backup.id, records = backup.records, bytes = backup.bytes, "backup written");
                     run.backups.push(backup);
                 }
@@ -118,6 +119,39 @@ impl Maintainer {
         run
     }
 
+    /// Delete the change-log segments of `table` that no kept backup needs: those before the
+    /// oldest kept backup's log position (a backup without one keeps the whole log).
+    fn prune_change_log(&self, table: &str) {
+        let Some(owner) = self.owner_of(table) else {
+            return;
+        };
+        if owner.shared().log().is_none() {
+            return;
+        }
+        let kept = match super::verify::list_table_backups(&self.backup_dir, table) {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(table, error = %e, "change log not pruned: backups not listed");
+                return;
+            }
+        };
+        let oldest = kept
+            .iter()
+            .map(|b| {
+                b.manifest
+                    .as_ref()
+                    .and_then(|m| m.log_position)
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        match owner.prune_log(oldest) {
+            Ok(0) => {}
+            Ok(freed) => tracing::info!(table, freed, through = oldest, "change log pruned"),
+            Err(e) => tracing::warn!(table, error = %e, "change log not pruned"),
+        }
+    }
+
     /// Back up one table (the caller holds the maintenance lock); see the module doc.
     fn backup_table(&self, table: &str) -> Result<TableBackup, BackupError> {
         let started = Instant::now();
@@ -138,6 +172,7 @@ impl Maintainer {
             other => BackupError::Snapshot(other),
         })?;
         let created_at = SystemTime::now();
+        let log_position = owner.shared().log().map(|_| snapshot.log_position());
         let mut id = backup_id_at(created_at);
         let mut bump = 1;
         while dir.join(format!("{id}.redb")).exists() || dir.join(format!("{id}.json")).exists() {
@@ -179,6 +214,7 @@ impl Maintainer {
                 bytes,
                 blake3: blake3.clone(),
                 created_at,
+                log_position,
             };
             let json = serde_json::to_vec_pretty(&manifest).map_err(BackupError::EncodeManifest)?;
             fsutil::write_file_atomically(&manifest_path, &json).map_err(|source| {

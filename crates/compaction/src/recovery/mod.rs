@@ -28,8 +28,10 @@
 //! [`Maintainer::recover_corrupt_table`]: crate::Maintainer::recover_corrupt_table
 
 mod auto;
+mod point_in_time;
 mod restore;
 
 pub use self::auto::{AutoRecovery, AutoRecoveryError};
+pub use self::point_in_time::RestorableRange;
 pub use self::restore::{BackupSelector, RestoreError};
 pub use crate::report::{RecoveryOutcome, RecoveryReport, RecoveryTrigger, RejectedBackup};

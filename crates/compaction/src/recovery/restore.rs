@@ -80,19 +80,60 @@ pub enum RestoreError {
     /// ([`Maintainer::try_restore`]).
     #[error("another maintenance operation is running")]
     Busy,
+    /// A point-in-time restore of a table without a change log.
+    #[error("table {0} has no change log: a point-in-time restore needs one ([changelog])")]
+    NoChangeLog(String),
+    /// The instant asked for is not one the backups and the change log can bring back.
+    #[error(
+        "cannot restore {table} to {}: restorable from {} to {}",
+        humantime::format_rfc3339_millis(*at),
+        earliest.map_or("(no backup with a change-log position)".to_string(), |e| humantime::format_rfc3339_millis(e).to_string()),
+        humantime::format_rfc3339_millis(*latest)
+    )]
+    OutOfRange {
+        /// The table.
+        table: String,
+        /// The instant asked for.
+        at: SystemTime,
+        /// The earliest restorable instant (the oldest usable backup), if any.
+        earliest: Option<SystemTime>,
+        /// The latest (now).
+        latest: SystemTime,
+    },
+    /// The change log cannot be read up to the instant asked for.
+    #[error("the change log of {table} cannot be replayed to that instant: {detail}")]
+    LogIncomplete {
+        /// The table.
+        table: String,
+        /// Where and why the replay stopped.
+        detail: String,
+    },
+    /// Replaying the change log into the restored copy failed.
+    #[error("replaying the change log into the restored copy: {0}")]
+    Replay(#[source] store_core::WriteError),
 }
 
 /// One recovery under way: what its report starts from.
-struct Attempt {
-    table: String,
-    trigger: RecoveryTrigger,
-    started_at: SystemTime,
-    started: Instant,
-    rejected: Vec<RejectedBackup>,
+pub(super) struct Attempt {
+    pub(super) table: String,
+    pub(super) trigger: RecoveryTrigger,
+    pub(super) started_at: SystemTime,
+    pub(super) started: Instant,
+    pub(super) rejected: Vec<RejectedBackup>,
 }
 
 impl Attempt {
-    fn report(&self, outcome: RecoveryOutcome) -> RecoveryReport {
+    pub(super) fn new(table: &str, trigger: RecoveryTrigger) -> Attempt {
+        Attempt {
+            table: table.to_string(),
+            trigger,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            rejected: Vec::new(),
+        }
+    }
+
+    pub(super) fn report(&self, outcome: RecoveryOutcome) -> RecoveryReport {
         RecoveryReport {
             table: self.table.clone(),
             trigger: self.trigger,
@@ -105,7 +146,28 @@ impl Attempt {
             error: None,
             started_at: self.started_at,
             duration: self.started.elapsed(),
+            log_replayed: 0,
+            log_unrecovered: None,
+            restored_to: None,
         }
+    }
+
+    /// The report of a replacement the owner made.
+    pub(super) fn replaced(
+        &self,
+        outcome: RecoveryOutcome,
+        replaced: ReplaceReport,
+    ) -> RecoveryReport {
+        let mut report = self.report(outcome);
+        report.records = replaced.records;
+        report.quarantined = replaced.quarantined;
+        report.log_replayed = replaced.log_replayed;
+        if let Some(gap) = replaced.log_unrecovered {
+            report.data_lost = true;
+            report.error = Some(gap.to_string());
+            report.log_unrecovered = Some(gap);
+        }
+        report
     }
 }
 
@@ -190,7 +252,11 @@ impl Maintainer {
         Ok(())
     }
 
-    fn publish_restore(&self, attempt: &Attempt, result: &Result<RecoveryReport, RestoreError>) {
+    pub(super) fn publish_restore(
+        &self,
+        attempt: &Attempt,
+        result: &Result<RecoveryReport, RestoreError>,
+    ) {
         match result {
             Ok(report) => self.bus.publish(Event::RecoveryComplete {
                 report: report.clone(),
@@ -249,14 +315,12 @@ impl Maintainer {
                 rejected: attempt.rejected.clone(),
             });
         };
-        let result = self.swap_in(table, Some(&staged), Some(manifest.records), false);
+        let result = self.swap_in(table, Some(&staged), Some(manifest.records), false, true);
         let _ = std::fs::remove_file(&staged);
         let replaced = result?;
-        let mut report = attempt.report(RecoveryOutcome::Restored);
+        let mut report = attempt.replaced(RecoveryOutcome::Restored, replaced);
         report.backup_id = Some(id);
-        report.records = replaced.records;
-        report.quarantined = replaced.quarantined;
-        tracing::info!(table, backup = ?report.backup_id, records = report.records, "table restored");
+        tracing::info!(table, backup = ?report.backup_id, records = report.records, replayed = report.log_replayed, "table restored");
         Ok(report)
     }
 
@@ -287,12 +351,10 @@ impl Maintainer {
             rejected,
         };
         let result = self
-            .swap_in(table, Some(staged), Some(records), false)
+            .swap_in(table, Some(staged), Some(records), false, true)
             .map(|replaced| {
-                let mut report = attempt.report(RecoveryOutcome::Restored);
+                let mut report = attempt.replaced(RecoveryOutcome::Restored, replaced);
                 report.backup_id = Some(id.to_string());
-                report.records = replaced.records;
-                report.quarantined = replaced.quarantined;
                 report
             });
         self.publish_restore(&attempt, &result);
@@ -300,13 +362,16 @@ impl Maintainer {
     }
 
     /// Ask the owner to replace the table file with `staged` (or an empty table, serving
-    /// degraded when `degraded`), then bound the quarantine.
-    fn swap_in(
+    /// degraded when `degraded`), then bound the quarantine. With `replay_log` the owner
+    /// replays the change log after the file's position; without, the file is the state
+    /// wanted (a point-in-time restore).
+    pub(super) fn swap_in(
         &self,
         table: &str,
         staged: Option<&Path>,
         expected_records: Option<u64>,
         degraded: bool,
+        replay_log: bool,
     ) -> Result<ReplaceReport, RestoreError> {
         let owner = self
             .owner_of(table)
@@ -337,6 +402,7 @@ impl Maintainer {
                 quarantine,
                 expected_records,
                 degraded,
+                replay_log,
             })
             .map_err(RestoreError::Replace);
         self.prune_quarantine();
@@ -364,8 +430,9 @@ impl Maintainer {
                 return other;
             }
         }
-        // No good backup: keep the hub running on an empty table.
-        let result = self.swap_in(table, None, None, true);
+        // No good backup: keep the hub running on an empty table (and whatever the change log
+        // still holds from its first group on, replayed into it).
+        let result = self.swap_in(table, None, None, true, true);
         let replaced = match result {
             Ok(r) => r,
             Err(e) => {
@@ -379,9 +446,7 @@ impl Maintainer {
             .map(|o| o.shared().status().to_string())
             .unwrap_or_default();
         tracing::error!(table, %detail, "table degraded");
-        let mut report = attempt.report(RecoveryOutcome::Degraded);
-        report.records = replaced.records;
-        report.quarantined = replaced.quarantined;
+        let mut report = attempt.replaced(RecoveryOutcome::Degraded, replaced);
         report.data_lost = true;
         report.error = Some(detail);
         self.bus.publish(Event::RecoveryFailed {

@@ -33,11 +33,23 @@ pub struct Hub {
 
 /// Open `data` as the daemon does (see [`Hub`]), without automatic recovery.
 pub fn open_hub(data: &Path, config: MaintenanceConfig) -> Hub {
+    open_hub_with(data, config, StoresOptions::default())
+}
+
+/// Change-log options with small segments, so that tests rotate and prune them.
+pub fn small_log() -> Option<store_core::changelog::LogOptions> {
+    Some(store_core::changelog::LogOptions {
+        segment_bytes: 16 << 10,
+    })
+}
+
+/// [`open_hub`] with `options` (reports and the integrity check are set here).
+pub fn open_hub_with(data: &Path, config: MaintenanceConfig, options: StoresOptions) -> Hub {
     let (tx, reports) = crossbeam_channel::unbounded();
     let options = StoresOptions {
         check_integrity_on_open: true,
         corruption_reports: Some(tx),
-        ..StoresOptions::default()
+        ..options
     };
     let stores = Stores::open(data, options).expect("open stores");
     Hub {
@@ -54,7 +66,16 @@ pub struct RecoveringHub {
 
 /// Open `data` as the daemon does, automatic recovery running.
 pub fn open_recovering(data: &Path, config: MaintenanceConfig) -> RecoveringHub {
-    let hub = open_hub(data, config);
+    open_recovering_with(data, config, StoresOptions::default())
+}
+
+/// [`open_recovering`] with `options`.
+pub fn open_recovering_with(
+    data: &Path,
+    config: MaintenanceConfig,
+    options: StoresOptions,
+) -> RecoveringHub {
+    let hub = open_hub_with(data, config, options);
     let recovery = hub.maintainer.start_auto_recovery(hub.reports).unwrap();
     RecoveringHub {
         maintainer: hub.maintainer,
