@@ -73,11 +73,20 @@ enum Command {
         #[arg(long)]
         remote: bool,
     },
-    /// Restore a table from a backup (the newest verified one unless `--backup` is given).
+    /// Restore a table from a backup (the newest verified one unless `--backup` is given),
+    /// replaying the change log after it: no acknowledged write is lost. With `--at TIME`,
+    /// bring the table (or `--all`) back to its state at that instant instead.
     Restore {
         /// The table.
-        #[arg(long, value_name = "TABLE", value_parser = table_names())]
-        table: String,
+        #[arg(long, value_name = "TABLE", value_parser = table_names(), required_unless_present = "all", conflicts_with = "all")]
+        table: Option<String>,
+        /// All nine tables, to the one instant of `--at`.
+        #[arg(long, requires = "at")]
+        all: bool,
+        /// The instant to restore to, RFC 3339 (`2026-12-02T10:15:00Z`); refused outside the
+        /// range the backups and the change log keep, which the error names.
+        #[arg(long, value_name = "TIME", conflicts_with = "backup")]
+        at: Option<String>,
         /// The backup id (see `backups`).
         #[arg(long, value_name = "ID")]
         backup: Option<String>,
@@ -182,14 +191,30 @@ pub fn main() -> ExitCode {
         Command::Verify { remote: true } => Op::RemoteBackups { verify: true },
         Command::Restore {
             table,
+            at: Some(at),
+            from: Source::Local,
+            ..
+        } => Op::RestoreAt { table, at },
+        Command::Restore { at: Some(_), .. } => {
+            eprintln!("error: a point-in-time restore reads the local backups and change log");
+            return ExitCode::from(2);
+        }
+        Command::Restore {
+            table: Some(table),
             backup,
             from: Source::Local,
+            ..
         } => Op::Restore { table, backup },
         Command::Restore {
-            table,
+            table: Some(table),
             backup,
             from: Source::Remote,
+            ..
         } => Op::RemoteRestore { table, backup },
+        Command::Restore { table: None, .. } => {
+            eprintln!("error: --all restores to a point in time only: give --at TIME");
+            return ExitCode::from(2);
+        }
         Command::Upload => Op::Upload,
         Command::Recover { from } => {
             if from != Source::Remote {

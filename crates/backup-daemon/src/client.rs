@@ -2,7 +2,6 @@
 //! answers, a verb is a request to that API (token from the daemon's token file); otherwise it
 //! opens the data dir itself and runs the operation directly.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,7 +176,7 @@ fn direct(
         }
         _ => {}
     }
-    let stores = open_stores(&config.data_dir, stale)?;
+    let stores = open_stores(config, stale)?;
     let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config.maintenance()));
     let offsite = crate::remote::open_offsite(config, &maintainer)?;
     let result = ops::execute(&maintainer, offsite.as_deref(), op)?;
@@ -195,9 +194,14 @@ fn direct(
     Ok(result)
 }
 
-fn open_stores(data_dir: &Path, daemon: Option<&DaemonFile>) -> Result<Stores> {
-    // Opened as the daemon opens them: without reading every page (the scrub verifies).
-    match Stores::open(data_dir, StoresOptions::default()) {
+fn open_stores(config: &DaemonConfig, daemon: Option<&DaemonFile>) -> Result<Stores> {
+    // Opened as the daemon opens them: without reading every page (the scrub verifies), with
+    // the same change logs and caches.
+    let options = StoresOptions {
+        check_integrity_on_open: false,
+        ..config.stores_options()
+    };
+    match Stores::open(&config.data_dir, options) {
         Ok(stores) => Ok(stores),
         Err(OpenStoresError::Locked(dir)) => {
             let who = match daemon {

@@ -28,6 +28,8 @@ pub struct DaemonConfig {
     pub scrub: ScrubConfig,
     /// Memory of the nine tables.
     pub tables: TablesConfig,
+    /// The change log of each table.
+    pub changelog: ChangeLogConfig,
     /// Off-site backups to S3-compatible object storage; absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteConfig>,
@@ -46,6 +48,7 @@ impl Default for DaemonConfig {
             quarantine: QuarantineConfig::default(),
             scrub: ScrubConfig::default(),
             tables: TablesConfig::default(),
+            changelog: ChangeLogConfig::default(),
             remote: None,
             admin: AdminConfig::default(),
             log: LogConfig::default(),
@@ -69,6 +72,28 @@ impl Default for TablesConfig {
         TablesConfig {
             cache: ByteSize(9 * DEFAULT_TABLE_CACHE),
             cache_per_table: BTreeMap::new(),
+        }
+    }
+}
+
+/// Each table's change log (`<data_dir>/changelog/<table>/`): where a write becomes durable,
+/// replayed by restores so that they lose no acknowledged write, and the history a
+/// point-in-time restore reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeLogConfig {
+    /// Keep the logs. Off: each write group is committed durably in its table file alone,
+    /// and a restore brings the table back to its backup only.
+    pub enabled: bool,
+    /// A segment file is closed and a new one started past this size.
+    pub segment_size: ByteSize,
+}
+
+impl Default for ChangeLogConfig {
+    fn default() -> Self {
+        ChangeLogConfig {
+            enabled: true,
+            segment_size: ByteSize(64 << 20),
         }
     }
 }
@@ -206,6 +231,20 @@ impl DaemonConfig {
         }
     }
 
+    /// How the daemon and the direct verbs open the tables: the cache budget and the change
+    /// log (integrity check and reports are the caller's).
+    pub fn stores_options(&self) -> store_owners::StoresOptions {
+        store_owners::StoresOptions {
+            change_log: self
+                .changelog
+                .enabled
+                .then(|| store_core::changelog::LogOptions {
+                    segment_bytes: self.changelog.segment_size.0,
+                }),
+            ..self.tables.stores_options()
+        }
+    }
+
     /// The token file actually used.
     pub fn token_file(&self) -> PathBuf {
         if self.admin.token_file.as_os_str().is_empty() {
@@ -290,6 +329,16 @@ impl DaemonConfig {
             return Err(("backup", "keep", "must keep at least one backup".into()));
         }
         self.tables.validate()?;
+        if self.changelog.segment_size.0 < 4096 {
+            return Err((
+                "changelog",
+                "segment_size",
+                format!(
+                    "{} bytes is too small (at least 4KiB)",
+                    self.changelog.segment_size.0
+                ),
+            ));
+        }
         if self.scrub.interval.is_zero() {
             return Err(("scrub", "interval", "must be more than zero".into()));
         }
@@ -460,6 +509,16 @@ cache = "576MiB"
 [tables.cache_per_table]
 # A table given a cache of its own size, out of the budget above, e.g.:
 # message_history = "128MiB"
+
+[changelog]
+# Every write is appended to its table's change log (<data_dir>/changelog/<table>/) and
+# fsynced there before it is acknowledged. A restore, by hand or automatic after corruption,
+# replays the log after its backup: no acknowledged write is lost. `restore --at TIME` brings
+# a table (or --all) back to any instant since the oldest kept backup. Segments older than the
+# oldest kept backup are deleted after each backup.
+enabled = true
+# A segment file is closed and a new one started past this size.
+segment_size = "64MiB"
 # Off-site backups to S3-compatible object storage (AWS S3, MinIO, Ceph RGW, R2...): after
 # each verified local backup, the daemon uploads it (compressed, optionally encrypted, the
 # manifest last). Absent: no off-site backups. Credentials are never read from this file: they

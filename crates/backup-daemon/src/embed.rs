@@ -63,7 +63,7 @@ impl Daemon {
         let options = StoresOptions {
             check_integrity_on_open: false,
             corruption_reports: Some(reports),
-            ..config.tables.stores_options()
+            ..config.stores_options()
         };
         let stores = Stores::open(&data_dir, options).map_err(|e| match e {
             OpenStoresError::Locked(dir) => anyhow::anyhow!(

@@ -310,6 +310,53 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
             }
         }
     }
+    let logs: Vec<_> = owners
+        .iter()
+        .filter_map(|o| o.shared().log().map(|l| (o.table(), l)))
+        .collect();
+    let mut family = Family::new(
+        &mut out,
+        "changelog_disk_bytes",
+        "gauge",
+        "Bytes of the table's change-log segments (pruned after each backup).",
+    );
+    for (table, log) in &logs {
+        family.sample(&[("table", table)], log.disk_bytes as f64);
+    }
+    let mut family = Family::new(
+        &mut out,
+        "changelog_head",
+        "gauge",
+        "Sequence number of the last write group appended to the table's change log.",
+    );
+    for (table, log) in &logs {
+        family.sample(&[("table", table)], log.head as f64);
+    }
+    let mut family = Family::new(
+        &mut out,
+        "changelog_durable_lag_groups",
+        "gauge",
+        "Write groups in the change log not yet durable in the table file (replayed at open).",
+    );
+    for (table, log) in &logs {
+        family.sample(
+            &[("table", table)],
+            log.head.saturating_sub(log.durable_position) as f64,
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
+        "changelog_unrecovered_groups",
+        "gauge",
+        "Write groups the last replay could not recover (damaged or missing log); 0 when none.",
+    );
+    for (table, log) in &logs {
+        let lost = log
+            .unrecovered
+            .as_ref()
+            .map_or(0, |g| g.through + 1 - g.from);
+        family.sample(&[("table", table)], lost as f64);
+    }
     let mut family = Family::new(
         &mut out,
         "table_cache_bytes",

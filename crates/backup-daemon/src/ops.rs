@@ -91,6 +91,24 @@ pub fn execute(
             Ok(OpResult::RemoteBackups(backups))
         }
         Op::Upload => Ok(OpResult::Upload(configured(offsite)?.upload_pending())),
+        Op::RestoreAt { table, at } => {
+            let at = crate::protocol::parse_instant(at)?;
+            let reports = match table {
+                Some(table) => maintainer
+                    .restore_at(table, at, RecoveryTrigger::Manual)
+                    .map(|r| vec![r]),
+                None => maintainer.restore_all_at(at, RecoveryTrigger::Manual),
+            };
+            let reports = reports.map_err(|e| match e {
+                RestoreError::UnknownTable(_) => OpError::new(404, e),
+                RestoreError::OutOfRange { .. } | RestoreError::NoChangeLog(_) => {
+                    OpError::new(400, e)
+                }
+                RestoreError::NoVerifiedBackup { .. } => OpError::new(404, e),
+                _ => OpError::new(500, e),
+            })?;
+            Ok(OpResult::RestoreAt(reports))
+        }
         Op::RemoteRestore { table, backup } => {
             let selector = match backup {
                 Some(id) => BackupSelector::Id(id.clone()),

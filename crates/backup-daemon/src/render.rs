@@ -25,6 +25,7 @@ pub fn render(result: &OpResult) -> String {
         OpResult::Restore(report) => render_recovery(report),
         OpResult::RemoteBackups(all) => render_remote_backups(all),
         OpResult::Upload(pass) => render_upload(pass),
+        OpResult::RestoreAt(reports) => reports.iter().map(render_recovery).collect(),
     }
 }
 
@@ -38,6 +39,9 @@ pub fn has_failures(op: &Op, result: &OpResult) -> bool {
             .any(|r| matches!(r.outcome, TableOutcome::Failed(_))),
         OpResult::Backup(run) => !run.failures.is_empty(),
         OpResult::Restore(report) => report.outcome != RecoveryOutcome::Restored,
+        OpResult::RestoreAt(reports) => reports
+            .iter()
+            .any(|r| r.outcome != RecoveryOutcome::Restored),
         OpResult::Backups(all) => {
             matches!(op, Op::Backups { verify: true })
                 && all
@@ -203,6 +207,25 @@ fn render_status(report: &HealthReport) -> String {
     );
     if report.next_compaction.is_some() {
         let _ = writeln!(out, "next compaction: {}", when(report.next_compaction));
+    }
+    let logs: Vec<_> = report
+        .tables
+        .iter()
+        .filter_map(|t| t.change_log.as_ref().map(|l| (t, l)))
+        .collect();
+    if !logs.is_empty() {
+        let total: u64 = logs.iter().map(|(_, l)| l.disk_bytes).sum();
+        let _ = writeln!(
+            out,
+            "change logs: {} on disk, {} groups since start",
+            bytes(total),
+            logs.iter().map(|(_, l)| l.appended).sum::<u64>()
+        );
+    }
+    for (t, log) in &logs {
+        if let Some(gap) = &log.unrecovered {
+            let _ = writeln!(out, "{}: {gap}", t.table);
+        }
     }
     if let Some(p) = &report.scrub_in_progress {
         let _ = writeln!(

@@ -96,6 +96,10 @@ pub struct TableHealth {
     /// background), if one ran.
     #[serde(default)]
     pub last_scrub: Option<ScrubResult>,
+    /// The table's change log (where writes become durable; replayed by restores), if it
+    /// has one.
+    #[serde(default)]
+    pub change_log: Option<store_owners::LogState>,
 }
 
 /// What [`Maintainer::health_metrics`] reports. Serializes to JSON.
@@ -172,6 +176,7 @@ impl Maintainer {
                     last_result,
                     last_backup: self.last_backup(table),
                     last_scrub: self.last_scrub(table),
+                    change_log: shared.log(),
                 }
             })
             .collect();

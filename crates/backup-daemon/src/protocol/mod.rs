@@ -16,6 +16,7 @@
 //! | `Op::RemoteBackups { verify }`          | `GET /remote/backups?verify={verify}`          |
 //! | `Op::Upload`                            | `POST /remote/upload`                          |
 //! | `Op::RemoteRestore { table, backup }`   | `POST /remote/restore/{table}`, body as above  |
+//! | `Op::RestoreAt { table, at }`           | `POST /restore-at`, body `{"table": t, "at": time}` |
 //!
 //! The parser also takes what operators send by hand: flags without a value or as `1`/`0`,
 //! `POST /compact?table=T`, `POST /backup/{table}`, `?backup=id` on a restore and a restore
@@ -138,6 +139,13 @@ pub enum Op {
         /// `None`: the newest verified off-site backup.
         backup: Option<String>,
     },
+    /// Bring a table, or all nine, back to their state at one instant (backup + change log).
+    RestoreAt {
+        /// `None`: all nine tables, to the same instant.
+        table: Option<String>,
+        /// The instant, RFC 3339 (`2026-12-02T10:15:00Z`).
+        at: String,
+    },
 }
 
 impl Op {
@@ -189,6 +197,18 @@ impl Op {
                 None,
             ),
             Op::Upload => (Method::Post, "/remote/upload".into(), String::new(), None),
+            Op::RestoreAt { table, at } => {
+                let body = RestoreAtBody {
+                    table: table.clone(),
+                    at: at.clone(),
+                };
+                (
+                    Method::Post,
+                    "/restore-at".into(),
+                    String::new(),
+                    Some(serde_json::json!(body)),
+                )
+            }
             Op::RemoteRestore { table, backup } => {
                 let body = RestoreBody {
                     backup: backup.clone(),
@@ -247,10 +267,19 @@ impl Op {
                 table: table.to_string(),
                 backup: restore_backup(body, &params)?,
             }),
+            ("POST", ["restore-at"]) => {
+                let body: RestoreAtBody = serde_json::from_slice(body)
+                    .map_err(|e| OpError::new(400, format!("bad JSON body: {e}")))?;
+                parse_instant(&body.at)?;
+                Ok(Op::RestoreAt {
+                    table: body.table,
+                    at: body.at,
+                })
+            }
             // The special routes are here for the methods they do not take.
             (_, ["health" | "history" | "backups" | "events" | "metrics"])
             | (_, ["compact" | "backup"] | ["compact" | "backup", _])
-            | (_, ["restore", _])
+            | (_, ["restore", _] | ["restore-at"])
             | (_, ["remote", "backups" | "upload"])
             | (_, ["remote", "restore", _]) => Err(OpError::new(
                 405,
@@ -276,6 +305,7 @@ impl Op {
             }
             Op::RemoteBackups { .. } => OpResult::RemoteBackups(serde_json::from_value(json)?),
             Op::Upload => OpResult::Upload(serde_json::from_value(json)?),
+            Op::RestoreAt { .. } => OpResult::RestoreAt(serde_json::from_value(json)?),
         })
     }
 
@@ -291,6 +321,7 @@ impl Op {
             Op::RemoteBackups { verify: true } => Some("verifying off-site backups"),
             Op::Upload => Some("uploading"),
             Op::RemoteRestore { .. } => Some("restoring from the bucket"),
+            Op::RestoreAt { .. } => Some("restoring to a point in time"),
         }
     }
 }
@@ -301,6 +332,28 @@ impl Op {
 struct RestoreBody {
     /// The backup id; absent or null for the newest verified backup.
     backup: Option<String>,
+}
+
+/// The body of a point-in-time restore.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreAtBody {
+    /// The table; absent or null for all nine.
+    #[serde(default)]
+    table: Option<String>,
+    /// The instant, RFC 3339.
+    at: String,
+}
+
+/// An instant as operators write it: RFC 3339, `2026-12-02T10:15:00Z` (fractions of a
+/// second and a `+00:00` offset taken too).
+pub fn parse_instant(text: &str) -> Result<std::time::SystemTime, OpError> {
+    humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+        OpError::new(
+            400,
+            format!("bad instant {text:?}: {e} (RFC 3339, like 2026-12-02T10:15:00Z)"),
+        )
+    })
 }
 
 /// The backup of a restore request: from its JSON body (`{"backup": id}`, may be empty), else

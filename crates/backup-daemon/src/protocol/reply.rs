@@ -28,6 +28,8 @@ pub enum OpResult {
     RemoteBackups(Vec<RemoteBackupInfo>),
     /// Of `Op::Upload`.
     Upload(UploadPass),
+    /// Of `Op::RestoreAt`: one report per table restored.
+    RestoreAt(Vec<RecoveryReport>),
 }
 
 impl OpResult {

@@ -52,6 +52,12 @@ fn every_op() -> Vec<Op> {
         ops.push(Op::RemoteBackups { verify });
     }
     ops.push(Op::Upload);
+    for table in tables() {
+        ops.push(Op::RestoreAt {
+            table,
+            at: "2026-12-02T10:15:00.250Z".to_string(),
+        });
+    }
     ops
 }
 
@@ -76,9 +82,10 @@ fn every_op_reads_back_from_its_request() {
         Op::RemoteBackups { .. } => 6,
         Op::Upload => 7,
         Op::RemoteRestore { .. } => 8,
+        Op::RestoreAt { .. } => 9,
     };
     let kinds: std::collections::BTreeSet<u8> = ops.iter().map(kind).collect();
-    assert_eq!(kinds.len(), 9, "every kind of operation is made");
+    assert_eq!(kinds.len(), 10, "every kind of operation is made");
 }
 
 /// The table in the module doc.
