@@ -106,6 +106,10 @@ pub struct CrashArgs {
     /// Writer threads per table in the child.
     #[arg(long, default_value_t = 2)]
     pub writers: u64,
+    /// Run without the tables' change logs (each write group committed durably in its table
+    /// file alone, restores roll back to their backup), as before the logs existed.
+    #[arg(long)]
+    pub no_change_log: bool,
 }
 
 /// Arguments of the child (`crash-child`).
@@ -126,6 +130,23 @@ pub struct ChildArgs {
     /// Exit on its own after this long, in case the parent went away.
     #[arg(long, default_value_t = 20_000)]
     pub max_life_ms: u64,
+    /// Open the tables without their change logs.
+    #[arg(long)]
+    pub no_change_log: bool,
+}
+
+/// Segment size of the change logs in the campaign: small, so that the children rotate
+/// segments (and prune them after backups) often enough for kills to land there.
+pub const CAMPAIGN_SEGMENT_BYTES: u64 = 32 << 10;
+
+/// How the campaign opens the tables, with or without their change logs.
+pub fn stores_options(change_log: bool) -> StoresOptions {
+    StoresOptions {
+        change_log: change_log.then_some(store_core::changelog::LogOptions {
+            segment_bytes: CAMPAIGN_SEGMENT_BYTES,
+        }),
+        ..StoresOptions::default()
+    }
 }
 
 /// The table the child restores from its backups now and then (its writes are not reported
@@ -228,6 +249,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     );
     // Restore mode: whether the restored table must hold its known set at the next reopen.
     let mut known_set_in_place = false;
+    let change_log = !args.no_change_log;
     for iteration in 0..args.iterations {
         let kill_after = Duration::from_millis(rng.random_range(args.min_kill_ms..=max_kill_ms));
         let log = run_child(&exe, &data_dir, iteration, args, kill_after)?;
@@ -260,8 +282,10 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
             }
         }
         let check = match args.mode {
-            Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &to_check)?,
-            Mode::Restore => restore::reopen_and_check(&data_dir, &to_check, known_set_in_place)?,
+            Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &to_check, change_log)?,
+            Mode::Restore => {
+                restore::reopen_and_check(&data_dir, &to_check, known_set_in_place, change_log)?
+            }
         };
         add_check(&mut figures, &check);
         for problem in &check.problems {
@@ -301,8 +325,10 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     }
     let all: Vec<&(String, String)> = acked.iter().collect();
     let last = match args.mode {
-        Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &all)?,
-        Mode::Restore => restore::reopen_and_check(&data_dir, &all, known_set_in_place)?,
+        Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &all, change_log)?,
+        Mode::Restore => {
+            restore::reopen_and_check(&data_dir, &all, known_set_in_place, change_log)?
+        }
     };
     add_check(&mut figures, &last);
     for problem in &last.problems {
@@ -427,6 +453,7 @@ fn run_child(
         .arg(args.writers.to_string())
         .arg("--mode")
         .arg(args.mode.name())
+        .args(args.no_change_log.then_some("--no-change-log"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -497,8 +524,9 @@ struct Check<'a> {
 fn reopen_and_check<'a>(
     data_dir: &Path,
     acks: &[&'a (String, String)],
+    change_log: bool,
 ) -> anyhow::Result<Check<'a>> {
-    let stores = Stores::open(data_dir, StoresOptions::default())
+    let stores = Stores::open(data_dir, stores_options(change_log))
         .with_context(|| format!("reopening {} after the kill", data_dir.display()))?;
     let mut check = Check::default();
     check_tables(&stores, acks, &mut check);
@@ -583,7 +611,8 @@ fn line_printer() -> impl Fn(&str) + Sync {
 
 /// The mixed child: writers on every table, compaction over and over, backups, restores.
 fn mixed_child(args: &ChildArgs) -> anyhow::Result<()> {
-    let stores = Arc::new(Stores::open(&args.data_dir, StoresOptions::default())?);
+    let change_log = !args.no_change_log;
+    let stores = Arc::new(Stores::open(&args.data_dir, stores_options(change_log))?);
     let maintainer = Maintainer::new(stores.clone(), MaintenanceConfig::default());
     let say = line_printer();
     say("opened");
@@ -591,8 +620,9 @@ fn mixed_child(args: &ChildArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(args.max_life_ms);
     std::thread::scope(|scope| {
         for owner in &owners {
-            // Writes to the restored table are not reported: a restore rolls it back.
-            let report = owner.table() != RESTORED_TABLE;
+            // Without a change log a restore rolls the restored table back to its backup, so
+            // its writes are not reported; with one, the restore replays them: they count.
+            let report = change_log || owner.table() != RESTORED_TABLE;
             for w in 0..args.writers {
                 let say = &say;
                 scope.spawn(move || writer(owner, args.iteration, w, deadline, report, say));
@@ -760,7 +790,7 @@ mod tests {
             ("agent_mailbox".to_string(), "crash/kept".to_string()),
         ];
         let refs: Vec<&(String, String)> = acks.iter().collect();
-        let check = reopen_and_check(dir.path(), &refs).unwrap();
+        let check = reopen_and_check(dir.path(), &refs, false).unwrap();
         assert_eq!(check.checked, 4);
         assert_eq!(check.lost.len(), 3, "{:?}", check.problems);
         assert_eq!(check.failed_opens, 0);

@@ -25,6 +25,8 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
     config.scrub.after_start = Duration::ZERO;
     config.scrub.interval = Duration::from_millis(200);
     config.tables.cache = ByteSize(9 << 20);
+    config.changelog.enabled = !args.no_change_log;
+    config.changelog.segment_size = ByteSize(super::CAMPAIGN_SEGMENT_BYTES);
     let daemon = Daemon::start(&config)?;
     let say = line_printer();
     say("opened");

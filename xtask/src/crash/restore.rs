@@ -74,7 +74,10 @@ fn known_set() -> BTreeMap<String, ConfigEntry> {
 /// The restore child: put the known set in place, then restore it over and over while
 /// writers run on the other tables; runs until killed.
 pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
-    let stores = Arc::new(Stores::open(&args.data_dir, StoresOptions::default())?);
+    let stores = Arc::new(Stores::open(
+        &args.data_dir,
+        super::stores_options(!args.no_change_log),
+    )?);
     let maintainer = Maintainer::new(stores.clone(), MaintenanceConfig::default());
     let say = line_printer();
     say("opened");
@@ -175,12 +178,13 @@ pub fn reopen_and_check<'a>(
     data_dir: &Path,
     acks: &[&'a (String, String)],
     known_set_in_place: bool,
+    change_log: bool,
 ) -> anyhow::Result<Check<'a>> {
     let (reports, reports_rx) = crossbeam_channel::bounded(CORRUPTION_QUEUE);
     let options = StoresOptions {
         check_integrity_on_open: true,
         corruption_reports: Some(reports),
-        ..StoresOptions::default()
+        ..super::stores_options(change_log)
     };
     let stores = Stores::open(data_dir, options)
         .with_context(|| format!("reopening {} after the kill", data_dir.display()))?;
@@ -383,13 +387,13 @@ mod tests {
     fn the_check_counts_a_table_missing_known_records_as_emptied() {
         let dir = tempfile::tempdir().unwrap();
         write_known_set(dir.path(), 0);
-        let check = reopen_and_check(dir.path(), &[], true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
         assert_eq!(check.emptied, 0, "{:?}", check.problems);
         assert_eq!(check.failed_opens, 0, "{:?}", check.problems);
 
         let dir = tempfile::tempdir().unwrap();
         write_known_set(dir.path(), 1);
-        let check = reopen_and_check(dir.path(), &[], true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
         assert_eq!(check.emptied, 1, "{:?}", check.problems);
         // Not expected to hold the set yet: nothing counted.
         let check = reopen_and_check(dir.path(), &[], false).unwrap();
@@ -402,7 +406,7 @@ mod tests {
         write_known_set(dir.path(), 0);
         std::fs::remove_file(store_owners::stores::table_path(dir.path(), RESTORED_TABLE)).unwrap();
         // Served empty with status ok, or not served: emptied either way.
-        let check = reopen_and_check(dir.path(), &[], true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
         assert_eq!(check.emptied, 1, "{:?}", check.problems);
     }
 
