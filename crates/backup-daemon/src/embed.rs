@@ -123,6 +123,9 @@ impl Daemon {
             token_file,
         }
         .write(&data_dir)?;
+        if let Some(admin) = &daemon.admin {
+            admin.set_started();
+        }
         Ok(daemon)
     }
 

@@ -80,6 +80,11 @@ pub enum Special {
     Metrics,
     /// `GET /events`: the "backups" topic as server-sent events.
     Events,
+    /// `GET /livez`: 200 while the admin API answers (no token).
+    Livez,
+    /// `GET /readyz`: 200 once the daemon has started and every table serves, else 503 (no
+    /// token).
+    Readyz,
 }
 
 impl Special {
@@ -88,6 +93,8 @@ impl Special {
         match (method, segments(path).as_slice()) {
             ("GET" | "HEAD", ["metrics"]) => Some(Special::Metrics),
             ("GET", ["events"]) => Some(Special::Events),
+            ("GET" | "HEAD", ["livez"]) => Some(Special::Livez),
+            ("GET" | "HEAD", ["readyz"]) => Some(Special::Readyz),
             _ => None,
         }
     }
