@@ -56,6 +56,7 @@
 //!   errors, SSE, metrics); `metrics`: the Prometheus text exposition; `files`:
 //!   `admin.token` and `daemon.json`; `remote`: opening the off-site backups of `[remote]`,
 //!   and `recover --from remote`.
+//! - [`notify`]: the webhook notifier of `[notify]` (its own thread, retries with backoff).
 
 mod admin;
 pub mod cli;
@@ -66,6 +67,7 @@ pub mod embed;
 mod files;
 mod logging;
 mod metrics;
+pub mod notify;
 mod ops;
 mod progress;
 mod protocol;

@@ -112,10 +112,10 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn every_metric_of_the_rules_and_the_dashboard_is_exported_by_a_running_daemon() {
     let root = tempfile::tempdir().unwrap();
-    // With [remote] (a bucket nobody needs to answer: nothing is uploaded), so that the
-    // off-site families are exported too.
+    // With [remote] (a bucket nobody needs to answer: nothing is uploaded) and [notify] (a
+    // webhook never called: nothing fails), so that their families are exported too.
     let remote = "[remote]\nurl = \"s3://bucket/hub\"\nendpoint = \"http://127.0.0.1:9\"\n\
-                  allow_http = true\n";
+                  allow_http = true\n[notify]\nwebhook = \"http://127.0.0.1:9/hook\"\n";
     let env = [
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),

@@ -41,6 +41,7 @@ use compaction::remote::Offsite;
 use tiny_http::{Header, Request, Response, Server};
 
 use crate::metrics::Tracker;
+use crate::notify::NotifyStats;
 use crate::protocol::{Op, OpError, Special};
 
 /// Worker threads answering requests.
@@ -90,6 +91,8 @@ struct Ctx {
     /// Set once the daemon has started everything (tables open, automatic recovery running):
     /// `/readyz` answers 503 before.
     started: AtomicBool,
+    /// The webhook notifier's counters, when `[notify]` is configured, for /metrics.
+    notify: Option<Arc<NotifyStats>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -129,6 +132,7 @@ impl AdminServer {
         token: String,
         maintainer: Arc<Maintainer>,
         offsite: Option<Arc<Offsite>>,
+        notify: Option<Arc<NotifyStats>>,
     ) -> Result<AdminServer> {
         let AdminListener { listener, listen } = bound;
         let server = Server::from_listener(listener, None)
@@ -147,6 +151,7 @@ impl AdminServer {
             streams: Mutex::new(Vec::new()),
             tracker,
             started: AtomicBool::new(false),
+            notify,
         });
         // From here on, an early return drops `admin`, which stops what was started.
         let mut admin = AdminServer {
@@ -325,7 +330,12 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let special = Special::from_request(method.as_str(), path);
     if special == Some(Special::Metrics) {
-        let text = crate::metrics::render(&ctx.maintainer, ctx.offsite.as_deref(), &ctx.tracker);
+        let text = crate::metrics::render(
+            &ctx.maintainer,
+            ctx.offsite.as_deref(),
+            ctx.notify.as_deref(),
+            &ctx.tracker,
+        );
         respond(
             request,
             Reply {

@@ -13,6 +13,8 @@ use compaction::Maintainer;
 use compaction::remote::{Offsite, RemoteHealth, RemoteTableStats};
 use store_owners::TableStatus;
 
+use crate::notify::NotifyStats;
+
 pub use self::tracker::Tracker;
 use self::tracker::{Last, Track};
 
@@ -74,7 +76,12 @@ fn seconds_since_epoch(t: SystemTime) -> f64 {
 }
 
 /// The exposition text.
-pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Tracker) -> String {
+pub fn render(
+    maintainer: &Maintainer,
+    offsite: Option<&Offsite>,
+    notify: Option<&NotifyStats>,
+    tracker: &Tracker,
+) -> String {
     tracker.catch_up();
     let owners = maintainer.stores().owners();
     let tables: Vec<(&'static str, store_core::TableMetrics, TableStatus)> = owners
@@ -322,7 +329,35 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
     if let Some(offsite) = offsite {
         render_remote(&mut out, &offsite.health());
     }
+    if let Some(notify) = notify {
+        render_notify(&mut out, notify);
+    }
     out
+}
+
+/// The webhook notifier's counters (with `[notify]` only).
+fn render_notify(out: &mut String, stats: &NotifyStats) {
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let counters = [
+        (
+            "notify_sent_total",
+            "Webhook notifications the receiver accepted since the daemon started.",
+            load(&stats.sent),
+        ),
+        (
+            "notify_retries_total",
+            "Webhook tries that failed and were tried again since the daemon started.",
+            load(&stats.retries),
+        ),
+        (
+            "notify_failures_total",
+            "Webhook notifications given up after their last try since the daemon started.",
+            load(&stats.failures),
+        ),
+    ];
+    for (name, help, value) in counters {
+        Family::new(out, name, "counter", help).value(value as f64);
+    }
 }
 
 /// The off-site families: per-table objects and bytes in the bucket (as of the last upload
