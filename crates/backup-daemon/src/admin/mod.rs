@@ -40,6 +40,7 @@ use compaction::Maintainer;
 use compaction::remote::Offsite;
 use tiny_http::{Header, Request, Response, Server};
 
+use crate::dashboard::{Asset, Samples};
 use crate::metrics::Tracker;
 use crate::notify::NotifyStats;
 use crate::protocol::{Op, OpError, Special};
@@ -93,6 +94,8 @@ struct Ctx {
     started: AtomicBool,
     /// The webhook notifier's counters, when `[notify]` is configured, for /metrics.
     notify: Option<Arc<NotifyStats>>,
+    /// The dashboard's samples, taken on the tracker's thread.
+    samples: Samples,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -152,6 +155,7 @@ impl AdminServer {
             tracker,
             started: AtomicBool::new(false),
             notify,
+            samples: Samples::default(),
         });
         // From here on, an early return drops `admin`, which stops what was started.
         let mut admin = AdminServer {
@@ -160,11 +164,14 @@ impl AdminServer {
             workers: Vec::new(),
             tracker: None,
         };
+        // The dashboard's first sample is there from the first request on.
+        ctx.samples.sample_if_due(&ctx.maintainer);
         let tracking = std::thread::Builder::new()
             .name("metrics-tracker".into())
             .spawn(move || {
                 while !ctx.shutdown.load(Ordering::SeqCst) {
                     ctx.tracker.catch_up();
+                    ctx.samples.sample_if_due(&ctx.maintainer);
                     std::thread::sleep(POLL);
                 }
             })
@@ -346,6 +353,21 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
         );
         return;
     }
+    if method.as_str() == "GET"
+        && let Some(asset) = Asset::at(path)
+    {
+        let (content_type, text) = asset.content();
+        let body = text.as_bytes().to_vec();
+        respond(
+            request,
+            Reply {
+                status: 200,
+                content_type,
+                body,
+            },
+        );
+        return;
+    }
     if let Some(reply) = match special {
         Some(Special::Livez) => Some(probes::livez()),
         Some(Special::Readyz) => Some(probes::readyz(ctx)),
@@ -357,6 +379,13 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     if !authorized(&request, &ctx.token) {
         tracing::warn!(%method, %url, "admin API: bad or missing token");
         respond(request, Reply::error(401, "missing or wrong bearer token"));
+        return;
+    }
+    if special == Some(Special::Samples) {
+        respond(
+            request,
+            Reply::json(200, &ctx.samples.to_json(&ctx.maintainer)),
+        );
         return;
     }
     if special == Some(Special::Events) {

@@ -85,6 +85,9 @@ pub enum Special {
     /// `GET /readyz`: 200 once the daemon has started and every table serves, else 503 (no
     /// token).
     Readyz,
+    /// `GET /dashboard/samples`: the dashboard's plots, tables' size and fragmentation over
+    /// the last hours.
+    Samples,
 }
 
 impl Special {
@@ -95,6 +98,7 @@ impl Special {
             ("GET", ["events"]) => Some(Special::Events),
             ("GET" | "HEAD", ["livez"]) => Some(Special::Livez),
             ("GET" | "HEAD", ["readyz"]) => Some(Special::Readyz),
+            ("GET", ["dashboard", "samples"]) => Some(Special::Samples),
             _ => None,
         }
     }
