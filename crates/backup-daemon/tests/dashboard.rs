@@ -4,12 +4,16 @@
 //! without the token, or with a wrong one, nothing of the data. Without chromium the browser
 //! tests say so and pass (`.ci/run` installs it).
 
+#[path = "support/cdp.rs"]
+mod cdp;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cdp::Browser;
+use store_owners::{Stores, StoresOptions};
 use support::{Daemon, call};
 
 /// The DOM of `url` once its scripts ran, or `None` when no chromium is installed.
@@ -122,6 +126,85 @@ fn with_the_token_nine_cards_show_their_figures_and_a_failing_table_stands_out()
     assert!(history.contains("<td>manual</td>"), "{history}");
     let backups = dom.split("id=\"backups\"").nth(1).unwrap();
     assert_eq!(backups.matches("<tr>").count(), 1 + 9, "{backups}");
+}
+
+/// Give every table something to reclaim: records written, then half of them deleted.
+fn fragment_tables(data_dir: &Path) {
+    let stores = Stores::open(data_dir, StoresOptions::default()).expect("open stores");
+    for owner in stores.owners() {
+        for delete in [false, true] {
+            owner
+                .write(move |batch| {
+                    for i in 0..3000 {
+                        let key = format!("key-{i:05}");
+                        if !delete {
+                            batch.put(key.as_bytes(), &[7u8; 500])?;
+                        } else if i % 2 == 0 {
+                            batch.delete(key.as_bytes())?;
+                        }
+                    }
+                    Ok(())
+                })
+                .expect("write records");
+        }
+    }
+    stores.close();
+}
+
+#[test]
+fn pressing_compact_on_a_fragmented_table_compacts_it_and_its_event_reaches_the_feed() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    fragment_tables(&data);
+    let daemon = Daemon::start(root.path(), &data);
+    let Some(mut browser) = Browser::launch() else {
+        return;
+    };
+    let page = browser.open(&format!("{}#token={}", daemon.url("/"), daemon.token));
+    browser.wait_for(&page, "document.querySelectorAll('.card').length === 9");
+    // The live feed is subscribed (so the event cannot come before it).
+    browser.wait_for(
+        &page,
+        "document.getElementById('feed-state').textContent === 'live'",
+    );
+    let card = "document.querySelector('.card[data-table=\"task_queue\"]')";
+    let fragmentation = browser.eval(
+        &page,
+        &format!("{card}.querySelector('.fragmentation').textContent"),
+    );
+    assert!(
+        fragmentation.as_str().unwrap().contains("warn")
+            || !fragmentation.as_str().unwrap().starts_with("0.0%"),
+        "{fragmentation}"
+    );
+    // The operator presses compact and confirms.
+    let asked = browser.eval(
+        &page,
+        &format!(
+            "window.asked = []; window.confirm = (q) => (window.asked.push(q), true); \
+             {card}.querySelector('button[data-action=\"compact\"]').click(); window.asked"
+        ),
+    );
+    assert!(
+        asked[0].as_str().unwrap().contains("Compact task_queue"),
+        "{asked}"
+    );
+    browser.wait_for(
+        &page,
+        "document.getElementById('feed').textContent.includes('compaction_complete compacted task_queue')",
+    );
+    browser.wait_for(
+        &page,
+        &format!("{card}.querySelector('.result').textContent.startsWith('compact: compacted')"),
+    );
+    // It really ran: the history has the manual run of task_queue.
+    let (_, history) = daemon.call("GET", "/history", None);
+    let runs = history.as_array().unwrap();
+    let last = &runs.last().expect("a compaction run")["results"][0];
+    assert_eq!(
+        (last["table"].as_str(), last["status"].as_str()),
+        (Some("task_queue"), Some("compacted"))
+    );
 }
 
 #[test]

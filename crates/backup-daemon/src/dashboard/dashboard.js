@@ -252,6 +252,8 @@ async function follow() {
   feedController = new AbortController();
   try {
     const response = await fetch("/events", { headers: { Authorization: "Bearer " + token() }, signal: feedController.signal });
+    if (!response.ok) throw new Error(response.status + " " + response.statusText);
+    $("feed-state").textContent = "live";
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -274,6 +276,7 @@ async function follow() {
   } catch (e) {
     if (e.name === "AbortError") return;
   }
+  $("feed-state").textContent = "disconnected, retrying";
   if (token()) setTimeout(follow, 5000);
 }
 
