@@ -76,3 +76,115 @@ pub fn message(envelope: &Envelope, data_dir: &str) -> Option<Value> {
 fn join(parts: impl Iterator<Item = String>) -> String {
     parts.collect::<Vec<_>>().join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use compaction::history::{TableOutcome, TableResult};
+    use compaction::recovery::{RecoveryOutcome, RecoveryReport, RecoveryTrigger};
+    use compaction::remote::RemoteUploadFailure;
+    use compaction::{Envelope, Event};
+
+    use super::message;
+
+    fn envelope(event: Event) -> Envelope {
+        Envelope {
+            topic: compaction::events::TOPIC.into(),
+            at: SystemTime::now(),
+            event,
+        }
+    }
+
+    fn recovery(outcome: RecoveryOutcome, error: Option<&str>) -> Event {
+        let report = RecoveryReport {
+            table: "task_queue".into(),
+            trigger: RecoveryTrigger::Auto,
+            outcome,
+            backup_id: None,
+            records: 0,
+            quarantined: None,
+            data_lost: outcome == RecoveryOutcome::Degraded,
+            rejected: Vec::new(),
+            error: error.map(str::to_string),
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(3),
+        };
+        match outcome {
+            RecoveryOutcome::Restored => Event::RecoveryComplete { report },
+            _ => Event::RecoveryFailed { report },
+        }
+    }
+
+    /// The events the end-to-end tests cannot cause cheaply (a failed compaction, a failed
+    /// upload, a failed restore) get their name, their fields and a summary with the cause.
+    #[test]
+    fn each_notified_event_has_its_name_fields_and_summary() {
+        let failed_compaction = Event::CompactionFailed {
+            failures: vec![TableResult {
+                table: "message_history".into(),
+                outcome: TableOutcome::Failed("No space left on device".into()),
+                duration: Duration::from_millis(5),
+                bytes_before: 0,
+                bytes_after: 0,
+                fragmentation_before: 0.4,
+                retried: true,
+                max_pause: Duration::ZERO,
+            }],
+        };
+        let failed_upload = Event::UploadFailed {
+            failure: RemoteUploadFailure {
+                table: "agent_mailbox".into(),
+                id: Some("20261125T230102.123Z".into()),
+                error: "connection refused".into(),
+            },
+        };
+        for (event, name, field, summary) in [
+            (
+                failed_compaction,
+                "compaction_failed",
+                "failures",
+                "compaction failed: message_history: No space left on device",
+            ),
+            (
+                failed_upload,
+                "upload_failed",
+                "failure",
+                "off-site upload failed: agent_mailbox: connection refused",
+            ),
+            (
+                recovery(RecoveryOutcome::Failed, Some("disk full")),
+                "recovery_failed",
+                "report",
+                "restoring task_queue failed: disk full",
+            ),
+            (
+                recovery(RecoveryOutcome::Degraded, None),
+                "degraded",
+                "report",
+                "task_queue is degraded",
+            ),
+        ] {
+            let m = message(&envelope(event), "/srv/data").expect("notified");
+            assert_eq!(m["event"], name);
+            assert!(!m[field].is_null(), "{m}");
+            assert_eq!(
+                (&m["source"], &m["data_dir"]),
+                (&"backup-daemon".into(), &"/srv/data".into())
+            );
+            assert!(m["summary"].as_str().unwrap().starts_with(summary), "{m}");
+        }
+        // A restore is sent; a routine completion is not.
+        let done = recovery(RecoveryOutcome::Restored, None);
+        assert!(message(&envelope(done), "/srv/data").is_some());
+        let compacted = Event::CompactionComplete {
+            run: compaction::history::CompactionRun {
+                started_at: SystemTime::now(),
+                duration: Duration::ZERO,
+                trigger: "schedule".into(),
+                results: Vec::new(),
+            },
+        };
+        assert!(message(&envelope(compacted), "/srv/data").is_none());
+    }
+}
