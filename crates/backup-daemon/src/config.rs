@@ -12,6 +12,8 @@ use compaction::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::notify::NotifyConfig;
+
 /// Everything the daemon and the CLI verbs read from `--config FILE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +35,9 @@ pub struct DaemonConfig {
     /// Off-site backups to S3-compatible object storage; absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteConfig>,
+    /// Webhook notifications of failures and recoveries; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyConfig>,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -50,6 +55,7 @@ impl Default for DaemonConfig {
             tables: TablesConfig::default(),
             changelog: ChangeLogConfig::default(),
             remote: None,
+            notify: None,
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -348,6 +354,11 @@ impl DaemonConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(("", "data_dir", "must not be empty".into()));
         }
+        if let Some(notify) = &self.notify {
+            notify
+                .check()
+                .map_err(|(key, message)| ("notify", key, message))?;
+        }
         if let Some(remote) = &self.remote {
             remote
                 .check()
@@ -538,6 +549,16 @@ segment_size = "64MiB"
 # identity_file = ""                   # age identity that decrypts (verify/restore/recover)
 # timeout = "60s"                      # longest request before it is retried
 # max_upload_rate = 0                  # bytes per second ("20MB"); 0: unlimited
+
+# Webhook notifications: a JSON message posted for compaction_failed, backup_failed,
+# upload_failed, recovery_complete, recovery_failed and degraded, retried with backoff.
+# Absent: none. Uncomment to enable:
+#
+# [notify]
+# webhook = "http://alerts.example:9000/hooks/agentcom"   # http:// only
+# timeout = "10s"                      # longest request
+# attempts = 5                         # tries per message
+# backoff = "1s"                       # first wait between tries, doubled each time
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

@@ -24,6 +24,7 @@ use store_owners::{OpenStoresError, Stores, StoresOptions};
 use crate::admin::{AdminListener, AdminServer};
 use crate::config::DaemonConfig;
 use crate::files::{self, DaemonFile};
+use crate::notify::Notifier;
 
 /// Capacity of the corruption report channel (a report is sent once per detection).
 const CORRUPTION_QUEUE: usize = 64;
@@ -38,6 +39,7 @@ pub struct Daemon {
     uploader: Option<Uploader>,
     offsite: Option<Arc<Offsite>>,
     recovery: Option<AutoRecovery>,
+    notifier: Option<Notifier>,
     maintainer: Option<Arc<Maintainer>>,
     data_dir: PathBuf,
     token_file: PathBuf,
@@ -79,7 +81,18 @@ impl Daemon {
         // The admin API first: its metrics subscribe to the events before any operation can
         // run (an automatic restore of a table found corrupt shows in the metrics).
         let offsite = crate::remote::open_offsite(config, &maintainer)?;
-        let admin = AdminServer::start(listener, token, maintainer.clone(), offsite.clone())?;
+        // The notifier too, so that an automatic restore at start is notified.
+        let notifier = match &config.notify {
+            Some(notify) => Some(Notifier::start(notify, &maintainer, &data_dir)?),
+            None => None,
+        };
+        let admin = AdminServer::start(
+            listener,
+            token,
+            maintainer.clone(),
+            offsite.clone(),
+            notifier.as_ref().map(|n| n.stats().clone()),
+        )?;
         // From here on, a failure stops what has started (dropping the half-built daemon).
         let mut daemon = Daemon {
             admin_addr: admin.addr(),
@@ -88,6 +101,7 @@ impl Daemon {
             uploader: None,
             offsite: offsite.clone(),
             recovery: None,
+            notifier,
             maintainer: Some(maintainer.clone()),
             data_dir: data_dir.clone(),
             token_file: token_file.clone(),
@@ -123,6 +137,9 @@ impl Daemon {
             token_file,
         }
         .write(&data_dir)?;
+        if let Some(admin) = &daemon.admin {
+            admin.set_started();
+        }
         Ok(daemon)
     }
 
@@ -188,6 +205,8 @@ impl Daemon {
         if let Some(recovery) = self.recovery.take() {
             recovery.stop();
         }
+        // After everything that publishes: a message in its retries is given up, logged.
+        drop(self.notifier.take());
         DaemonFile::remove(&self.data_dir);
         let Some(maintainer) = self.maintainer.take() else {
             return;

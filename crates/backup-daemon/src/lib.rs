@@ -56,16 +56,20 @@
 //!   errors, SSE, metrics); `metrics`: the Prometheus text exposition; `files`:
 //!   `admin.token` and `daemon.json`; `remote`: opening the off-site backups of `[remote]`,
 //!   and `recover --from remote`.
+//! - `dashboard`: the operator's page at `/` (assets compiled in) and its samples.
+//! - [`notify`]: the webhook notifier of `[notify]` (its own thread, retries with backoff).
 
 mod admin;
 pub mod cli;
 mod client;
 pub mod config;
 mod daemon;
+mod dashboard;
 pub mod embed;
 mod files;
 mod logging;
 mod metrics;
+pub mod notify;
 mod ops;
 mod progress;
 mod protocol;

@@ -336,6 +336,8 @@ fn compact_backup_and_restore_work_end_to_end_through_the_daemon() {
         "agentcom_store_last_compaction_success{table=\"task_queue\"} 1",
         "agentcom_store_last_backup_success{table=\"message_history\"} 1",
         "agentcom_store_last_restore_result{table=\"message_history\",result=\"restored\"} 1",
+        "agentcom_store_compaction_consecutive_failures{table=\"task_queue\"} 0",
+        "agentcom_store_backup_interval_seconds 86400",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

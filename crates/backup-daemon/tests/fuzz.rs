@@ -259,8 +259,12 @@ fn admin_api_answers_any_request_with_a_status_and_keeps_serving() {
                 String::from_utf8_lossy(&body)
             );
         }
-        let is_metrics = request.method == "GET" && segments == ["metrics"];
-        if matches!(request.token, TokenChoice::Missing | TokenChoice::Wrong) && !is_metrics {
+        // Served without a token: metrics, the probes, and the dashboard's page and assets
+        // (which carry no data).
+        let public = request.method == "GET"
+            && (matches!(segments.as_slice(), ["metrics"] | ["livez"] | ["readyz"])
+                || ["/", "/index.html", "/dashboard.js", "/dashboard.css"].contains(&route));
+        if matches!(request.token, TokenChoice::Missing | TokenChoice::Wrong) && !public {
             prop_assert_eq!(status, 401, "{:?} got through without the token", request);
         }
         Ok(())

@@ -81,6 +81,14 @@ pub enum Special {
     Metrics,
     /// `GET /events`: the "backups" topic as server-sent events.
     Events,
+    /// `GET /livez`: 200 while the admin API answers (no token).
+    Livez,
+    /// `GET /readyz`: 200 once the daemon has started and every table serves, else 503 (no
+    /// token).
+    Readyz,
+    /// `GET /dashboard/samples`: the dashboard's plots, tables' size and fragmentation over
+    /// the last hours.
+    Samples,
 }
 
 impl Special {
@@ -89,6 +97,9 @@ impl Special {
         match (method, segments(path).as_slice()) {
             ("GET" | "HEAD", ["metrics"]) => Some(Special::Metrics),
             ("GET", ["events"]) => Some(Special::Events),
+            ("GET" | "HEAD", ["livez"]) => Some(Special::Livez),
+            ("GET" | "HEAD", ["readyz"]) => Some(Special::Readyz),
+            ("GET", ["dashboard", "samples"]) => Some(Special::Samples),
             _ => None,
         }
     }

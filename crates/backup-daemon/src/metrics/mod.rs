@@ -4,160 +4,22 @@
 //! and the backups on disk at start. The tracker takes in the events queued for it before each
 //! exposition, so a scrape after an operation always shows it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+mod tracker;
 
-use compaction::history::TableOutcome;
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use compaction::Maintainer;
 use compaction::remote::{Offsite, RemoteHealth, RemoteTableStats};
-use compaction::{Envelope, Event, Maintainer};
-use crossbeam_channel::Receiver;
 use store_owners::TableStatus;
+
+use crate::notify::NotifyStats;
+
+pub use self::tracker::Tracker;
+use self::tracker::{Last, Track};
 
 /// Prefix of every metric name.
 const PREFIX: &str = "agentcom_store";
-
-/// The last run of one kind (compaction or backup) on one table.
-#[derive(Debug, Clone, PartialEq)]
-struct Last {
-    /// When it ended (or, seeded from a backup manifest, when its snapshot was taken).
-    at: SystemTime,
-    /// "compacted", "skipped", "failed", "ok".
-    result: &'static str,
-    /// How long it took, when known.
-    duration: Option<Duration>,
-}
-
-/// What the tracker knows about one table.
-#[derive(Debug, Clone, Default)]
-struct Track {
-    compaction: Option<Last>,
-    backup: Option<Last>,
-    restore: Option<Last>,
-    upload: Option<Last>,
-}
-
-/// The last compaction, backup and restore of each table.
-#[derive(Debug)]
-pub struct Tracker {
-    /// Per table, what is known.
-    tables: Mutex<BTreeMap<String, Track>>,
-    /// The tracker's subscription to the "backups" topic; held while events are taken in, so
-    /// that an event is either still queued or already recorded.
-    events: Mutex<Receiver<Envelope>>,
-}
-
-impl Tracker {
-    /// A tracker subscribed to the topic, seeded from the compaction history and the newest
-    /// backups on disk.
-    pub fn seeded(maintainer: &Maintainer) -> Tracker {
-        let tracker = Tracker {
-            tables: Mutex::new(BTreeMap::new()),
-            events: Mutex::new(maintainer.events().subscribe()),
-        };
-        for run in maintainer.history() {
-            tracker.record_compaction(&run);
-        }
-        let mut tables = tracker.lock();
-        for owner in maintainer.stores().owners() {
-            if let Some(manifest) = maintainer
-                .last_backup(owner.table())
-                .and_then(|b| b.manifest)
-            {
-                tables.entry(owner.table().to_string()).or_default().backup = Some(Last {
-                    at: manifest.created_at,
-                    result: "ok",
-                    duration: None,
-                });
-            }
-        }
-        drop(tables);
-        tracker
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Track>> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn record_compaction(&self, run: &compaction::history::CompactionRun) {
-        let ended = run.started_at + run.duration;
-        let mut tables = self.lock();
-        for r in &run.results {
-            let result = match r.outcome {
-                TableOutcome::Compacted => "compacted",
-                TableOutcome::Skipped(_) => "skipped",
-                TableOutcome::Failed(_) => "failed",
-            };
-            tables.entry(r.table.clone()).or_default().compaction = Some(Last {
-                at: ended,
-                result,
-                duration: Some(r.duration),
-            });
-        }
-    }
-
-    /// Take in the events queued so far. Called before each exposition, and regularly so that
-    /// the subscription queue never fills up between scrapes.
-    pub fn catch_up(&self) {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        while let Ok(envelope) = events.try_recv() {
-            self.record(&envelope.event);
-        }
-    }
-
-    /// Take an event of the "backups" topic into account.
-    fn record(&self, event: &Event) {
-        match event {
-            Event::CompactionComplete { run } => self.record_compaction(run),
-            Event::BackupComplete { run } => {
-                let ended = run.started_at + run.duration;
-                let mut tables = self.lock();
-                for b in &run.backups {
-                    tables.entry(b.table.clone()).or_default().backup = Some(Last {
-                        at: ended,
-                        result: "ok",
-                        duration: Some(b.duration),
-                    });
-                }
-                for f in &run.failures {
-                    tables.entry(f.table.clone()).or_default().backup = Some(Last {
-                        at: ended,
-                        result: "failed",
-                        duration: None,
-                    });
-                }
-            }
-            Event::RecoveryComplete { report } | Event::RecoveryFailed { report } => {
-                let result = match report.outcome {
-                    compaction::recovery::RecoveryOutcome::Restored => "restored",
-                    compaction::recovery::RecoveryOutcome::Degraded => "degraded",
-                    compaction::recovery::RecoveryOutcome::Failed => "failed",
-                };
-                self.lock().entry(report.table.clone()).or_default().restore = Some(Last {
-                    at: report.started_at + report.duration,
-                    result,
-                    duration: Some(report.duration),
-                });
-            }
-            Event::UploadComplete { upload } => {
-                self.lock().entry(upload.table.clone()).or_default().upload = Some(Last {
-                    at: SystemTime::now(),
-                    result: "ok",
-                    duration: Some(upload.duration),
-                });
-            }
-            Event::UploadFailed { failure } => {
-                self.lock().entry(failure.table.clone()).or_default().upload = Some(Last {
-                    at: SystemTime::now(),
-                    result: "failed",
-                    duration: None,
-                });
-            }
-            Event::CompactionFailed { .. } | Event::BackupFailed { .. } => {}
-        }
-    }
-}
 
 /// One metric family being written.
 struct Family<'a> {
@@ -214,7 +76,12 @@ fn seconds_since_epoch(t: SystemTime) -> f64 {
 }
 
 /// The exposition text.
-pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Tracker) -> String {
+pub fn render(
+    maintainer: &Maintainer,
+    offsite: Option<&Offsite>,
+    notify: Option<&NotifyStats>,
+    tracker: &Tracker,
+) -> String {
     tracker.catch_up();
     let owners = maintainer.stores().owners();
     let tables: Vec<(&'static str, store_core::TableMetrics, TableStatus)> = owners
@@ -380,6 +247,18 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
     }
     let mut family = Family::new(
         &mut out,
+        "compaction_consecutive_failures",
+        "gauge",
+        "Compactions of the table that failed since its last successful one.",
+    );
+    for (table, _, _) in &tables {
+        let n_failures = tracks
+            .get(*table)
+            .map_or(0, |t| t.compaction_failures_in_a_row);
+        family.sample(&[("table", table)], n_failures as f64);
+    }
+    let mut family = Family::new(
+        &mut out,
         "last_scrub_timestamp_seconds",
         "gauge",
         "End of the table's last scrub (every page checksum verified in the background).",
@@ -422,7 +301,32 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
         family.sample(&[("table", &p.table)], ratio);
     }
     let quarantine = maintainer.quarantine().unwrap_or_default();
-    let gauges_and_counters: [(&str, &str, &str, f64); 7] = [
+    let config = maintainer.config();
+    let gauges_and_counters: [(&str, &str, &str, f64); 11] = [
+        (
+            "compaction_interval_seconds",
+            "gauge",
+            "Time between scheduled compaction runs ([compaction] interval).",
+            config.compaction.interval.as_secs_f64(),
+        ),
+        (
+            "compaction_threshold_ratio",
+            "gauge",
+            "Fragmentation under which a table is not compacted ([compaction] threshold).",
+            config.compaction.threshold,
+        ),
+        (
+            "backup_interval_seconds",
+            "gauge",
+            "Time between scheduled backups ([backup] interval).",
+            config.backup.interval.as_secs_f64(),
+        ),
+        (
+            "start_time_seconds",
+            "gauge",
+            "When the daemon started, Unix seconds.",
+            seconds_since_epoch(tracker.started()),
+        ),
         (
             "scrub_running",
             "gauge",
@@ -472,7 +376,35 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
     if let Some(offsite) = offsite {
         render_remote(&mut out, &offsite.health());
     }
+    if let Some(notify) = notify {
+        render_notify(&mut out, notify);
+    }
     out
+}
+
+/// The webhook notifier's counters (with `[notify]` only).
+fn render_notify(out: &mut String, stats: &NotifyStats) {
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let counters = [
+        (
+            "notify_sent_total",
+            "Webhook notifications the receiver accepted since the daemon started.",
+            load(&stats.sent),
+        ),
+        (
+            "notify_retries_total",
+            "Webhook tries that failed and were tried again since the daemon started.",
+            load(&stats.retries),
+        ),
+        (
+            "notify_failures_total",
+            "Webhook notifications given up after their last try since the daemon started.",
+            load(&stats.failures),
+        ),
+    ];
+    for (name, help, value) in counters {
+        Family::new(out, name, "counter", help).value(value as f64);
+    }
 }
 
 /// The off-site families: per-table objects and bytes in the bucket (as of the last upload

@@ -3,9 +3,9 @@
 //! events on a thread per client, and Prometheus metrics.
 //!
 //! Routes: the operations of [`crate::protocol`] (`GET /health`, `POST /compact`, ...), read
-//! by [`Op::from_request`] and run by [`crate::ops::execute`], and two routes served here,
-//! `GET /events` and `GET /metrics` (the only route without auth; `HEAD /metrics` answers
-//! like it, without the body).
+//! by [`Op::from_request`] and run by [`crate::ops::execute`], and the routes served here,
+//! `GET /events` (`sse.rs`), and without auth `GET /metrics` (`HEAD /metrics` answers like
+//! it, without the body), `GET /livez` and `GET /readyz` (`probes.rs`).
 //!
 //! # Clients that stop reading or sending
 //!
@@ -25,7 +25,10 @@
 //! - Slow event clients never slow down maintenance: the event bus drops what a full
 //!   subscriber queue cannot take.
 
-use std::io::{ErrorKind, Read, Write};
+mod probes;
+mod sse;
+
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,10 +38,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use compaction::Maintainer;
 use compaction::remote::Offsite;
-use crossbeam_channel::RecvTimeoutError;
 use tiny_http::{Header, Request, Response, Server};
 
+use crate::dashboard::{Asset, Samples};
 use crate::metrics::Tracker;
+use crate::notify::NotifyStats;
 use crate::protocol::{Op, OpError, Special};
 
 /// Worker threads answering requests.
@@ -85,6 +89,13 @@ struct Ctx {
     streams: Mutex<Vec<JoinHandle<()>>>,
     /// Last compaction, backup and restore per table, for /metrics.
     tracker: Tracker,
+    /// Set once the daemon has started everything (tables open, automatic recovery running):
+    /// `/readyz` answers 503 before.
+    started: AtomicBool,
+    /// The webhook notifier's counters, when `[notify]` is configured, for /metrics.
+    notify: Option<Arc<NotifyStats>>,
+    /// The dashboard's samples, taken on the tracker's thread.
+    samples: Samples,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -124,6 +135,7 @@ impl AdminServer {
         token: String,
         maintainer: Arc<Maintainer>,
         offsite: Option<Arc<Offsite>>,
+        notify: Option<Arc<NotifyStats>>,
     ) -> Result<AdminServer> {
         let AdminListener { listener, listen } = bound;
         let server = Server::from_listener(listener, None)
@@ -141,6 +153,9 @@ impl AdminServer {
             shutdown: Arc::new(AtomicBool::new(false)),
             streams: Mutex::new(Vec::new()),
             tracker,
+            started: AtomicBool::new(false),
+            notify,
+            samples: Samples::default(),
         });
         // From here on, an early return drops `admin`, which stops what was started.
         let mut admin = AdminServer {
@@ -149,11 +164,14 @@ impl AdminServer {
             workers: Vec::new(),
             tracker: None,
         };
+        // The dashboard's first sample is there from the first request on.
+        ctx.samples.sample_if_due(&ctx.maintainer);
         let tracking = std::thread::Builder::new()
             .name("metrics-tracker".into())
             .spawn(move || {
                 while !ctx.shutdown.load(Ordering::SeqCst) {
                     ctx.tracker.catch_up();
+                    ctx.samples.sample_if_due(&ctx.maintainer);
                     std::thread::sleep(POLL);
                 }
             })
@@ -173,6 +191,12 @@ impl AdminServer {
     /// The address the API listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Tell `/readyz` that the daemon has started everything: from now on it answers 200
+    /// while every table serves.
+    pub fn set_started(&self) {
+        self.ctx.started.store(true, Ordering::SeqCst);
     }
 
     /// Stop taking requests, end the event streams, and wait for requests in progress (a
@@ -263,9 +287,12 @@ fn worker(ctx: &Arc<Ctx>) {
 }
 
 /// A response about to be sent: status and JSON (or text) body.
-struct Reply {
+pub(crate) struct Reply {
+    /// The HTTP status.
     status: u16,
+    /// The `Content-Type` header.
     content_type: &'static str,
+    /// The body.
     body: Vec<u8>,
 }
 
@@ -310,7 +337,12 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let special = Special::from_request(method.as_str(), path);
     if special == Some(Special::Metrics) {
-        let text = crate::metrics::render(&ctx.maintainer, ctx.offsite.as_deref(), &ctx.tracker);
+        let text = crate::metrics::render(
+            &ctx.maintainer,
+            ctx.offsite.as_deref(),
+            ctx.notify.as_deref(),
+            &ctx.tracker,
+        );
         respond(
             request,
             Reply {
@@ -321,13 +353,43 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
         );
         return;
     }
+    if method.as_str() == "GET"
+        && let Some(asset) = Asset::at(path)
+    {
+        let (content_type, text) = asset.content();
+        let body = text.as_bytes().to_vec();
+        respond(
+            request,
+            Reply {
+                status: 200,
+                content_type,
+                body,
+            },
+        );
+        return;
+    }
+    if let Some(reply) = match special {
+        Some(Special::Livez) => Some(probes::livez()),
+        Some(Special::Readyz) => Some(probes::readyz(ctx)),
+        _ => None,
+    } {
+        respond(request, reply);
+        return;
+    }
     if !authorized(&request, &ctx.token) {
         tracing::warn!(%method, %url, "admin API: bad or missing token");
         respond(request, Reply::error(401, "missing or wrong bearer token"));
         return;
     }
+    if special == Some(Special::Samples) {
+        respond(
+            request,
+            Reply::json(200, &ctx.samples.to_json(&ctx.maintainer)),
+        );
+        return;
+    }
     if special == Some(Special::Events) {
-        start_sse(ctx, request);
+        sse::start_sse(ctx, request);
         return;
     }
     let result = read_body(&mut request)
@@ -413,55 +475,6 @@ fn respond(request: Request, reply: Reply) {
     // The client may have gone away; that is a normal event.
     if let Err(e) = request.respond(response) {
         tracing::debug!(error = %e, "admin API: client went away before the reply");
-    }
-}
-
-/// Hand the connection to a thread of its own that streams the "backups" topic. A write that
-/// makes no progress for [`WRITE_TIMEOUT`] fails, which ends the stream.
-fn start_sse(ctx: &Arc<Ctx>, request: Request) {
-    let events = ctx.maintainer.events().subscribe();
-    let shutdown = ctx.shutdown.clone();
-    let spawned = std::thread::Builder::new().name("admin-sse".into()).spawn(move || {
-        let mut out = request.into_writer();
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-                    Connection: close\r\n\r\n: subscribed to backups\n\n";
-        if out.write_all(head.as_bytes()).and_then(|()| out.flush()).is_err() {
-            return;
-        }
-        tracing::info!("admin API: events client connected");
-        let mut last_write = Instant::now();
-        while !shutdown.load(Ordering::SeqCst) {
-            let chunk = match events.recv_timeout(POLL) {
-                Ok(envelope) => {
-                    let data = serde_json::to_string(&envelope).unwrap_or_default();
-                    format!("event: {}\ndata: {data}\n\n", envelope.event.name())
-                }
-                Err(RecvTimeoutError::Timeout) if last_write.elapsed() >= SSE_KEEPALIVE => ": keepalive\n\n".into(),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let Err(e) = out.write_all(chunk.as_bytes()).and_then(|()| out.flush()) {
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                    let timeout = WRITE_TIMEOUT;
-                    tracing::warn!(?timeout, "admin API: events client stopped reading; given up");
-                }
-                break;
-            }
-            last_write = Instant::now();
-        }
-        // The connection is not closed here: tiny_http keeps it (and what is left in its
-        // buffer) for the client's next request, until the client closes it.
-        drop(events);
-        drop(out);
-        tracing::info!("admin API: events client gone");
-    });
-    match spawned {
-        Ok(thread) => {
-            let mut threads = ctx.streams.lock().unwrap_or_else(|p| p.into_inner());
-            threads.retain(|t| !t.is_finished());
-            threads.push(thread);
-        }
-        Err(e) => tracing::error!(error = %e, "admin API: cannot start an events thread"),
     }
 }
 

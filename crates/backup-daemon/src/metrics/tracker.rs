@@ -1,0 +1,216 @@
+//! [`Tracker`]: the last compaction, backup, restore and upload of each table, and the
+//! compaction failures in a row, fed by the "backups" topic and seeded from the compaction
+//! history and the backups on disk at start.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use compaction::history::TableOutcome;
+use compaction::{Envelope, Event, Maintainer};
+use crossbeam_channel::Receiver;
+
+/// The last run of one kind (compaction or backup) on one table.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Last {
+    /// When it ended (or, seeded from a backup manifest, when its snapshot was taken).
+    pub(super) at: SystemTime,
+    /// "compacted", "skipped", "failed", "ok".
+    pub(super) result: &'static str,
+    /// How long it took, when known.
+    pub(super) duration: Option<Duration>,
+}
+
+/// What the tracker knows about one table.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Track {
+    pub(super) compaction: Option<Last>,
+    pub(super) backup: Option<Last>,
+    pub(super) restore: Option<Last>,
+    pub(super) upload: Option<Last>,
+    /// Compactions of the table that failed since its last successful one (a skipped run
+    /// leaves the count as it is): what the "failed twice in a row" alert reads.
+    pub(super) compaction_failures_in_a_row: u64,
+}
+
+/// The last compaction, backup and restore of each table.
+#[derive(Debug)]
+pub struct Tracker {
+    /// Per table, what is known.
+    tables: Mutex<BTreeMap<String, Track>>,
+    /// The tracker's subscription to the "backups" topic; held while events are taken in, so
+    /// that an event is either still queued or already recorded.
+    events: Mutex<Receiver<Envelope>>,
+    /// When the tracker, and so the admin API, started.
+    started: SystemTime,
+}
+
+impl Tracker {
+    /// A tracker subscribed to the topic, seeded from the compaction history and the newest
+    /// backups on disk.
+    pub fn seeded(maintainer: &Maintainer) -> Tracker {
+        let tracker = Tracker {
+            tables: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(maintainer.events().subscribe()),
+            started: SystemTime::now(),
+        };
+        for run in maintainer.history() {
+            tracker.record_compaction(&run);
+        }
+        let mut tables = tracker.lock();
+        for owner in maintainer.stores().owners() {
+            if let Some(manifest) = maintainer
+                .last_backup(owner.table())
+                .and_then(|b| b.manifest)
+            {
+                tables.entry(owner.table().to_string()).or_default().backup = Some(Last {
+                    at: manifest.created_at,
+                    result: "ok",
+                    duration: None,
+                });
+            }
+        }
+        drop(tables);
+        tracker
+    }
+
+    /// When the tracker started (with the admin API, at the daemon's start).
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Track>> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_compaction(&self, run: &compaction::history::CompactionRun) {
+        let ended = run.started_at + run.duration;
+        let mut tables = self.lock();
+        for r in &run.results {
+            let result = match r.outcome {
+                TableOutcome::Compacted => "compacted",
+                TableOutcome::Skipped(_) => "skipped",
+                TableOutcome::Failed(_) => "failed",
+            };
+            let track = tables.entry(r.table.clone()).or_default();
+            match r.outcome {
+                TableOutcome::Compacted => track.compaction_failures_in_a_row = 0,
+                TableOutcome::Failed(_) => track.compaction_failures_in_a_row += 1,
+                TableOutcome::Skipped(_) => {}
+            }
+            track.compaction = Some(Last {
+                at: ended,
+                result,
+                duration: Some(r.duration),
+            });
+        }
+    }
+
+    /// Take in the events queued so far. Called before each exposition, and regularly so that
+    /// the subscription queue never fills up between scrapes.
+    pub fn catch_up(&self) {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while let Ok(envelope) = events.try_recv() {
+            self.record(&envelope.event);
+        }
+    }
+
+    /// Take an event of the "backups" topic into account.
+    fn record(&self, event: &Event) {
+        match event {
+            Event::CompactionComplete { run } => self.record_compaction(run),
+            Event::BackupComplete { run } => {
+                let ended = run.started_at + run.duration;
+                let mut tables = self.lock();
+                for b in &run.backups {
+                    tables.entry(b.table.clone()).or_default().backup = Some(Last {
+                        at: ended,
+                        result: "ok",
+                        duration: Some(b.duration),
+                    });
+                }
+                for f in &run.failures {
+                    tables.entry(f.table.clone()).or_default().backup = Some(Last {
+                        at: ended,
+                        result: "failed",
+                        duration: None,
+                    });
+                }
+            }
+            Event::RecoveryComplete { report } | Event::RecoveryFailed { report } => {
+                let result = match report.outcome {
+                    compaction::recovery::RecoveryOutcome::Restored => "restored",
+                    compaction::recovery::RecoveryOutcome::Degraded => "degraded",
+                    compaction::recovery::RecoveryOutcome::Failed => "failed",
+                };
+                self.lock().entry(report.table.clone()).or_default().restore = Some(Last {
+                    at: report.started_at + report.duration,
+                    result,
+                    duration: Some(report.duration),
+                });
+            }
+            Event::UploadComplete { upload } => {
+                self.lock().entry(upload.table.clone()).or_default().upload = Some(Last {
+                    at: SystemTime::now(),
+                    result: "ok",
+                    duration: Some(upload.duration),
+                });
+            }
+            Event::UploadFailed { failure } => {
+                self.lock().entry(failure.table.clone()).or_default().upload = Some(Last {
+                    at: SystemTime::now(),
+                    result: "failed",
+                    duration: None,
+                });
+            }
+            Event::CompactionFailed { .. } | Event::BackupFailed { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use compaction::history::{CompactionRun, TableOutcome, TableResult};
+
+    use super::Tracker;
+
+    fn run(outcome: TableOutcome) -> CompactionRun {
+        CompactionRun {
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            trigger: "schedule".into(),
+            results: vec![TableResult {
+                table: "task_queue".into(),
+                outcome,
+                duration: Duration::from_millis(5),
+                bytes_before: 0,
+                bytes_after: 0,
+                fragmentation_before: 0.5,
+                retried: false,
+                max_pause: Duration::ZERO,
+            }],
+        }
+    }
+
+    /// What the "compaction failed twice in a row" alert reads: failures count up, a skipped
+    /// run leaves the count, a compaction resets it.
+    #[test]
+    fn compaction_failures_in_a_row_count_up_and_reset_on_success() {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let tracker = Tracker {
+            tables: Default::default(),
+            events: std::sync::Mutex::new(rx),
+            started: SystemTime::now(),
+        };
+        let in_a_row = || tracker.lock()["task_queue"].compaction_failures_in_a_row;
+        tracker.record_compaction(&run(TableOutcome::Failed("disk".into())));
+        assert_eq!(in_a_row(), 1);
+        tracker.record_compaction(&run(TableOutcome::Skipped("under threshold".into())));
+        tracker.record_compaction(&run(TableOutcome::Failed("disk".into())));
+        assert_eq!(in_a_row(), 2);
+        tracker.record_compaction(&run(TableOutcome::Compacted));
+        assert_eq!(in_a_row(), 0);
+    }
+}
