@@ -109,6 +109,9 @@ mod tests {
             error: error.map(str::to_string),
             started_at: SystemTime::now(),
             duration: Duration::from_millis(3),
+            log_replayed: 0,
+            log_unrecovered: None,
+            restored_to: None,
         };
         match outcome {
             RecoveryOutcome::Restored => Event::RecoveryComplete { report },
