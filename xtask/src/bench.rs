@@ -19,6 +19,7 @@
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
 mod backup;
+mod changelog;
 mod dets;
 mod health;
 mod offsite;
@@ -53,6 +54,9 @@ pub struct BenchArgs {
     /// Operations per second of the open-loop client.
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
+    /// Run only these sections, comma-separated numbers (`2,7`); the others say "not run".
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<u32>>,
 }
 
 /// Sizes and durations of one run.
@@ -80,6 +84,15 @@ pub struct Profile {
     pub offsite_recover_records: u64,
     /// Seed of the random choices.
     pub seed: u64,
+    /// The sections to run (`None`: all).
+    pub only: Option<Vec<u32>>,
+}
+
+impl Profile {
+    /// Whether section `n` runs.
+    fn runs(&self, n: u32) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&n))
+    }
 }
 
 impl Profile {
@@ -101,6 +114,7 @@ impl Profile {
             startup_records: if args.quick { 50_000 } else { 1_000_000 },
             offsite_recover_records: if args.quick { 20_000 } else { 1_000_000 },
             seed: 42,
+            only: args.only.clone(),
         }
     }
 }
@@ -119,6 +133,10 @@ pub fn run_release(args: &BenchArgs) -> anyhow::Result<()> {
         "--",
         "bench-run",
     ]);
+    if let Some(only) = &args.only {
+        let list: Vec<String> = only.iter().map(u32::to_string).collect();
+        command.arg("--only").arg(list.join(","));
+    }
     if args.quick {
         command.arg("--quick");
     }
@@ -148,11 +166,13 @@ struct Report {
     writes: Vec<writes::WriteRow>,
     backup: Option<backup::BackupResult>,
     backup_error: Option<String>,
-    health: health::HealthResult,
+    health: Option<health::HealthResult>,
     startup: Option<startup::StartupResult>,
     startup_error: Option<String>,
     offsite: Option<offsite::OffsiteResult>,
     offsite_error: Option<String>,
+    changelog: Option<changelog::ChangeLogResult>,
+    changelog_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -181,7 +201,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let mut stall_results = Vec::new();
     let mut dets_sizes = None;
-    for &n in &profile.sizes {
+    for &n in profile.sizes.iter().filter(|_| profile.runs(1)) {
         eprintln!("1. compaction stall, {n} records");
         stall_results.push(stall::run(
             &profile,
@@ -192,22 +212,55 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         )?);
     }
     eprintln!("2. durable write throughput");
-    let write_rows = writes::run(&profile, scratch.path())?;
+    let write_rows = if profile.runs(2) {
+        writes::run(&profile, scratch.path())?
+    } else {
+        Vec::new()
+    };
     eprintln!("3. backup");
-    let (backup, backup_error) = match backup::run(&profile, scratch.path(), &out) {
+    let backup = if profile.runs(3) {
+        backup::run(&profile, scratch.path(), &out)
+    } else {
+        not_run()
+    };
+    let (backup, backup_error) = match backup {
         Ok(b) => (Some(b), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     eprintln!("4. health metrics");
-    let health = health::run(&profile, scratch.path())?;
+    let health = if profile.runs(4) {
+        Some(health::run(&profile, scratch.path())?)
+    } else {
+        None
+    };
     eprintln!("5. start-up");
-    let (startup, startup_error) = match startup::run(&profile, scratch.path()) {
+    let startup = if profile.runs(5) {
+        startup::run(&profile, scratch.path())
+    } else {
+        not_run()
+    };
+    let (startup, startup_error) = match startup {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     eprintln!("6. off-site backups");
-    let (offsite, offsite_error) = match offsite::run(&profile, scratch.path()) {
+    let offsite = if profile.runs(6) {
+        offsite::run(&profile, scratch.path())
+    } else {
+        not_run()
+    };
+    let (offsite, offsite_error) = match offsite {
         Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    eprintln!("7. change log");
+    let changelog = if profile.runs(7) {
+        changelog::run(&profile, scratch.path())
+    } else {
+        not_run()
+    };
+    let (changelog, changelog_error) = match changelog {
+        Ok(c) => (Some(c), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     drop(scratch);
@@ -226,6 +279,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         startup_error,
         offsite,
         offsite_error,
+        changelog,
+        changelog_error,
     };
     std::fs::write(
         out.join("report.json"),
@@ -240,6 +295,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.total_s
     );
     Ok(())
+}
+
+/// The result of a section left out by `--only`.
+fn not_run<T>() -> anyhow::Result<T> {
+    Err(anyhow::anyhow!("section not run (--only)"))
 }
 
 /// Time `cp` of a file of `bytes` bytes, followed by `sync` of the copy (a compaction or
@@ -490,7 +550,24 @@ fn render(r: &Report) -> String {
         }
     }
 
-    let h = &r.health;
+    match &r.health {
+        Some(h) => render_health(&mut md, h),
+        None => {
+            let _ = writeln!(
+                md,
+                "## 4. Health metrics of the nine tables\n\nNot run (--only).\n"
+            );
+        }
+    }
+    render_startup(&mut md, r);
+    let _ = writeln!(md);
+    offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
+    let _ = writeln!(md);
+    changelog::render(&mut md, r.changelog.as_ref(), r.changelog_error.as_deref());
+    md
+}
+
+fn render_health(md: &mut String, h: &health::HealthResult) {
     let _ = writeln!(md, "## 4. Health metrics of the nine tables\n");
     let _ = writeln!(
         md,
@@ -534,10 +611,6 @@ fn render(r: &Report) -> String {
         ms(h.gets_during.max_us),
         ms(h.gets_baseline.max_us)
     );
-    render_startup(&mut md, r);
-    let _ = writeln!(md);
-    offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
-    md
 }
 
 fn render_startup(md: &mut String, r: &Report) {

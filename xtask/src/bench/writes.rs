@@ -81,7 +81,8 @@ fn one_commit_per_write(path: &Path, duration: Duration) -> anyhow::Result<Write
     })
 }
 
-fn through_owner(owner: &OwnerHandle, clients: usize, duration: Duration) -> WriteRow {
+/// `clients` threads putting through `owner` for `duration`, each waiting for its put.
+pub(super) fn through_owner(owner: &OwnerHandle, clients: usize, duration: Duration) -> WriteRow {
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let per_client: Vec<(Vec<Sample>, u64)> = std::thread::scope(|scope| {

@@ -387,16 +387,16 @@ mod tests {
     fn the_check_counts_a_table_missing_known_records_as_emptied() {
         let dir = tempfile::tempdir().unwrap();
         write_known_set(dir.path(), 0);
-        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, false).unwrap();
         assert_eq!(check.emptied, 0, "{:?}", check.problems);
         assert_eq!(check.failed_opens, 0, "{:?}", check.problems);
 
         let dir = tempfile::tempdir().unwrap();
         write_known_set(dir.path(), 1);
-        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, false).unwrap();
         assert_eq!(check.emptied, 1, "{:?}", check.problems);
         // Not expected to hold the set yet: nothing counted.
-        let check = reopen_and_check(dir.path(), &[], false).unwrap();
+        let check = reopen_and_check(dir.path(), &[], false, false).unwrap();
         assert_eq!(check.emptied, 0, "{:?}", check.problems);
     }
 
@@ -406,7 +406,7 @@ mod tests {
         write_known_set(dir.path(), 0);
         std::fs::remove_file(store_owners::stores::table_path(dir.path(), RESTORED_TABLE)).unwrap();
         // Served empty with status ok, or not served: emptied either way.
-        let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
+        let check = reopen_and_check(dir.path(), &[], true, false).unwrap();
         assert_eq!(check.emptied, 1, "{:?}", check.problems);
     }
 

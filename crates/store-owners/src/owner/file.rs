@@ -43,6 +43,9 @@ pub(super) struct TableFile<S> {
     journal_config: Option<JournalConfig>,
     /// The change log, once opened (with the first file that opened).
     journal: Option<Journal>,
+    /// The group a point-in-time replacement in progress logged: taken back if the
+    /// replacement fails, so that the previous file is not brought to the restored state.
+    pending_difference: Option<u64>,
 }
 
 /// The store was closed after an I/O error (redb refuses every later write until the file
@@ -87,6 +90,7 @@ impl<S: TableStore> TableFile<S> {
             publisher,
             journal_config,
             journal: None,
+            pending_difference: None,
         };
         if let Some(store) = store
             && let Err(e) = file.attach(store)
@@ -320,6 +324,7 @@ impl<S: TableStore> TableFile<S> {
                 return Err(MaintenanceError::Replacement(Arc::new(e)));
             }
         };
+        self.pending_difference = None;
         self.set_status(match request.degraded {
             Some(detail) => TableStatus::Degraded(detail),
             None => TableStatus::Ok,
@@ -348,23 +353,35 @@ impl<S: TableStore> TableFile<S> {
         let logged = journal.log_difference(live, &mut fresh);
         let closed = fresh.close();
         match logged {
-            Ok(n_ops) => {
+            Ok(group) => {
                 tracing::info!(
                     table = self.table,
-                    n_ops,
+                    n_ops = group.ops.len(),
+                    seq = group.seq,
                     "point-in-time restore logged as writes"
                 );
+                self.pending_difference = Some(group.seq);
             }
             Err(DifferenceError::Store(WriteError::Corrupted(d))) => {
                 return Err(MaintenanceError::Corrupted(d));
             }
             Err(e) => return Err(MaintenanceError::Storage(Arc::new(e))),
         }
-        closed.map_err(|e| MaintenanceError::Storage(Arc::new(e)))
+        if let Err(e) = closed {
+            if let (Some(seq), Some(journal)) = (self.pending_difference.take(), &mut self.journal)
+            {
+                journal.retract(seq);
+            }
+            return Err(MaintenanceError::Storage(Arc::new(e)));
+        }
+        Ok(())
     }
 
     /// Put the previous file back (from quarantine) after a failed replacement, and reopen it.
     fn reopen_after_failed_replace(&mut self, quarantined: Option<&Path>) {
+        if let (Some(seq), Some(journal)) = (self.pending_difference.take(), &mut self.journal) {
+            journal.retract(seq);
+        }
         if let Some(q) = quarantined
             && let Err(e) = put_back(&self.path, q)
         {

@@ -177,20 +177,25 @@ impl Journal {
     }
 
     /// Log, as one group, the writes that turn `live` into `fresh` (a point-in-time restore
-    /// about to replace the table), and set `fresh`'s position to that group. A replay from
+    /// about to replace the table), and set `fresh`'s position to that group. If the
+    /// replacement then fails, the caller takes the group back ([`Journal::retract`]) before
+    /// the previous file is caught up again. A replay from
     /// any earlier backup then arrives at the restored state, and a crash between this and
     /// the swap replays it into the old file.
     pub(super) fn log_difference<S: TableStore>(
         &mut self,
         live: &S,
         fresh: &mut S,
-    ) -> Result<u64, DifferenceError> {
+    ) -> Result<LogGroup, DifferenceError> {
         let ops = difference(live, fresh)?;
         let group = self.append(&ops).map_err(DifferenceError::Log)?;
         let mut batch = fresh.begin_batch()?;
         batch.set_log_position(group.seq);
-        batch.commit()?;
-        Ok(ops.len() as u64)
+        if let Err(e) = batch.commit() {
+            self.retract(group.seq);
+            return Err(e.into());
+        }
+        Ok(group)
     }
 }
 
