@@ -31,14 +31,27 @@ fn open(data: &Path) -> support::RecoveringHub {
 
 /// One write group of random puts and deletes on `table`, applied to `model` too.
 fn random_group(m: &compaction::Maintainer, table: &str, model: &mut Model, rng: &mut impl Rng) {
+    random_group_of(m, table, model, rng, 60, 8);
+}
+
+/// [`random_group`] over `keys` keys with values of about `value_len` bytes.
+fn random_group_of(
+    m: &compaction::Maintainer,
+    table: &str,
+    model: &mut Model,
+    rng: &mut impl Rng,
+    keys: u32,
+    value_len: usize,
+) {
     let mut ops = Vec::new();
     for _ in 0..rng.random_range(1..6) {
-        let key = format!("k{:03}", rng.random_range(0..60)).into_bytes();
+        let key = format!("k{:05}", rng.random_range(0..keys)).into_bytes();
         if rng.random_bool(0.25) {
             model.remove(&key);
             ops.push((key, None));
         } else {
-            let value = format!("v{}", rng.random::<u32>()).into_bytes();
+            let mut value = format!("v{}-", rng.random::<u32>()).into_bytes();
+            value.resize(value_len, b'x');
             model.insert(key.clone(), value.clone());
             ops.push((key, Some(value)));
         }
@@ -74,18 +87,23 @@ fn writes_after_the_last_backup_survive_the_automatic_restore_of_a_corrupt_table
     {
         let hub = open(dir.path());
         let m = &hub.maintainer;
-        for _ in 0..200 {
-            random_group(m, TABLE, &mut model, &mut rng);
+        for _ in 0..400 {
+            random_group_of(m, TABLE, &mut model, &mut rng, 3000, 300);
         }
         assert!(backup(m, TABLE).failures.is_empty());
         // Acknowledged after the backup: lost by a plain restore, kept by the log.
-        for _ in 0..300 {
-            random_group(m, TABLE, &mut model, &mut rng);
+        for _ in 0..400 {
+            random_group_of(m, TABLE, &mut model, &mut rng, 3000, 300);
         }
     }
     flip_bytes(&table_file(dir.path(), TABLE));
-    let hub = open(dir.path());
+    // Found corrupt at open (the test is only worth anything if it is)...
+    let hub = support::open_hub_with(dir.path(), MaintenanceConfig::default(), logged());
     let m = &hub.maintainer;
+    let status = owner(m, TABLE).shared().status();
+    assert!(matches!(status, TableStatus::Corrupted(_)), "{status}");
+    // ... and restored automatically.
+    let _recovery = m.start_auto_recovery(hub.reports.clone()).unwrap();
     wait_for(|| owner(m, TABLE).shared().status() == TableStatus::Ok);
     assert_eq!(contents(m, TABLE), model);
     let log = owner(m, TABLE).shared().log().unwrap();

@@ -169,8 +169,7 @@ fn replay_into_copy(
         create_if_missing: false,
         ..StoreOptions::default()
     };
-    let mut store = RedbStore::open(staged, &options)
-        .map_err(|e| ReplayFailure::Log(format!("opening the staged copy: {e}")))?;
+    let mut store = RedbStore::open(staged, &options).map_err(ReplayFailure::Open)?;
     let outcome = replay(
         &mut store,
         &log.dir,
@@ -183,22 +182,24 @@ fn replay_into_copy(
     let _ = store.close();
     match outcome.stopped {
         // Stopped before the instant: what was asked for cannot be rebuilt.
-        Some(e) if outcome.position < log.head => Err(ReplayFailure::Log(e.to_string())),
+        Some(e) if outcome.position < log.head => Err(ReplayFailure::Log(e)),
         _ => Ok(outcome.groups),
     }
 }
 
 enum ReplayFailure {
-    Log(String),
+    Open(store_core::OpenError),
+    Log(store_core::changelog::LogError),
     Store(store_core::WriteError),
 }
 
 impl ReplayFailure {
     fn with_table(self, table: &str) -> RestoreError {
         match self {
-            ReplayFailure::Log(detail) => RestoreError::LogIncomplete {
+            ReplayFailure::Open(e) => RestoreError::StagedCopy(e),
+            ReplayFailure::Log(source) => RestoreError::LogIncomplete {
                 table: table.to_string(),
-                detail,
+                source,
             },
             ReplayFailure::Store(e) => RestoreError::Replay(e),
         }

@@ -101,13 +101,16 @@ pub enum RestoreError {
         latest: SystemTime,
     },
     /// The change log cannot be read up to the instant asked for.
-    #[error("the change log of {table} cannot be replayed to that instant: {detail}")]
+    #[error("the change log of {table} cannot be replayed to that instant: {source}")]
     LogIncomplete {
         /// The table.
         table: String,
         /// Where and why the replay stopped.
-        detail: String,
+        source: store_core::changelog::LogError,
     },
+    /// The staged copy of the backup did not open for the replay.
+    #[error("opening the staged copy of the backup: {0}")]
+    StagedCopy(#[source] store_core::OpenError),
     /// Replaying the change log into the restored copy failed.
     #[error("replaying the change log into the restored copy: {0}")]
     Replay(#[source] store_core::WriteError),

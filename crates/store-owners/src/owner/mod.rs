@@ -12,6 +12,7 @@
 //! - `commit`: one group of writes in one durable transaction; panics contained per job.
 //! - `file`: the table file and its status: replacement, reopening after an I/O error.
 
+mod aside;
 mod command;
 mod commit;
 mod file;
