@@ -235,3 +235,29 @@ fn backup_retention_prunes_the_log_before_the_oldest_kept_backup() {
     assert!(report.log_unrecovered.is_none());
     assert_eq!(contents(m, TABLE), model);
 }
+
+#[test]
+fn a_corrupt_table_with_no_backup_is_rebuilt_whole_from_its_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut model = Model::new();
+    {
+        let hub = open(dir.path());
+        for _ in 0..600 {
+            random_group_of(&hub.maintainer, TABLE, &mut model, &mut rng, 3000, 300);
+        }
+    }
+    flip_bytes(&table_file(dir.path(), TABLE));
+    let hub = support::open_hub_with(dir.path(), MaintenanceConfig::default(), logged());
+    let m = &hub.maintainer;
+    let status = owner(m, TABLE).shared().status();
+    assert!(matches!(status, TableStatus::Corrupted(_)), "{status}");
+    let report = m.recover_corrupt_table(TABLE).unwrap();
+    assert_eq!(
+        report.outcome,
+        compaction::recovery::RecoveryOutcome::Restored
+    );
+    assert!(!report.data_lost);
+    assert_eq!(owner(m, TABLE).shared().status(), TableStatus::Ok);
+    assert_eq!(contents(m, TABLE), model);
+}

@@ -34,7 +34,8 @@ pub struct ReplaceRequest {
     /// If set, the reopened table must hold exactly this many records.
     pub expected_records: Option<u64>,
     /// Serve the replacement as [`crate::TableStatus::Degraded`] with this detail (its data
-    /// was lost) instead of ok.
+    /// was lost) instead of ok; unless it is an empty table the change log rebuilt whole
+    /// (replayed from its first group, nothing missing).
     pub degraded: Option<String>,
     /// With a change log: true replays the log's groups after the replacement's position
     /// into it (a restore that loses no acknowledged write); false takes the replacement as

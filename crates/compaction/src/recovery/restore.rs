@@ -444,6 +444,18 @@ impl Maintainer {
                 return result;
             }
         };
+        if replaced.log_unrecovered.is_none() && replaced.log_replayed > 0 {
+            // The change log held the table's whole history: nothing was lost.
+            let report = attempt.replaced(RecoveryOutcome::Restored, replaced);
+            tracing::info!(
+                table,
+                replayed = report.log_replayed,
+                "no verified backup: table rebuilt from its change log"
+            );
+            let result = Ok(report);
+            self.publish_restore(&attempt, &result);
+            return result;
+        }
         let detail = self
             .owner_of(table)
             .map(|o| o.shared().status().to_string())

@@ -323,9 +323,12 @@ impl<S: TableStore> TableFile<S> {
             }
         };
         self.pending_difference = None;
+        // An empty table that the change log rebuilt from its first group lost nothing.
+        let rebuilt =
+            request.replacement.is_none() && caught_up.gap.is_none() && caught_up.groups > 0;
         self.set_status(match request.degraded {
-            Some(detail) => TableStatus::Degraded(detail),
-            None => TableStatus::Ok,
+            Some(detail) if !rebuilt => TableStatus::Degraded(detail),
+            _ => TableStatus::Ok,
         });
         Ok(ReplaceReport {
             quarantined,
