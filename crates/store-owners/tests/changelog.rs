@@ -36,7 +36,7 @@ fn start(dir: &Path, segment_bytes: u64) -> OwnerHandle {
 /// Write `i`: a put of one of 20 keys, or every fifth one a delete of a key present. Each
 /// is one group of the log.
 fn write(owner: &OwnerHandle, model: &mut Model, i: u32) {
-    if i % 5 == 0
+    if i.is_multiple_of(5)
         && let Some(key) = model.keys().nth(i as usize % model.len().max(1)).cloned()
     {
         let k = key.clone();
