@@ -41,7 +41,7 @@ pub struct ReplayResult {
     pub ops: u64,
     /// Seconds the replay took.
     pub replay_s: f64,
-    /// Bytes of the log replayed.
+    /// Bytes the log grew by after the backup (what was replayed).
     pub log_bytes: u64,
 }
 
@@ -114,6 +114,7 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
     snapshot.copy_to_file(&backup, &|_| true)?;
     let position = snapshot.log_position();
     drop(snapshot);
+    let log_bytes_at_backup = log_disk_bytes(&log_dir)?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let counter = AtomicU64::new(0);
     std::thread::scope(|scope| {
@@ -138,10 +139,7 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
     });
     let head = owner.shared().log().map_or(0, |l| l.head);
     owner.close();
-    let log_bytes = store_core::changelog::list_segments(&log_dir)?
-        .iter()
-        .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
-        .sum();
+    let log_bytes = log_disk_bytes(&log_dir)? - log_bytes_at_backup;
 
     let restored = dir.join("restored.redb");
     let started = Instant::now();
@@ -175,6 +173,14 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
         replay_s,
         log_bytes,
     })
+}
+
+/// Bytes of the log's segments.
+fn log_disk_bytes(dir: &Path) -> anyhow::Result<u64> {
+    Ok(store_core::changelog::list_segments(dir)?
+        .iter()
+        .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
+        .sum())
 }
 
 /// The section's markdown.
