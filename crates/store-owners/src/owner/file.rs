@@ -251,6 +251,8 @@ impl<S: TableStore> TableFile<S> {
     /// redb's exclusive in-place compaction; readers see `Compacting` meanwhile, then the
     /// status from before (a degraded table stays degraded). Returns the records after.
     pub(super) fn compact_in_place(&mut self) -> Result<u64, MaintenanceError> {
+        // redb compacts what is durable: the lazy commits first.
+        self.sync();
         let Some(store) = &mut self.store else {
             return Err(MaintenanceError::Unavailable("table is not open".into()));
         };

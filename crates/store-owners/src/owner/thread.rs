@@ -405,6 +405,8 @@ impl<S: TableStore> OwnerThread<S> {
     }
 
     fn check_integrity(&mut self) -> Result<(), MaintenanceError> {
+        // The check reads the file as it is on disk: the lazy commits first.
+        self.file.sync();
         let Some(store) = self.file.store_mut() else {
             return Err(MaintenanceError::Unavailable("table is not open".into()));
         };
