@@ -19,6 +19,7 @@ mod file;
 pub mod handle;
 mod journal;
 mod thread;
+mod watched;
 
 pub use handle::{OwnerHandle, PendingWrite};
 pub use thread::{JournalConfig, OwnerConfig};

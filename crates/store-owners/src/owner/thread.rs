@@ -13,15 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, select};
-use store_core::{
-    IntegrityError, KeyRange, OpenError, ReadError, ReadView, Record, ScrubError, StoreOptions,
-    StoreSnapshot, TableStore,
-};
+use store_core::{IntegrityError, OpenError, ScrubError, StoreOptions, StoreSnapshot, TableStore};
 
 use super::command::{Command, FileId, Maintenance, ReadJob, Reply, WriteJob};
 use super::commit;
 use super::file::{TableFile, status_after_open_error};
 pub use super::journal::JournalConfig;
+use super::watched::Watched;
 use crate::error::{CallError, MaintenanceError, panic_text};
 use crate::online::{OnlineCompaction, OnlineConfig, Progress, WorkerEvent};
 use crate::report::CompactReport;
@@ -488,31 +486,5 @@ impl<S: TableStore> OwnerThread<S> {
             tracing::warn!(table = self.table, error = %e, "online compaction did not complete");
         }
         let _ = reply.send(result);
-    }
-}
-
-/// The view a read job gets: the store, remembering corruption met by the job even if the
-/// job converted the error into its own type, so that the owner reports it.
-struct Watched<'a, S> {
-    inner: &'a S,
-    corrupted: RefCell<Option<String>>,
-}
-
-impl<S: TableStore> Watched<'_, S> {
-    fn watch<T>(&self, result: Result<T, ReadError>) -> Result<T, ReadError> {
-        if let Err(ReadError::Corrupted(detail)) = &result {
-            *self.corrupted.borrow_mut() = Some(detail.clone());
-        }
-        result
-    }
-}
-
-impl<S: TableStore> ReadView for Watched<'_, S> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        self.watch(ReadView::get(self.inner, key))
-    }
-
-    fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
-        self.watch(ReadView::scan(self.inner, range, limit))
     }
 }
