@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use compaction::{BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig};
+use compaction::{
+    BackupConfig, CompactionConfig, MaintenanceConfig, PacingConfig, QuarantineConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything the daemon and the CLI verbs read from `--config FILE`.
@@ -20,6 +22,8 @@ pub struct DaemonConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine of replaced table files.
     pub quarantine: QuarantineConfig,
+    /// How fast maintenance jobs may move bytes.
+    pub maintenance: PacingConfig,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -33,6 +37,7 @@ impl Default for DaemonConfig {
             compaction: CompactionConfig::default(),
             backup: BackupConfig::default(),
             quarantine: QuarantineConfig::default(),
+            maintenance: PacingConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -90,6 +95,7 @@ impl DaemonConfig {
             compaction: self.compaction.clone(),
             backup: self.backup.clone(),
             quarantine: self.quarantine.clone(),
+            pacing: self.maintenance,
         }
     }
 
@@ -304,6 +310,13 @@ keep = 3
 # copy of each table is always kept. Sizes: a number of bytes, or "500MB", "4GiB".
 max_age = "30days"
 max_bytes = "4GiB"
+
+[maintenance]
+# How fast compaction copies, backups and their verification may read and write (one pace
+# shared by every job). "auto": as fast as the tables' own commits allow, backing off as soon
+# as they get slower than usual (a quiet machine compacts at disk speed); a fixed rate like
+# "64MiB/s" or "100MB/s"; or "unlimited".
+io_rate = "auto"
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

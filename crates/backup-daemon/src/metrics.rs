@@ -184,6 +184,9 @@ fn escape(v: &str) -> String {
 }
 
 fn number(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -303,7 +306,8 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
         family.sample(&[("table", owner.table())], owner.shared().reopens() as f64);
     }
     let quarantine = maintainer.quarantine().unwrap_or_default();
-    let gauges_and_counters: [(&str, &str, &str, f64); 4] = [
+    let pacing = maintainer.stores().pacer().stats();
+    let gauges_and_counters: [(&str, &str, &str, f64); 8] = [
         (
             "quarantine_bytes",
             "gauge",
@@ -327,6 +331,30 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
             "counter",
             "Events dropped because a subscriber's queue was full.",
             maintainer.events().dropped() as f64,
+        ),
+        (
+            "maintenance_io_rate_bytes_per_second",
+            "gauge",
+            "The pace of maintenance I/O now (+Inf when unpaced).",
+            pacing.rate_bytes_per_s.map_or(f64::INFINITY, |r| r as f64),
+        ),
+        (
+            "maintenance_io_bytes_total",
+            "counter",
+            "Bytes maintenance jobs (compaction copies, backups, verification) moved.",
+            pacing.bytes_moved as f64,
+        ),
+        (
+            "maintenance_io_wait_seconds_total",
+            "counter",
+            "Time maintenance jobs spent waiting for their I/O pace.",
+            pacing.waited.as_secs_f64(),
+        ),
+        (
+            "maintenance_io_active",
+            "gauge",
+            "1 while a maintenance job moves bytes (within the last second).",
+            if pacing.active { 1.0 } else { 0.0 },
         ),
     ];
     for (name, kind, help, value) in gauges_and_counters {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use store_core::pace::parse_bytes;
+use store_core::pace::{IoRate, format_bytes};
 
 /// How a table is compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -78,6 +80,19 @@ pub struct MaintenanceConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine.
     pub quarantine: QuarantineConfig,
+    /// How fast maintenance may move bytes (the daemon's `[maintenance]` section).
+    pub pacing: PacingConfig,
+}
+
+/// How the maintenance jobs' I/O is paced (see [`store_core::pace`]): every job that moves
+/// many bytes (compaction copies, backups, verification, freeing replaced files) shares one
+/// pacer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// `"auto"` (by the owners' commit latency), a fixed rate (`"64MiB/s"`) or
+    /// `"unlimited"`.
+    pub io_rate: IoRate,
 }
 
 /// How much the quarantine may keep.
@@ -107,7 +122,7 @@ mod byte_size {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*bytes))
+        s.serialize_str(&super::format_bytes(*bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -122,46 +137,6 @@ mod byte_size {
             Raw::Text(t) => super::parse_bytes(&t).map_err(serde::de::Error::custom),
         }
     }
-
-    fn format(bytes: u64) -> String {
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if bytes >= size && bytes.is_multiple_of(size) {
-                return format!("{}{unit}", bytes / size);
-            }
-        }
-        bytes.to_string()
-    }
-}
-
-/// Parse `"4GiB"`, `"500MB"`, `"1024"` into bytes.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (like \"4GiB\" or \"500MB\")"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -118,8 +118,9 @@ const RELEASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Give back the blocks of an unlinked file in small steps (truncating it from the end)
 /// before its last handle closes, so that no single step holds the file system journal for
-/// long. Only for files nobody reads or writes any more.
-pub fn release_gradually(file: File) {
+/// long; each step is also paced by `pacer`, as bytes moved. Only for files nobody reads or
+/// writes any more.
+pub fn release_gradually(file: File, pacer: &crate::pace::Pacer) {
     let Ok(mut len) = file.metadata().map(|m| m.len()) else {
         return;
     };
@@ -129,5 +130,6 @@ pub fn release_gradually(file: File) {
             return;
         }
         std::thread::sleep(RELEASE_PAUSE);
+        pacer.pace(RELEASE_STEP);
     }
 }

@@ -10,6 +10,8 @@
 //! - [`metrics`]: what a table reports about its size and fragmentation, and the formulas.
 //! - [`copy`]: copying live records from a snapshot into a fresh file (online compaction and
 //!   backups both use it).
+//! - [`pace`]: the one I/O pacer of the maintenance jobs (a fixed rate, or `auto`: by the
+//!   owners' commit latency).
 //! - [`fault`]: a `StorageBackend` that fails a chosen write or fsync, for tests.
 //! - [`fsutil`]: the durable file-system steps (fsync of a directory, atomic replace).
 //!
@@ -37,6 +39,7 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod metrics;
+pub mod pace;
 pub mod redb_store;
 pub mod store;
 
@@ -47,6 +50,7 @@ pub use error::{
 };
 pub use fault::{FaultBackend, FaultPlan};
 pub use metrics::{TableCounters, TableMetrics};
+pub use pace::{IoRate, Pacer, PacerStats};
 pub use redb_store::{RedbReplaced, RedbSnapshot, RedbStore};
 pub use store::{
     KeyRange, ReadView, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,

@@ -9,6 +9,7 @@ use crate::error::{
     SwapError, WriteError,
 };
 use crate::metrics::{TableCounters, TableMetrics};
+use crate::pace::Pacer;
 
 /// One key/value pair as stored.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -219,10 +220,12 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
     /// Copy every record into a new table file at `dest` (which must not exist), committing
     /// durably at the end. `keep_going` is polled between chunks; returning false cancels.
+    /// Each chunk written is paced by `pacer`.
     fn copy_to_file(
         &self,
         dest: &Path,
         keep_going: &dyn Fn(u64) -> bool,
+        pacer: &Pacer,
     ) -> Result<CopyStats, CopyError>;
 }
 
@@ -231,9 +234,9 @@ pub trait StoreSnapshot: Send + Sync + 'static {
 /// file's blocks are given back to the file system in small steps), so it is handed back to
 /// the caller, which releases it on a thread of its choosing; store-core spawns none.
 pub trait ReplacedFile: Send + 'static {
-    /// Close the file and give its space back gradually. Blocks until that is done (seconds
-    /// for a file of gigabytes).
-    fn release(self);
+    /// Close the file and give its space back gradually, paced by `pacer`. Blocks until that
+    /// is done (seconds for a file of gigabytes).
+    fn release(self, pacer: &Pacer);
 }
 
 /// One table file. Implementations are driven by a single owner thread.

@@ -96,7 +96,11 @@ pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<Back
         let dest = scratch.join("snapshot-copy.redb");
         let started = Instant::now();
         let snapshot = owner.snapshot()?;
-        snapshot.copy_to_file(&dest, &|_| true)?;
+        snapshot.copy_to_file(
+            &dest,
+            &|_| true,
+            &store_core::Pacer::new(store_core::IoRate::Unlimited),
+        )?;
         drop(snapshot);
         let elapsed = started.elapsed();
         let _ = std::fs::remove_file(&dest);

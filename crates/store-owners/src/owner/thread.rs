@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, select};
 use store_core::{
-    IntegrityError, KeyRange, OpenError, ReadError, ReadView, Record, StoreOptions, StoreSnapshot,
-    TableStore,
+    IntegrityError, KeyRange, OpenError, Pacer, ReadError, ReadView, Record, StoreOptions,
+    StoreSnapshot, TableStore,
 };
 
 use super::command::{Command, Maintenance, ReadJob, Reply, WriteJob};
@@ -41,6 +41,10 @@ pub struct OwnerConfig {
     pub store: StoreOptions,
     /// Where corruption found at run time (or at open) is reported, by table name.
     pub corruption_reports: Option<Sender<&'static str>>,
+    /// The I/O pacer of the maintenance jobs: the owner reports each commit's latency to it
+    /// (what its `auto` rate feeds on), and its online compactions and the freeing of the
+    /// files they replace are paced by it. Shared by every owner of a data dir.
+    pub pacer: Arc<Pacer>,
 }
 
 impl Default for OwnerConfig {
@@ -50,6 +54,7 @@ impl Default for OwnerConfig {
             max_batch: 512,
             store: StoreOptions::default(),
             corruption_reports: None,
+            pacer: Arc::new(Pacer::default()),
         }
     }
 }
@@ -92,6 +97,7 @@ pub(super) fn spawn<S: TableStore>(
     );
     let owner = OwnerThread {
         table,
+        pacer: config.pacer,
         max_batch: config.max_batch,
         file,
         compaction: None,
@@ -107,6 +113,8 @@ pub(super) fn spawn<S: TableStore>(
 /// The owner thread's state.
 struct OwnerThread<S: TableStore> {
     table: &'static str,
+    /// The maintenance I/O pacer ([`OwnerConfig::pacer`]).
+    pacer: Arc<Pacer>,
     /// Most write commands committed together ([`OwnerConfig::max_batch`]).
     max_batch: usize,
     /// The table file and the status published about it.
@@ -264,10 +272,14 @@ impl<S: TableStore> OwnerThread<S> {
         }
         let changed: Option<&mut BTreeSet<Vec<u8>>> =
             self.compaction.as_mut().map(|r| r.compaction.changed());
+        let started = Instant::now();
         let outcome = match self.file.store_mut() {
             Some(store) => commit::commit(self.table, store, changed, &mut jobs),
             None => Err(self.file.unavailable()),
         };
+        if outcome.is_ok() {
+            self.pacer.observe_commit(started.elapsed());
+        }
         match &outcome {
             Ok(()) => self.file.publish_counters(),
             Err(CallError::Corrupted(detail)) => {
@@ -380,7 +392,8 @@ impl<S: TableStore> OwnerThread<S> {
             let _ = reply.send(Err(MaintenanceError::Corrupted(detail.clone())));
             return;
         }
-        match OnlineCompaction::start(self.table, store, self.file.options(), config) {
+        let pacer = self.pacer.clone();
+        match OnlineCompaction::start(self.table, store, self.file.options(), config, pacer) {
             Ok(compaction) => {
                 self.file.set_status(TableStatus::Compacting);
                 self.compaction = Some(Running {

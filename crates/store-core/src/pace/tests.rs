@@ -1,0 +1,180 @@
+//! The pacer on a fake clock, fed made-up commit latencies: nothing here depends on how fast
+//! the machine is.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::auto::{MAX_RATE, MIN_RATE, WINDOW};
+use super::{Clock, IoRate, Pacer};
+
+/// A clock that moves only when slept on or told to.
+#[derive(Debug, Default)]
+struct FakeClock {
+    now: Mutex<Duration>,
+}
+
+impl FakeClock {
+    fn advance(&self, d: Duration) {
+        *self.now.lock().unwrap() += d;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Duration {
+        *self.now.lock().unwrap()
+    }
+
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
+    }
+}
+
+fn fake_pacer(mode: IoRate) -> (Arc<FakeClock>, Pacer) {
+    let clock = Arc::new(FakeClock::default());
+    let pacer = Pacer::with_clock(mode, clock.clone());
+    (clock, pacer)
+}
+
+fn assert_near(baseline: Option<Duration>, expected: Duration) {
+    let baseline = baseline.expect("a baseline was measured");
+    let off = baseline.abs_diff(expected);
+    assert!(
+        off < Duration::from_micros(10),
+        "baseline {baseline:?}, expected {expected:?}"
+    );
+}
+
+fn rate(pacer: &Pacer) -> f64 {
+    pacer.stats().rate_bytes_per_s.unwrap() as f64
+}
+
+/// Run the fake hub for `windows` measurement windows: 10 commits of `latency` per window,
+/// and, when `job` is set, a maintenance job moving 64 KiB between commits.
+fn run(clock: &FakeClock, pacer: &Pacer, windows: u32, latency: Duration, job: bool) {
+    let step = WINDOW / 10;
+    for _ in 0..windows * 10 {
+        let target = clock.now() + step;
+        if job {
+            // The job paces (the fake clock moves while it waits) until the next commit.
+            while clock.now() < target {
+                pacer.pace(64 << 10);
+            }
+        }
+        if clock.now() < target {
+            clock.advance(target - clock.now());
+        }
+        pacer.observe_commit(latency);
+    }
+}
+
+#[test]
+fn auto_slows_down_when_commits_slow_down_and_speeds_up_when_they_recover() {
+    let (clock, pacer) = fake_pacer(IoRate::Auto);
+    let normal = Duration::from_millis(2);
+    // The hub alone: the baseline is learnt.
+    run(&clock, &pacer, 20, normal, false);
+    assert_near(pacer.stats().baseline_commit, normal);
+
+    // The job runs and commits stay at their baseline: the rate climbs.
+    let before = rate(&pacer);
+    run(&clock, &pacer, 10, normal, true);
+    let kept = rate(&pacer);
+    assert!(kept > before, "{kept} should be above {before}");
+
+    // Commits get three times slower while the job runs: the rate falls, window after
+    // window, down to the floor, and the job moves fewer bytes per second.
+    let moved = pacer.stats().bytes_moved;
+    let from = clock.now();
+    run(&clock, &pacer, 5, normal * 3, true);
+    let fast_bytes_per_s =
+        (pacer.stats().bytes_moved - moved) as f64 / (clock.now() - from).as_secs_f64();
+    let slowed = rate(&pacer);
+    assert!(slowed < kept / 4.0, "{slowed} should be far below {kept}");
+    run(&clock, &pacer, 30, normal * 3, true);
+    assert_eq!(rate(&pacer), MIN_RATE);
+    let moved = pacer.stats().bytes_moved;
+    let from = clock.now();
+    run(&clock, &pacer, 10, normal * 3, true);
+    let slow_bytes_per_s =
+        (pacer.stats().bytes_moved - moved) as f64 / (clock.now() - from).as_secs_f64();
+    assert!(
+        slow_bytes_per_s < fast_bytes_per_s / 4.0,
+        "{slow_bytes_per_s} B/s should be far below {fast_bytes_per_s} B/s"
+    );
+    assert!(pacer.stats().waited > Duration::ZERO);
+    // The interference did not become the new normal.
+    assert_near(pacer.stats().baseline_commit, normal);
+
+    // Commits recover: the rate climbs back.
+    run(&clock, &pacer, 20, normal, true);
+    let recovered = rate(&pacer);
+    assert!(
+        recovered > MIN_RATE * 16.0,
+        "{recovered} should have climbed"
+    );
+}
+
+#[test]
+fn a_single_slow_commit_backs_off_and_an_idle_hub_lets_the_job_run_at_full_speed() {
+    let (clock, pacer) = fake_pacer(IoRate::Auto);
+    let normal = Duration::from_millis(2);
+    run(&clock, &pacer, 20, normal, false);
+    run(&clock, &pacer, 2, normal, true);
+    let before = rate(&pacer);
+    // One commit of 30 ms among normal ones.
+    clock.advance(WINDOW / 2);
+    pacer.observe_commit(Duration::from_millis(30));
+    run(&clock, &pacer, 1, normal, true);
+    let after = rate(&pacer);
+    assert!(after < before, "{after} should be below {before}");
+
+    // No commit at all: the rate doubles per window up to the maximum.
+    for _ in 0..64 {
+        clock.advance(WINDOW);
+        pacer.pace(1 << 20);
+    }
+    assert_eq!(rate(&pacer), MAX_RATE);
+}
+
+#[test]
+fn a_fixed_rate_is_kept_and_unlimited_never_waits() {
+    let (clock, pacer) = fake_pacer("8MiB/s".parse().unwrap());
+    let from = clock.now();
+    for _ in 0..64 {
+        pacer.pace(1 << 20);
+        // Commits, however slow, do not change a fixed rate.
+        pacer.observe_commit(Duration::from_secs(1));
+    }
+    let elapsed = clock.now() - from;
+    // 64 MiB at 8 MiB/s: 8 s, less the burst an idle bucket holds.
+    assert!(
+        elapsed >= Duration::from_millis(7_900) && elapsed <= Duration::from_millis(8_001),
+        "{elapsed:?}"
+    );
+    assert_eq!(pacer.stats().rate_bytes_per_s, Some(8 << 20));
+
+    let (clock, pacer) = fake_pacer(IoRate::Unlimited);
+    for _ in 0..64 {
+        pacer.pace(1 << 30);
+    }
+    assert_eq!(clock.now(), Duration::ZERO);
+    assert_eq!(pacer.stats().waited, Duration::ZERO);
+    assert_eq!(pacer.stats().rate_bytes_per_s, None);
+    assert_eq!(pacer.stats().bytes_moved, 64 << 30);
+}
+
+#[test]
+fn rates_read_and_print() {
+    assert_eq!("auto".parse(), Ok(IoRate::Auto));
+    assert_eq!("unlimited".parse(), Ok(IoRate::Unlimited));
+    let fixed: IoRate = "64MiB/s".parse().unwrap();
+    assert_eq!(fixed, IoRate::Fixed((64u64 << 20).try_into().unwrap()));
+    assert_eq!(fixed.to_string(), "64MiB/s");
+    assert_eq!(
+        "100MB/s".parse::<IoRate>().unwrap().to_string(),
+        "100000000/s"
+    );
+    for bad in ["", "fast", "64MiB", "0/s", "64 parsecs/s", "-1/s"] {
+        assert!(bad.parse::<IoRate>().is_err(), "{bad:?} should not parse");
+    }
+}
