@@ -1,16 +1,19 @@
 //! The `auto` rate: a feedback controller on the owners' commit latency. It knows no clock of
 //! its own: every call says what time it is, so tests drive it with made-up times.
 //!
-//! Commit latencies are summed over windows of [`WINDOW`]. A window's mean is compared with
-//! the **baseline**, the mean commit latency of windows in which maintenance moved no bytes
-//! (an average over such windows; while maintenance runs it may only fall, so that the
-//! interference it causes never becomes the new normal):
+//! Commit latencies are summed over windows of [`WINDOW`]. Each window is compared with the
+//! **baseline**, what windows look like while maintenance moves no bytes: the mean commit
+//! latency of a window, how far window means stray from it, and a window's slowest commit
+//! (averages over such windows; while maintenance runs they may only fall, so that the
+//! interference it causes never becomes the new normal). Comparing with the baseline's own
+//! spread keeps a noisy machine from being read as one the job slows down.
 //!
 //! - no commit in the window (the tables are idle): the rate doubles;
 //! - no bytes moved in the window (no job runs): the rate holds;
-//! - mean over `baseline × SLOW_FACTOR + SLACK`, or one commit over
-//!   `baseline × SPIKE_FACTOR + SPIKE_SLACK`: the rate is cut to [`BACK_OFF`] of itself;
-//! - mean under `baseline × FAST_FACTOR + SLACK`: the rate grows by [`SPEED_UP`];
+//! - the window's mean over `mean × SLOW_FACTOR + 2 × spread`, or its slowest commit over
+//!   `max × SPIKE_FACTOR` (each plus a little slack): commits got slower, the rate is cut to
+//!   [`BACK_OFF`] of itself;
+//! - both under the baseline plus half those margins: the rate grows by [`SPEED_UP`];
 //! - in between: the rate holds.
 //!
 //! The rate stays within [`MIN_RATE`] (a job always progresses) and [`MAX_RATE`] (disk speed
@@ -21,25 +24,23 @@ use std::time::Duration;
 /// Length of one measurement window.
 pub const WINDOW: Duration = Duration::from_millis(200);
 /// Slowest `auto` rate, bytes per second.
-pub const MIN_RATE: f64 = (1 << 20) as f64;
+pub const MIN_RATE: f64 = (4 << 20) as f64;
 /// Fastest `auto` rate, bytes per second.
 pub const MAX_RATE: f64 = (4u64 << 30) as f64;
 /// Rate of a new controller, bytes per second.
 pub const START_RATE: f64 = (32 << 20) as f64;
 /// Factor applied to the rate when commits got slower.
-pub const BACK_OFF: f64 = 0.5;
+pub const BACK_OFF: f64 = 0.6;
 /// Factor applied to the rate when commits kept their baseline.
 pub const SPEED_UP: f64 = 1.25;
-/// A window whose mean is over `baseline × SLOW_FACTOR + SLACK` is slow...
+/// A window whose mean is over `mean × SLOW_FACTOR + 2 × spread + SLACK` is slow.
 const SLOW_FACTOR: f64 = 1.2;
-/// ...one whose mean is under `baseline × FAST_FACTOR + SLACK` leaves room to speed up.
-const FAST_FACTOR: f64 = 1.1;
-/// Absolute slack on the mean (timer and scheduling noise of a sub-millisecond commit).
+/// A window whose slowest commit is over `max × SPIKE_FACTOR + SPIKE_SLACK` is slow.
+const SPIKE_FACTOR: f64 = 2.0;
+/// Absolute slack on the mean, seconds (timer and scheduling noise of a fast commit).
 const SLACK: f64 = 0.000_2;
-/// One commit over `baseline × SPIKE_FACTOR + SPIKE_SLACK` makes a window slow by itself.
-const SPIKE_FACTOR: f64 = 3.0;
-/// Absolute slack on a single commit.
-const SPIKE_SLACK: f64 = 0.002;
+/// Absolute slack on a window's slowest commit, seconds.
+const SPIKE_SLACK: f64 = 0.001;
 /// Weight of a new idle window in the baseline.
 const BASELINE_WEIGHT: f64 = 0.2;
 
@@ -48,10 +49,36 @@ const BASELINE_WEIGHT: f64 = 0.2;
 pub(super) struct AutoTuner {
     /// Current rate, bytes per second.
     rate: f64,
-    /// Mean commit latency without maintenance, seconds (none until a window was measured).
-    baseline: Option<f64>,
+    /// What windows look like without maintenance (none until a window was measured).
+    baseline: Option<Baseline>,
     /// The window being measured.
     window: Window,
+}
+
+/// Averages over windows in which maintenance moved no bytes, seconds.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    /// A window's mean commit latency.
+    mean: f64,
+    /// How far a window's mean strays from `mean`.
+    spread: f64,
+    /// A window's slowest commit.
+    max: f64,
+}
+
+impl Baseline {
+    /// Move towards what window `w` saw, each figure by [`BASELINE_WEIGHT`]; with `only_down`,
+    /// only the figures `w` is under.
+    fn learn(&mut self, mean: f64, w: &Window, only_down: bool) {
+        let toward = |figure: &mut f64, seen: f64| {
+            if !only_down || seen < *figure {
+                *figure += BASELINE_WEIGHT * (seen - *figure);
+            }
+        };
+        toward(&mut self.spread, (mean - self.mean).abs());
+        toward(&mut self.mean, mean);
+        toward(&mut self.max, w.max);
+    }
 }
 
 /// Commits seen since `start`.
@@ -92,9 +119,9 @@ impl AutoTuner {
         self.rate
     }
 
-    /// The baseline commit latency, when one was measured.
+    /// The baseline mean commit latency, when one was measured.
     pub(super) fn baseline(&self) -> Option<Duration> {
-        self.baseline.map(Duration::from_secs_f64)
+        self.baseline.map(|b| Duration::from_secs_f64(b.mean))
     }
 
     /// A commit that took `latency` ended at `now`.
@@ -117,8 +144,7 @@ impl AutoTuner {
         while now.saturating_sub(self.window.start) >= WINDOW {
             let ended = self.window;
             self.judge(&ended);
-            // Windows that saw nothing at all are skipped in one step: idle time speeds up
-            // by one doubling per window, up to the maximum, which a few windows reach.
+            // Once the rate is at its maximum, the idle windows left are skipped in one step.
             let next = ended.start + WINDOW;
             self.window = Window::new(next);
             if self.rate >= MAX_RATE && now.saturating_sub(next) >= WINDOW {
@@ -133,27 +159,26 @@ impl AutoTuner {
             return;
         }
         let mean = w.sum / w.n_commits as f64;
-        let baseline = match self.baseline {
-            None => {
-                self.baseline = Some(mean);
-                return;
-            }
-            Some(b) if !w.busy || mean < b => {
-                let b = b + BASELINE_WEIGHT * (mean - b);
-                self.baseline = Some(b);
-                b
-            }
-            Some(b) => b,
+        let Some(mut b) = self.baseline else {
+            self.baseline = Some(Baseline {
+                mean,
+                spread: 0.0,
+                max: w.max,
+            });
+            return;
         };
+        // Judged against the baseline as it was before this window.
+        let slow_mean = b.mean * SLOW_FACTOR + 2.0 * b.spread + SLACK;
+        let slow_max = b.max * SPIKE_FACTOR + SPIKE_SLACK;
+        b.learn(mean, w, w.busy);
+        self.baseline = Some(b);
         if !w.busy {
             // Nothing to judge: the rate is what a job starts at next time.
             return;
         }
-        let slow =
-            mean > baseline * SLOW_FACTOR + SLACK || w.max > baseline * SPIKE_FACTOR + SPIKE_SLACK;
-        if slow {
+        if mean > slow_mean || w.max > slow_max {
             self.rate = (self.rate * BACK_OFF).max(MIN_RATE);
-        } else if mean < baseline * FAST_FACTOR + SLACK {
+        } else if mean < (b.mean + slow_mean) / 2.0 && w.max < (b.max + slow_max) / 2.0 {
             self.rate = (self.rate * SPEED_UP).min(MAX_RATE);
         }
     }

@@ -178,3 +178,30 @@ fn rates_read_and_print() {
         assert!(bad.parse::<IoRate>().is_err(), "{bad:?} should not parse");
     }
 }
+
+#[test]
+fn a_noisy_hub_is_not_taken_for_one_the_job_slows_down() {
+    let (clock, pacer) = fake_pacer(IoRate::Auto);
+    let (fast, slow) = (Duration::from_millis(2), Duration::from_millis(4));
+    // Without the job, windows alternate between 2 ms and 4 ms commits.
+    for _ in 0..20 {
+        run(&clock, &pacer, 1, fast, false);
+        run(&clock, &pacer, 1, slow, false);
+    }
+    // The job runs and the hub stays exactly as noisy: the rate never falls.
+    let mut previous = rate(&pacer);
+    for _ in 0..10 {
+        run(&clock, &pacer, 1, fast, true);
+        run(&clock, &pacer, 1, slow, true);
+        let now = rate(&pacer);
+        assert!(now >= previous, "{now} fell below {previous}");
+        previous = now;
+    }
+    // Commits twice as slow as the slow ones are out of that noise: it backs off.
+    run(&clock, &pacer, 3, slow * 2, true);
+    assert!(
+        rate(&pacer) < previous,
+        "{} should be below {previous}",
+        rate(&pacer)
+    );
+}
