@@ -398,13 +398,13 @@ fn backups_and_their_verification_are_paced_by_the_configured_io_rate() {
     let dir = tempfile::tempdir().unwrap();
     let config = MaintenanceConfig {
         pacing: PacingConfig {
-            io_rate: "16MiB/s".parse().unwrap(),
+            io_rate: "1MiB/s".parse().unwrap(),
         },
         ..MaintenanceConfig::default()
     };
     let m = open(dir.path(), config);
     let pacer = m.stores().pacer().clone();
-    assert_eq!(pacer.stats().mode, "16MiB/s".parse().unwrap());
+    assert_eq!(pacer.stats().mode, "1MiB/s".parse().unwrap());
     fill(&m, TABLE, 2_000, "paced");
     let commits = pacer.stats().n_commits;
     assert!(commits >= 20, "the owners report their commits: {commits}");

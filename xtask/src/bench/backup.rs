@@ -16,7 +16,7 @@ use store_core::{IoRate, Pacer};
 use store_owners::{OwnerHandle, Stores};
 
 use super::stall::{
-    CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op,
+    CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op, figures,
     pacing_modes, slug,
 };
 use super::{Profile, time_cp};
@@ -77,7 +77,11 @@ pub fn run(profile: &Profile, n: u64, scratch: &Path, out: &Path) -> anyhow::Res
         let name = format!("backup {io_rate}");
         let row = backup_row(profile, &stores, io_rate, &name, &data_dir, out)
             .unwrap_or_else(|e| BackupRow::failed(&name, format!("failed: {e:#}")));
-        eprintln!("  backup N={n}: {name} {}", row.status);
+        eprintln!(
+            "  backup N={n}: {name} {}{}",
+            row.status,
+            figures(row.backup_s, row.during.as_ref(), row.baseline.as_ref())
+        );
         rows.push(row);
     }
     let snapshot_copy = {

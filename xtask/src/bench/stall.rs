@@ -143,7 +143,12 @@ pub fn run(
         std::fs::copy(&master, &path).context("copying the fragmented table")?;
         let row = owner_row(profile, kind, &path, n_records, out)
             .unwrap_or_else(|e| StallRow::not_run(&kind.name(), format!("failed: {e:#}")));
-        eprintln!("  stall N={n_records}: {} {}", row.name, row.status);
+        eprintln!(
+            "  stall N={n_records}: {} {}{}",
+            row.name,
+            row.status,
+            figures(row.compaction_s, row.during.as_ref(), row.baseline.as_ref())
+        );
         rows.push(row);
         let _ = std::fs::remove_file(&path);
     }
@@ -330,6 +335,25 @@ pub struct Windows {
     pub during: (Duration, Duration),
     /// "Without": the baseline window.
     pub baseline: (Duration, Duration),
+}
+
+/// A row's figures in one line of progress (the report is written only at the end).
+pub fn figures(
+    busy_s: Option<f64>,
+    during: Option<&LatencyStats>,
+    without: Option<&LatencyStats>,
+) -> String {
+    let (Some(s), Some(d), Some(w)) = (busy_s, during, without) else {
+        return String::new();
+    };
+    let ms = |us: u64| us as f64 / 1e3;
+    format!(
+        ": {s:.1} s, p99.9 {:.1} / {:.1} ms, max {:.1} / {:.1} ms (during / without)",
+        ms(d.p999_us),
+        ms(w.p999_us),
+        ms(d.max_us),
+        ms(w.max_us)
+    )
 }
 
 /// The settling period after a compaction that took `busy`.

@@ -12,7 +12,7 @@
 //! - no bytes moved in the window (no job runs): the rate holds;
 //! - the window's mean over `mean × SLOW_FACTOR + 2 × spread`, or its slowest commit over
 //!   `max × SPIKE_FACTOR` (each plus a little slack): commits got slower, the rate is cut to
-//!   [`BACK_OFF`] of itself;
+//!   [`BACK_OFF`] of itself, or further, in proportion, when they are far over that mark;
 //! - both under the baseline plus half those margins: the rate grows by [`SPEED_UP`];
 //! - in between: the rate holds.
 //!
@@ -177,7 +177,9 @@ impl AutoTuner {
             return;
         }
         if mean > slow_mean || w.max > slow_max {
-            self.rate = (self.rate * BACK_OFF).max(MIN_RATE);
+            // Cut at least to BACK_OFF, and further when commits are far over their mark.
+            let over = (mean / slow_mean).max(w.max / slow_max);
+            self.rate = (self.rate * BACK_OFF.min(1.0 / over)).max(MIN_RATE);
         } else if mean < (b.mean + slow_mean) / 2.0 && w.max < (b.max + slow_max) / 2.0 {
             self.rate = (self.rate * SPEED_UP).min(MAX_RATE);
         }
