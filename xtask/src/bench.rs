@@ -10,19 +10,25 @@
 //! 2. [`writes`]: durable write throughput through one owner with 1, 8 and 32 clients, against
 //!    one commit per write.
 //! 3. [`backup`]: backup throughput against `cp`, and operation latency during a backup.
+//! 4. [`health`]: time of the nine metrics calls, and the stall they cause.
+//! 5. [`startup`]: opening the nine tables to the first served read, without and with
+//!    verification at open, and the background scrub that verifies instead.
+//! 6. [`offsite`]: off-site upload against a plain PUT, compression ratio, client latency
+//!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
 //!
 //! Sections 1 and 3 run the online compaction and the backup at each maintenance I/O rate of
 //! [`stall::pacing_modes`] (`auto`, a fixed rate, unpaced), side by side. The report is
 //! written by [`render`].
-//! 4. [`health`]: time of the nine metrics calls, and the stall they cause.
 //!
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
 mod backup;
 mod dets;
 mod health;
+mod offsite;
 mod render;
 mod stall;
+mod startup;
 mod writes;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +78,12 @@ pub struct Profile {
     pub health_records: u64,
     /// Length of each phase of the health section.
     pub health_duration: Duration,
+    /// Records of the backed-up table of the off-site section.
+    pub offsite_records: u64,
+    /// Records per table of the start-up section.
+    pub startup_records: u64,
+    /// Records of each of the eight other tables recovered in the off-site section.
+    pub offsite_recover_records: u64,
     /// Seed of the random choices.
     pub seed: u64,
 }
@@ -93,6 +105,9 @@ impl Profile {
             write_duration: Duration::from_secs_f64(write_s),
             health_records,
             health_duration: Duration::from_secs_f64(health_s),
+            offsite_records: if args.quick { 200_000 } else { 1_000_000 },
+            startup_records: if args.quick { 50_000 } else { 1_000_000 },
+            offsite_recover_records: if args.quick { 20_000 } else { 1_000_000 },
             seed: 42,
         }
     }
@@ -142,6 +157,10 @@ pub(crate) struct Report {
     backup: Vec<backup::BackupResult>,
     backup_errors: Vec<String>,
     health: health::HealthResult,
+    startup: Option<startup::StartupResult>,
+    startup_error: Option<String>,
+    offsite: Option<offsite::OffsiteResult>,
+    offsite_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -192,6 +211,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!("4. health metrics");
     let health = health::run(&profile, scratch.path())?;
+    eprintln!("5. start-up");
+    let (startup, startup_error) = match startup::run(&profile, scratch.path()) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    eprintln!("6. off-site backups");
+    let (offsite, offsite_error) = match offsite::run(&profile, scratch.path()) {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     drop(scratch);
 
     let report = Report {
@@ -204,6 +233,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         backup: backups,
         backup_errors,
         health,
+        startup,
+        startup_error,
+        offsite,
+        offsite_error,
     };
     std::fs::write(
         out.join("report.json"),

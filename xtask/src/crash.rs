@@ -17,11 +17,14 @@
 //! never written twice with different values and never deleted, so "present with its value"
 //! is exactly "not lost".
 //!
-//! That is the default mode, `--mode mixed`. `--mode restore` ([`restore`]) restores one table
+//! That is the default mode, `--mode mixed`. `--mode embedded` ([`embedded`]) runs the
+//! child as a hub with the daemon embedded, its own schedules doing the maintenance, and
+//! checks the same way. `--mode restore` ([`restore`]) restores one table
 //! holding a known set of records back to back while writers run on the other tables, reopens
 //! the data dir the way the daemon does (integrity check, automatic recovery) and counts the
 //! tables that came back without their known records.
 
+mod embedded;
 mod restore;
 
 use std::collections::{HashMap, HashSet};
@@ -51,6 +54,9 @@ pub enum Mode {
     /// Restores of one table holding a known set of records, back to back, while writers run
     /// on the other tables; the parent reopens like the daemon and counts emptied tables.
     Restore,
+    /// A hub with the daemon embedded (`backup_daemon::Daemon`): its own compaction, backup
+    /// and scrub schedules on short intervals while writers run on every table.
+    Embedded,
 }
 
 impl Mode {
@@ -59,6 +65,7 @@ impl Mode {
         match self {
             Mode::Mixed => 500,
             Mode::Restore => 1000,
+            Mode::Embedded => 8000,
         }
     }
 
@@ -66,6 +73,7 @@ impl Mode {
         match self {
             Mode::Mixed => "mixed",
             Mode::Restore => "restore",
+            Mode::Embedded => "embedded",
         }
     }
 }
@@ -204,6 +212,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mode = match args.mode {
         Mode::Mixed => String::new(),
+        Mode::Embedded => ", embedded mode: the daemon in the child, its own schedules".into(),
         Mode::Restore => format!(
             ", restore mode: {} restored back to back",
             restore::RESTORED_TABLE
@@ -251,7 +260,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
             }
         }
         let check = match args.mode {
-            Mode::Mixed => reopen_and_check(&data_dir, &to_check)?,
+            Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &to_check)?,
             Mode::Restore => restore::reopen_and_check(&data_dir, &to_check, known_set_in_place)?,
         };
         add_check(&mut figures, &check);
@@ -274,7 +283,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         }
         if (iteration + 1) % 10 == 0 || iteration + 1 == args.iterations {
             let emptied = match args.mode {
-                Mode::Mixed => String::new(),
+                Mode::Mixed | Mode::Embedded => String::new(),
                 Mode::Restore => format!(
                     ", {} emptied, {} restores",
                     figures.emptied, figures.restores
@@ -292,7 +301,7 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     }
     let all: Vec<&(String, String)> = acked.iter().collect();
     let last = match args.mode {
-        Mode::Mixed => reopen_and_check(&data_dir, &all)?,
+        Mode::Mixed | Mode::Embedded => reopen_and_check(&data_dir, &all)?,
         Mode::Restore => restore::reopen_and_check(&data_dir, &all, known_set_in_place)?,
     };
     add_check(&mut figures, &last);
@@ -301,12 +310,12 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     }
 
     match args.mode {
-        Mode::Mixed => print_figures(&figures, started),
+        Mode::Mixed | Mode::Embedded => print_figures(&figures, started),
         Mode::Restore => restore::print_figures(&figures, started),
     }
     if !figures.lost.is_empty() || figures.failed_opens > 0 || figures.emptied > 0 {
         let emptied = match args.mode {
-            Mode::Mixed => String::new(),
+            Mode::Mixed | Mode::Embedded => String::new(),
             Mode::Restore => format!(", {} emptied tables", figures.emptied),
         };
         bail!(
@@ -557,6 +566,7 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
     match args.mode {
         Mode::Mixed => mixed_child(args),
         Mode::Restore => restore::child(args),
+        Mode::Embedded => embedded::child(args),
     }
 }
 

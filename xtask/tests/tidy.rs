@@ -429,3 +429,27 @@ fn the_flattening_check_tells_a_report_from_an_error_variant() {
         "return Err(io::Error::other(format!(\"injected {what} failure\")));"
     ));
 }
+
+/// The async runtime of the S3 client stays in `compaction/src/remote/bucket.rs`: no other
+/// source file of the crates names tokio or awaits (see ARCHITECTURE.md, `remote/`).
+#[test]
+fn async_code_stays_in_the_remote_bucket_module() {
+    let allowed = workspace_root().join("crates/compaction/src/remote/bucket.rs");
+    let mut found = Vec::new();
+    for file in workspace_rust_files() {
+        if file == allowed || !file.starts_with(workspace_root().join("crates")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("tokio") || code.contains(".await") || code.contains("async ") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "async code outside remote/bucket.rs: {found:#?}"
+    );
+}

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use compaction::Maintainer;
+use compaction::remote::Offsite;
 use crossbeam_channel::RecvTimeoutError;
 use tiny_http::{Header, Request, Response, Server};
 
@@ -75,6 +76,8 @@ struct Ctx {
     token: String,
     /// The maintenance façade.
     maintainer: Arc<Maintainer>,
+    /// Off-site backups, when `[remote]` is configured.
+    offsite: Option<Arc<Offsite>>,
     /// Set at shutdown: workers stop taking requests, SSE streams end. The SSE threads hold
     /// only this, never the context: one left behind must not keep the tables open.
     shutdown: Arc<AtomicBool>,
@@ -120,6 +123,7 @@ impl AdminServer {
         bound: AdminListener,
         token: String,
         maintainer: Arc<Maintainer>,
+        offsite: Option<Arc<Offsite>>,
     ) -> Result<AdminServer> {
         let AdminListener { listener, listen } = bound;
         let server = Server::from_listener(listener, None)
@@ -133,6 +137,7 @@ impl AdminServer {
             server,
             token,
             maintainer,
+            offsite,
             shutdown: Arc::new(AtomicBool::new(false)),
             streams: Mutex::new(Vec::new()),
             tracker,
@@ -305,7 +310,7 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let special = Special::from_request(method.as_str(), path);
     if special == Some(Special::Metrics) {
-        let text = crate::metrics::render(&ctx.maintainer, &ctx.tracker);
+        let text = crate::metrics::render(&ctx.maintainer, ctx.offsite.as_deref(), &ctx.tracker);
         respond(
             request,
             Reply {
@@ -327,7 +332,7 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     }
     let result = read_body(&mut request)
         .and_then(|body| Op::from_request(method.as_str(), path, query, &body))
-        .and_then(|op| crate::ops::execute(&ctx.maintainer, &op))
+        .and_then(|op| crate::ops::execute(&ctx.maintainer, ctx.offsite.as_deref(), &op))
         .and_then(|result| result.to_json());
     let reply = match result {
         Ok(json) => Reply::json(200, &json),

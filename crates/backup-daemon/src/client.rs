@@ -163,17 +163,41 @@ fn direct(
     op: &Op,
     stale: Option<&DaemonFile>,
 ) -> Result<OpResult, VerbError> {
+    // Verbs that only read files open no table (and so take no lock).
+    match op {
+        Op::History => {
+            return Ok(OpResult::History(
+                compaction::History::load(&config.data_dir).runs(),
+            ));
+        }
+        Op::Backups { verify: false } => {
+            let backups = compaction::backup::list_all_backups(&config.backup_dir())
+                .map_err(|e| VerbError::Other(anyhow::Error::new(e)))?;
+            return Ok(OpResult::Backups(backups));
+        }
+        _ => {}
+    }
     let stores = open_stores(&config.data_dir, stale)?;
-    let maintainer = Maintainer::new(Arc::new(stores), config.maintenance());
-    Ok(ops::execute(&maintainer, op)?)
+    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config.maintenance()));
+    let offsite = crate::remote::open_offsite(config, &maintainer)?;
+    let result = ops::execute(&maintainer, offsite.as_deref(), op)?;
+    // Without a daemon there is no upload thread: a backup goes off-site before the verb
+    // ends. A failure is reported, never the backup's: the local backups are made.
+    if let (Op::Backup { .. }, Some(offsite)) = (op, &offsite) {
+        let _spinner = Spinner::start("uploading");
+        for failure in offsite.upload_pending().failures {
+            eprintln!(
+                "warning: upload of {} failed (tried again after the next backup): {}",
+                failure.table, failure.error
+            );
+        }
+    }
+    Ok(result)
 }
 
 fn open_stores(data_dir: &Path, daemon: Option<&DaemonFile>) -> Result<Stores> {
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        ..StoresOptions::default()
-    };
-    match Stores::open(data_dir, options) {
+    // Opened as the daemon opens them: without reading every page (the scrub verifies).
+    match Stores::open(data_dir, StoresOptions::default()) {
         Ok(stores) => Ok(stores),
         Err(OpenStoresError::Locked(dir)) => {
             let who = match daemon {

@@ -1,12 +1,15 @@
 //! The daemon's TOML config: defaults, the commented default file, and parse errors that name
 //! the file, the line and the key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use compaction::config::ByteSize;
 use compaction::{
     BackupConfig, CompactionConfig, MaintenanceConfig, PacingConfig, QuarantineConfig,
+    RemoteConfig, ScrubConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +25,13 @@ pub struct DaemonConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine of replaced table files.
     pub quarantine: QuarantineConfig,
+    /// The background checksum walk of every table.
+    pub scrub: ScrubConfig,
+    /// Memory of the nine tables.
+    pub tables: TablesConfig,
+    /// Off-site backups to S3-compatible object storage; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
     /// How fast maintenance jobs may move bytes.
     pub maintenance: PacingConfig,
     /// The admin HTTP API.
@@ -37,12 +47,113 @@ impl Default for DaemonConfig {
             compaction: CompactionConfig::default(),
             backup: BackupConfig::default(),
             quarantine: QuarantineConfig::default(),
+            scrub: ScrubConfig::default(),
+            tables: TablesConfig::default(),
+            remote: None,
             maintenance: PacingConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
     }
 }
+
+/// Memory of the nine tables: the redb page cache of each table file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// The budget of the nine caches together, split evenly among the tables not named in
+    /// `cache_per_table`.
+    pub cache: ByteSize,
+    /// Tables given a cache of their own size, out of the budget.
+    pub cache_per_table: BTreeMap<String, ByteSize>,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            cache: ByteSize(9 * DEFAULT_TABLE_CACHE),
+            cache_per_table: BTreeMap::new(),
+        }
+    }
+}
+
+/// The cache each table got before the budget was configurable.
+const DEFAULT_TABLE_CACHE: u64 = 64 << 20;
+
+impl TablesConfig {
+    /// The cache of each of the nine tables, in [`store_owners::TABLE_NAMES`] order. Tables
+    /// named in `cache_per_table` get their size; the rest of the budget is split evenly
+    /// among the others.
+    pub fn cache_of_each(&self) -> Vec<(&'static str, u64)> {
+        let named: u64 = self.cache_per_table.values().map(|b| b.0).sum();
+        let others = store_owners::TABLE_NAMES
+            .iter()
+            .filter(|t| !self.cache_per_table.contains_key(**t))
+            .count() as u64;
+        let share = self.cache.0.saturating_sub(named) / others.max(1);
+        store_owners::TABLE_NAMES
+            .iter()
+            .map(|t| (*t, self.cache_per_table.get(*t).map_or(share, |b| b.0)))
+            .collect()
+    }
+
+    /// How the tables are opened with this budget.
+    pub fn stores_options(&self) -> store_owners::StoresOptions {
+        store_owners::StoresOptions {
+            cache_bytes_per_table: self
+                .cache_of_each()
+                .into_iter()
+                .map(|(t, bytes)| (t.to_string(), bytes as usize))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, &'static str, String)> {
+        if let Some(unknown) = self
+            .cache_per_table
+            .keys()
+            .find(|t| !store_owners::TABLE_NAMES.contains(&t.as_str()))
+        {
+            return Err((
+                "tables",
+                "cache_per_table",
+                format!(
+                    "unknown table {unknown:?} (one of: {})",
+                    store_owners::TABLE_NAMES.join(", ")
+                ),
+            ));
+        }
+        let named: u64 = self.cache_per_table.values().map(|b| b.0).sum();
+        if named > self.cache.0 {
+            return Err((
+                "tables",
+                "cache_per_table",
+                format!(
+                    "the tables named take {named} bytes, over the budget of {} (tables.cache)",
+                    self.cache.0
+                ),
+            ));
+        }
+        if let Some((table, bytes)) = self
+            .cache_of_each()
+            .into_iter()
+            .find(|(_, b)| *b < MIN_TABLE_CACHE)
+        {
+            return Err((
+                "tables",
+                "cache",
+                format!(
+                    "{table} would get {bytes} bytes of cache; at least {MIN_TABLE_CACHE} (1MiB) each"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest cache a table is given.
+const MIN_TABLE_CACHE: u64 = 1 << 20;
 
 /// The admin HTTP API settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +206,7 @@ impl DaemonConfig {
             compaction: self.compaction.clone(),
             backup: self.backup.clone(),
             quarantine: self.quarantine.clone(),
+            scrub: self.scrub.clone(),
             pacing: self.maintenance,
         }
     }
@@ -182,11 +294,34 @@ impl DaemonConfig {
         if self.backup.keep == 0 {
             return Err(("backup", "keep", "must keep at least one backup".into()));
         }
+        self.tables.validate()?;
+        if self.scrub.interval.is_zero() {
+            return Err(("scrub", "interval", "must be more than zero".into()));
+        }
         if self.quarantine.max_age.is_zero() {
             return Err(("quarantine", "max_age", "must be more than zero".into()));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("", "data_dir", "must not be empty".into()));
+        }
+        if let Some(remote) = &self.remote {
+            remote
+                .check()
+                .map_err(|(key, message)| ("remote", key, message))?;
+            for (key, path) in [
+                ("encryption_recipients", &remote.encryption_recipients),
+                ("identity_file", &remote.identity_file),
+            ] {
+                if !path.as_os_str().is_empty()
+                    && let Err(e) = std::fs::File::open(path)
+                {
+                    return Err((
+                        "remote",
+                        key,
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -311,12 +446,52 @@ keep = 3
 max_age = "30days"
 max_bytes = "4GiB"
 
+[scrub]
+# The tables open without reading every page, so start-up does not grow with the data. A
+# scrub then verifies every page checksum of every table in the background while they serve;
+# damage found is restored automatically from the newest verified backup.
+# Time from the start to the first scrub.
+after_start = "1m"
+# Time between scrubs.
+interval = "1day"
+# The most the scrub reads per second ("64MiB"); 0: unpaced.
+max_rate = "64MiB"
+
+[tables]
+# Memory of the nine tables' caches together (redb's page cache of each file), split evenly
+# among the tables not given a size of their own below.
+cache = "576MiB"
+
+[tables.cache_per_table]
+# A table given a cache of its own size, out of the budget above, e.g.:
+# message_history = "128MiB"
+
 [maintenance]
 # How fast compaction copies, backups and their verification may read and write (one pace
 # shared by every job). "auto": as fast as the tables' own commits allow, backing off as soon
 # as they get slower than usual (a quiet machine compacts at disk speed); a fixed rate like
 # "64MiB/s" or "100MB/s"; or "unlimited".
 io_rate = "auto"
+
+# Off-site backups to S3-compatible object storage (AWS S3, MinIO, Ceph RGW, R2...): after
+# each verified local backup, the daemon uploads it (compressed, optionally encrypted, the
+# manifest last). Absent: no off-site backups. Credentials are never read from this file: they
+# come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) in the daemon's
+# environment, else ~/.aws/credentials (profile AWS_PROFILE), else the instance's or
+# container's role. Uncomment to enable:
+#
+# [remote]
+# url = "s3://my-bucket/hub1"          # s3://bucket/prefix
+# endpoint = ""                        # non-AWS servers: "https://minio.example:9000"
+# region = ""                          # empty: AWS_REGION, else us-east-1
+# allow_http = false                   # true only for a plain-http test server
+# keep = 7                             # verified off-site backups kept per table
+# compression = "zstd"                 # "zstd" or "none"
+# compression_level = 3                # 1 to 19
+# encryption_recipients = ""           # file of age X25519 recipients (age1...); empty: none
+# identity_file = ""                   # age identity that decrypts (verify/restore/recover)
+# timeout = "60s"                      # longest request before it is retried
+# max_upload_rate = 0                  # bytes per second ("20MB"); 0: unlimited
 
 [admin]
 # Address of the admin HTTP API. Port 0 picks a free port (printed at start).

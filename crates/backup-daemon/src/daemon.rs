@@ -1,7 +1,6 @@
-//! `backup-daemon run`: bind the admin address (first, so that a busy port fails before
-//! anything is created), open the nine tables (integrity checked, corruption wired to automatic
-//! recovery), start the compaction and backup schedules and the admin API, say where
-//! everything is, and run until SIGINT or SIGTERM.
+//! `backup-daemon run`: start the [`Daemon`] (admin address bound first, tables opened without
+//! reading every page, automatic recovery, the compaction, backup and scrub schedules, the
+//! admin API, `daemon.json`), say where everything is, and run until SIGINT or SIGTERM.
 //!
 //! # Shutdown
 //!
@@ -18,107 +17,58 @@
 //! (see [`crate::admin`]).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use compaction::Maintainer;
 use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use store_owners::{OpenStoresError, Stores, StoresOptions};
 
-use crate::admin::{AdminListener, AdminServer};
 use crate::config::DaemonConfig;
-use crate::files::{self, DaemonFile};
-
-/// Capacity of the corruption report channel (a report is sent once per detection).
-const CORRUPTION_QUEUE: usize = 64;
+use crate::embed::Daemon;
+use crate::files::DaemonFile;
 
 /// Run the daemon until a signal; returns after a clean shutdown.
 pub fn run(config: &DaemonConfig) -> Result<()> {
-    // The admin address before anything else: a busy port fails the start at once, before a
-    // data dir, a table or a token is created.
-    let listener = AdminListener::bind(config.admin.listen)?;
-    let data_dir = absolute(&config.data_dir)?;
-    store_core::fsutil::create_dir_durably(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let signals = watch_signals()?;
-
-    let token_file = absolute(&config.token_file())?;
-    let token = files::load_or_create_token(&token_file)?;
-
-    let (reports, reports_rx) = bounded(CORRUPTION_QUEUE);
-    let options = StoresOptions {
-        check_integrity_on_open: true,
-        corruption_reports: Some(reports),
-        ..Default::default()
-    };
-    let stores = Stores::open(&data_dir, options).map_err(|e| match e {
-        OpenStoresError::Locked(dir) => anyhow::anyhow!(
-            "data dir {} is in use by another process (another daemon, or a CLI command running directly)",
-            dir.display()
-        ),
-        e => anyhow::Error::new(e).context("opening the tables"),
-    })?;
-    let mut maintenance = config.maintenance();
-    maintenance.backup.dir = absolute(&config.backup_dir())?;
-    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), maintenance));
-
-    // The admin API first: its metrics subscribe to the events before any operation can run
-    // (an automatic restore of a table found corrupt at open shows in the metrics).
-    let admin = AdminServer::start(listener, token, maintainer.clone())?;
-    let recovery = maintainer
-        .start_auto_recovery(reports_rx)
-        .context("starting automatic recovery")?;
-    let compaction_schedule = maintainer
-        .start_compaction_schedule()
-        .context("starting the compaction schedule")?;
-    let backup_schedule = maintainer
-        .start_backup_schedule()
-        .context("starting the backup schedule")?;
-
-    DaemonFile {
-        pid: std::process::id(),
-        admin: admin.addr(),
-        token_file: token_file.clone(),
-    }
-    .write(&data_dir)?;
-
-    let next_compaction = compaction_schedule.next_run();
-    let next_backup = backup_schedule.next_run();
+    let daemon = Daemon::start(config)?;
+    let maintainer = daemon.maintainer();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "backup-daemon running (pid {})", std::process::id());
-    let _ = writeln!(out, "  data dir:        {}", data_dir.display());
+    let _ = writeln!(out, "  data dir:        {}", daemon.data_dir().display());
     let _ = writeln!(
         out,
         "  backup dir:      {}",
         maintainer.backup_dir().display()
     );
-    let _ = writeln!(out, "  admin API:       http://{}", admin.addr());
-    let _ = writeln!(out, "  token file:      {}", token_file.display());
+    if let Some(offsite) = daemon.offsite() {
+        let _ = writeln!(out, "  off-site:        {}", offsite.config().url);
+    }
+    let _ = writeln!(out, "  admin API:       http://{}", daemon.admin_addr());
+    let _ = writeln!(out, "  token file:      {}", daemon.token_file().display());
+    for (name, next) in daemon.next_runs() {
+        let label = format!("next {}:", name.trim_end_matches("-schedule"));
+        let _ = writeln!(
+            out,
+            "  {label:<17}{}",
+            next.map_or_else(|| "-".to_string(), when)
+        );
+    }
     let _ = writeln!(
         out,
-        "  next compaction: {}",
-        next_compaction.map_or_else(|| "-".to_string(), when)
+        "  metrics:         http://{}/metrics",
+        daemon.admin_addr()
     );
-    let _ = writeln!(
-        out,
-        "  next backup:     {}",
-        next_backup.map_or_else(|| "-".to_string(), when)
-    );
-    let _ = writeln!(out, "  metrics:         http://{}/metrics", admin.addr());
     let _ = out.flush();
     drop(out);
-    tracing::info!(data_dir = %data_dir.display(), admin = %admin.addr(), "daemon started");
+    tracing::info!(data_dir = %daemon.data_dir().display(), admin = %daemon.admin_addr(), "daemon started");
 
     let signal = signals.recv().unwrap_or(SIGTERM);
     tracing::info!(
         signal,
         "shutting down; a second signal abandons the operation in progress"
     );
-    let dir = data_dir.clone();
+    let dir = daemon.data_dir().to_path_buf();
     let second = std::thread::Builder::new()
         .name("second-signal".into())
         .spawn(move || {
@@ -134,21 +84,7 @@ pub fn run(config: &DaemonConfig) -> Result<()> {
     if let Err(e) = second {
         tracing::warn!(error = %e, "cannot watch for a second signal; shutting down anyway");
     }
-
-    admin.shutdown();
-    drop(compaction_schedule);
-    drop(backup_schedule);
-    recovery.stop();
-    DaemonFile::remove(&data_dir);
-
-    let stores = maintainer.stores().clone();
-    drop(maintainer);
-    match Arc::into_inner(stores) {
-        Some(stores) => stores.close(),
-        None => {
-            tracing::warn!("the tables are still referenced; they close when the process exits")
-        }
-    }
+    daemon.shutdown();
     tracing::info!("daemon stopped");
     Ok(())
 }
@@ -168,10 +104,6 @@ fn watch_signals() -> Result<Receiver<i32>> {
         })
         .context("spawning the signal thread")?;
     Ok(rx)
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 /// `2026-11-26T04:00:00Z (in 6h)`.

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use compaction::history::TableOutcome;
+use compaction::remote::{Offsite, RemoteHealth, RemoteTableStats};
 use compaction::{Envelope, Event, Maintainer};
 use crossbeam_channel::Receiver;
 use store_owners::TableStatus;
@@ -34,6 +35,7 @@ struct Track {
     compaction: Option<Last>,
     backup: Option<Last>,
     restore: Option<Last>,
+    upload: Option<Last>,
 }
 
 /// The last compaction, backup and restore of each table.
@@ -138,6 +140,20 @@ impl Tracker {
                     duration: Some(report.duration),
                 });
             }
+            Event::UploadComplete { upload } => {
+                self.lock().entry(upload.table.clone()).or_default().upload = Some(Last {
+                    at: SystemTime::now(),
+                    result: "ok",
+                    duration: Some(upload.duration),
+                });
+            }
+            Event::UploadFailed { failure } => {
+                self.lock().entry(failure.table.clone()).or_default().upload = Some(Last {
+                    at: SystemTime::now(),
+                    result: "failed",
+                    duration: None,
+                });
+            }
             Event::CompactionFailed { .. } | Event::BackupFailed { .. } => {}
         }
     }
@@ -201,7 +217,7 @@ fn seconds_since_epoch(t: SystemTime) -> f64 {
 }
 
 /// The exposition text.
-pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
+pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Tracker) -> String {
     tracker.catch_up();
     let owners = maintainer.stores().owners();
     let tables: Vec<(&'static str, store_core::TableMetrics, TableStatus)> = owners
@@ -252,10 +268,11 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     }
 
     type Pick = fn(&Track) -> Option<&Last>;
-    let kinds: [(&str, &str, Pick); 3] = [
+    let kinds: [(&str, &str, Pick); 4] = [
         ("compaction", "compaction", |t| t.compaction.as_ref()),
         ("backup", "backup", |t| t.backup.as_ref()),
         ("restore", "restore", |t| t.restore.as_ref()),
+        ("upload", "off-site upload", |t| t.upload.as_ref()),
     ];
     for (kind, what, pick) in kinds {
         let lasts: Vec<(&str, &Last)> = tables
@@ -298,6 +315,18 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     }
     let mut family = Family::new(
         &mut out,
+        "table_cache_bytes",
+        "gauge",
+        "The table's redb page cache, its share of the [tables] memory budget.",
+    );
+    for owner in &owners {
+        family.sample(
+            &[("table", owner.table())],
+            owner.shared().cache_bytes() as f64,
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
         "table_reopens_total",
         "counter",
         "Times the table file was closed and reopened after an I/O error.",
@@ -305,9 +334,70 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     for owner in &owners {
         family.sample(&[("table", owner.table())], owner.shared().reopens() as f64);
     }
+    let mut family = Family::new(
+        &mut out,
+        "last_scrub_timestamp_seconds",
+        "gauge",
+        "End of the table's last scrub (every page checksum verified in the background).",
+    );
+    let scrubs: Vec<_> = owners
+        .iter()
+        .filter_map(|o| maintainer.last_scrub(o.table()))
+        .collect();
+    for scrub in &scrubs {
+        family.sample(
+            &[("table", &scrub.table)],
+            seconds_since_epoch(scrub.finished_at),
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
+        "last_scrub_result",
+        "gauge",
+        "How the table's last scrub ended (clean, corrupted, skipped, failed): 1 on that result.",
+    );
+    for scrub in &scrubs {
+        family.sample(
+            &[("table", &scrub.table), ("result", scrub.outcome.name())],
+            1.0,
+        );
+    }
+    let progress = maintainer.scrub_progress();
+    let mut family = Family::new(
+        &mut out,
+        "scrub_progress_ratio",
+        "gauge",
+        "Share of the table file read by the scrub in progress.",
+    );
+    if let Some(p) = &progress {
+        let ratio = if p.file_bytes == 0 {
+            0.0
+        } else {
+            (p.bytes_read as f64 / p.file_bytes as f64).min(1.0)
+        };
+        family.sample(&[("table", &p.table)], ratio);
+    }
     let quarantine = maintainer.quarantine().unwrap_or_default();
     let pacing = maintainer.stores().pacer().stats();
-    let gauges_and_counters: [(&str, &str, &str, f64); 8] = [
+    let gauges_and_counters: [(&str, &str, &str, f64); 11] = [
+        (
+            "scrub_running",
+            "gauge",
+            "1 while a scrub runs.",
+            if progress.is_some() { 1.0 } else { 0.0 },
+        ),
+        (
+            "scrub_read_bytes_total",
+            "counter",
+            "Bytes of table files read by scrubs since the daemon started.",
+            maintainer.scrub_bytes_read() as f64,
+        ),
+        (
+            "scrub_wait_seconds_total",
+            "counter",
+            "Time scrubs waited for their pace ([scrub] max_rate) since the daemon started.",
+            maintainer.scrub_waited().as_secs_f64(),
+        ),
         (
             "quarantine_bytes",
             "gauge",
@@ -360,5 +450,60 @@ pub fn render(maintainer: &Maintainer, tracker: &Tracker) -> String {
     for (name, kind, help, value) in gauges_and_counters {
         Family::new(&mut out, name, kind, help).value(value);
     }
+    if let Some(offsite) = offsite {
+        render_remote(&mut out, &offsite.health());
+    }
     out
+}
+
+/// The off-site families: per-table objects and bytes in the bucket (as of the last upload
+/// or listing), uploads and failures since start.
+fn render_remote(out: &mut String, health: &RemoteHealth) {
+    type Get = fn(&RemoteTableStats) -> f64;
+    let per_table: [(&str, &str, Get); 3] = [
+        (
+            "remote_backups",
+            "Complete off-site backups of the table (with their manifest).",
+            |t| t.backups as f64,
+        ),
+        (
+            "remote_objects",
+            "Objects under the table's prefix in the bucket.",
+            |t| t.objects as f64,
+        ),
+        (
+            "remote_bytes",
+            "Bytes of the table's objects in the bucket.",
+            |t| t.bytes as f64,
+        ),
+    ];
+    for (name, help, get) in per_table {
+        let mut family = Family::new(out, name, "gauge", help);
+        for t in &health.tables {
+            family.sample(&[("table", &t.table)], get(t));
+        }
+    }
+    let totals: [(&str, &str, &str, f64); 3] = [
+        (
+            "uploads_total",
+            "counter",
+            "Backups uploaded off-site since the daemon started.",
+            health.uploads as f64,
+        ),
+        (
+            "upload_failures_total",
+            "counter",
+            "Off-site uploads that failed since the daemon started.",
+            health.upload_failures as f64,
+        ),
+        (
+            "last_upload_bytes",
+            "gauge",
+            "Size in the bucket of the last backup uploaded.",
+            health.last_upload_bytes as f64,
+        ),
+    ];
+    for (name, kind, help, value) in totals {
+        Family::new(out, name, kind, help).value(value);
+    }
 }

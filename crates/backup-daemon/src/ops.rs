@@ -3,6 +3,7 @@
 //! same result whether a daemon runs or not.
 
 use compaction::backup::{BackupRequestError, ListBackupsError};
+use compaction::remote::{Offsite, RemoteRestoreError, RemoteVerifyError};
 use compaction::{
     BackupOptions, BackupSelector, BackupTrigger, CompactOptions, CompactRequestError, Maintainer,
     RecoveryTrigger, RestoreError, Trigger,
@@ -10,11 +11,20 @@ use compaction::{
 
 use crate::protocol::{Op, OpError, OpResult};
 
-/// Run `op`. Compactions, backups and restores never wait for another maintenance operation
-/// (409 instead); only automatic recovery, which does not come through here, waits for it.
-pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<OpResult, OpError> {
+/// Run `op`; the off-site operations need `offsite` (`[remote]` configured). Compactions,
+/// backups and restores never wait for another maintenance operation (409 instead); only
+/// automatic recovery, which does not come through here, waits for it.
+pub fn execute(
+    maintainer: &Maintainer,
+    offsite: Option<&Offsite>,
+    op: &Op,
+) -> Result<OpResult, OpError> {
     match op {
-        Op::Status => Ok(OpResult::Health(maintainer.health_metrics())),
+        Op::Status => {
+            let mut report = maintainer.health_metrics();
+            report.remote = offsite.map(Offsite::health);
+            Ok(OpResult::Health(Box::new(report)))
+        }
         Op::History => Ok(OpResult::History(maintainer.history())),
         Op::Backups { verify } => {
             let backups = maintainer.list_backups(*verify).map_err(|e| match e {
@@ -74,6 +84,49 @@ pub fn execute(maintainer: &Maintainer, op: &Op) -> Result<OpResult, OpError> {
                 })?;
             Ok(OpResult::Restore(report))
         }
+        Op::RemoteBackups { verify } => {
+            let backups = configured(offsite)?
+                .list(*verify)
+                .map_err(|e| OpError::new(502, e))?;
+            Ok(OpResult::RemoteBackups(backups))
+        }
+        Op::Upload => Ok(OpResult::Upload(configured(offsite)?.upload_pending())),
+        Op::RemoteRestore { table, backup } => {
+            let selector = match backup {
+                Some(id) => BackupSelector::Id(id.clone()),
+                None => BackupSelector::LatestVerified,
+            };
+            let report = configured(offsite)?
+                .restore(table, selector, RecoveryTrigger::Manual)
+                .map_err(|e| OpError::new(remote_restore_status(&e), e))?;
+            Ok(OpResult::Restore(report))
+        }
+    }
+}
+
+/// The off-site backups, or 400 when `[remote]` is not configured.
+fn configured(offsite: Option<&Offsite>) -> Result<&Offsite, OpError> {
+    offsite.ok_or_else(|| {
+        OpError::new(
+            400,
+            "no off-site backups: the config has no [remote] section",
+        )
+    })
+}
+
+/// The status of a failed restore from the bucket: 502 when the bucket failed us.
+fn remote_restore_status(e: &RemoteRestoreError) -> u16 {
+    match e {
+        RemoteRestoreError::UnknownTable(_) | RemoteRestoreError::NoVerifiedBackup { .. } => 404,
+        RemoteRestoreError::Verify { source, .. } => match source {
+            RemoteVerifyError::NotFound { .. } => 404,
+            RemoteVerifyError::InvalidBackupId(_) => 400,
+            RemoteVerifyError::Remote(_) => 502,
+            _ => 500,
+        },
+        RemoteRestoreError::List(_) => 502,
+        RemoteRestoreError::Restore(RestoreError::Busy) => 409,
+        _ => 500,
     }
 }
 
@@ -119,6 +172,7 @@ mod tests {
         ];
         let Ok(OpResult::Backup(run)) = execute(
             &maintainer,
+            None,
             &Op::Backup {
                 table: Some(table()),
             },
@@ -130,12 +184,12 @@ mod tests {
             backup: Some(run.backups[0].id.clone()),
         });
         for op in &ops {
-            let result = execute(&maintainer, op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            let result = execute(&maintainer, None, op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
             let json = result.to_json().unwrap();
             let read_back = op.read_result(json.clone());
             assert_eq!(read_back.as_ref().ok(), Some(&result), "{op:?}: {json}");
         }
-        let Ok(OpResult::Health(report)) = execute(&maintainer, &Op::Status) else {
+        let Ok(OpResult::Health(report)) = execute(&maintainer, None, &Op::Status) else {
             panic!("a health report");
         };
         // The report above had the history and a backup to carry.
@@ -146,7 +200,7 @@ mod tests {
             backup: None,
         };
         assert_eq!(
-            execute(&maintainer, &unknown).map_err(|e| e.status),
+            execute(&maintainer, None, &unknown).map_err(|e| e.status),
             Err(404)
         );
     }

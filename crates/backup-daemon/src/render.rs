@@ -11,6 +11,8 @@ use compaction::{
     TableOutcome,
 };
 
+use compaction::remote::{Encryption, RemoteBackupInfo, UploadPass};
+
 use crate::protocol::{Op, OpResult};
 
 /// The text a verb prints for `result`.
@@ -22,6 +24,8 @@ pub fn render(result: &OpResult) -> String {
         OpResult::Compaction(run) => render_compaction_run(run),
         OpResult::Backup(run) => render_backup_run(run),
         OpResult::Restore(report) => render_recovery(report),
+        OpResult::RemoteBackups(all) => render_remote_backups(all),
+        OpResult::Upload(pass) => render_upload(pass),
     }
 }
 
@@ -41,6 +45,13 @@ pub fn has_failures(op: &Op, result: &OpResult) -> bool {
                     .iter()
                     .any(|b| matches!(b.state, BackupState::Corrupt(_)))
         }
+        OpResult::RemoteBackups(all) => {
+            matches!(op, Op::RemoteBackups { verify: true })
+                && all
+                    .iter()
+                    .any(|b| matches!(b.state, BackupState::Corrupt(_)))
+        }
+        OpResult::Upload(pass) => !pass.failures.is_empty(),
         OpResult::Health(_) | OpResult::History(_) => false,
     }
 }
@@ -171,6 +182,10 @@ fn render_status(report: &HealthReport) -> String {
                 ratio(t.fragmentation_ratio),
                 when(t.last_compacted_at),
                 when(last_backup),
+                t.last_scrub.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |s| format!("{} {}", s.outcome.name(), when(Some(s.finished_at))),
+                ),
             ]
         })
         .collect();
@@ -183,6 +198,7 @@ fn render_status(report: &HealthReport) -> String {
             "FRAGMENTATION",
             "LAST COMPACTED",
             "LAST BACKUP",
+            "LAST SCRUB",
         ],
         &rows,
     );
@@ -191,6 +207,36 @@ fn render_status(report: &HealthReport) -> String {
     }
     if report.pacing.active {
         let _ = writeln!(out, "{}", pacing(&report.pacing));
+    }
+    if let Some(p) = &report.scrub_in_progress {
+        let _ = writeln!(
+            out,
+            "scrub running: {} ({} of {} read; table {} of {})",
+            p.table,
+            bytes(p.bytes_read),
+            bytes(p.file_bytes),
+            p.tables_done + 1,
+            p.tables_total
+        );
+    } else if report.next_scrub.is_some() {
+        let _ = writeln!(out, "next scrub: {}", when(report.next_scrub));
+    }
+    if let Some(remote) = &report.remote {
+        let _ = writeln!(
+            out,
+            "off-site {}: last upload {}, {} uploaded, {} failed since start",
+            remote.url,
+            when(remote.last_upload_at),
+            remote.uploads,
+            remote.upload_failures
+        );
+        if let Some(error) = &remote.last_error {
+            let _ = writeln!(
+                out,
+                "off-site upload FAILING since {}: {error}",
+                when(remote.last_failure_at)
+            );
+        }
     }
     out
 }
@@ -334,10 +380,95 @@ fn render_backups(all: &[BackupInfo]) -> String {
                 or_dash(b.manifest.as_ref().map(|m| m.records)),
                 or_dash(b.manifest.as_ref().map(|m| bytes(m.bytes))),
                 with_detail(state, detail),
+                when(b.verified_at),
             ]
         })
         .collect();
-    table(&["TABLE", "BACKUP", "RECORDS", "SIZE", "STATE"], &rows)
+    let mut out = table(
+        &[
+            "TABLE",
+            "BACKUP",
+            "RECORDS",
+            "SIZE",
+            "STATE",
+            "LAST VERIFIED",
+        ],
+        &rows,
+    );
+    out.push_str(
+        "unchecked: manifest and size checked now; LAST VERIFIED: the last full check \
+         (checksum, integrity, record count), by `verify` or when the backup was made\n",
+    );
+    out
+}
+
+fn render_remote_backups(all: &[RemoteBackupInfo]) -> String {
+    if all.is_empty() {
+        return "no off-site backups\n".into();
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|b| {
+            let (state, detail) = state_name(&b.state);
+            let m = b.manifest.as_ref();
+            vec![
+                b.table.clone(),
+                b.id.clone(),
+                or_dash(m.map(|m| m.records)),
+                or_dash(m.map(|m| bytes(m.plain_bytes))),
+                or_dash(m.map(|m| bytes(m.object_bytes))),
+                or_dash(m.map(|m| {
+                    let encryption = match m.encryption {
+                        Encryption::None => "",
+                        Encryption::AgeX25519 => "+age",
+                    };
+                    format!("{}{encryption}", m.compression.name())
+                })),
+                with_detail(state, detail),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TABLE",
+            "BACKUP",
+            "RECORDS",
+            "SIZE",
+            "IN BUCKET",
+            "ENCODING",
+            "STATE",
+        ],
+        &rows,
+    )
+}
+
+fn render_upload(pass: &UploadPass) -> String {
+    let mut out = String::new();
+    for u in &pass.uploads {
+        let _ = writeln!(
+            out,
+            "uploaded {} {}: {} -> {} in {}",
+            u.table,
+            u.id,
+            bytes(u.plain_bytes),
+            bytes(u.object_bytes),
+            dur(u.duration)
+        );
+        if !u.removed.is_empty() {
+            let _ = writeln!(
+                out,
+                "  removed by remote retention: {}",
+                u.removed.join(", ")
+            );
+        }
+    }
+    for f in &pass.failures {
+        let _ = writeln!(out, "FAILED {}: {}", f.table, f.error);
+    }
+    if out.is_empty() {
+        out.push_str("nothing to upload: every backup is off-site\n");
+    }
+    out
 }
 
 fn render_recovery(report: &RecoveryReport) -> String {
@@ -397,6 +528,14 @@ mod tests {
             Closed,
         ] {
             assert_eq!(json_name(&s, None), s.name());
+        }
+        for o in [
+            compaction::ScrubOutcome::Clean,
+            compaction::ScrubOutcome::Corrupted,
+            compaction::ScrubOutcome::Skipped,
+            compaction::ScrubOutcome::Failed,
+        ] {
+            assert_eq!(json_name(&o, None), o.name());
         }
         for o in [
             RecoveryOutcome::Restored,

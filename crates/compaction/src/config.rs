@@ -71,6 +71,167 @@ impl Default for BackupConfig {
     }
 }
 
+/// Scrub settings: the background walk that verifies every page checksum of every table
+/// while they serve (the tables open without verifying, so start-up does not grow with the
+/// data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// Time from the start to the first scrub.
+    #[serde(with = "humantime_serde")]
+    pub after_start: Duration,
+    /// Time between scrubs (from the end of one to the start of the next).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: unpaced.
+    /// The scrub has a day; the hub's own reads have the disk first.
+    #[serde(with = "byte_size")]
+    pub max_rate: u64,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        ScrubConfig {
+            after_start: Duration::from_secs(60),
+            interval: Duration::from_secs(24 * 3600),
+            max_rate: 64 << 20,
+        }
+    }
+}
+
+/// How off-site objects are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd at [`RemoteConfig::compression_level`].
+    #[default]
+    Zstd,
+    /// Stored as is.
+    None,
+}
+
+impl Compression {
+    /// `zstd` or `none`, as in the config and the remote manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// Off-site backups to S3-compatible object storage (`[remote]`). Credentials are never
+/// here: they come from the standard AWS environment variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), the shared credentials file
+/// (`~/.aws/credentials`, profile `AWS_PROFILE`), or the instance's or container's role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix` (the prefix may be empty).
+    pub url: String,
+    /// The server for non-AWS stores (MinIO, Ceph, R2...), `https://host:port`; empty: AWS.
+    pub endpoint: String,
+    /// The region; empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: String,
+    /// Allow a plain-HTTP endpoint (a local test server).
+    pub allow_http: bool,
+    /// Verified off-site backups kept per table (separate from [`BackupConfig::keep`]).
+    pub keep: usize,
+    /// `zstd` (default) or `none`.
+    pub compression: Compression,
+    /// zstd level, 1 to 19.
+    pub compression_level: i32,
+    /// A file of age X25519 recipients (`age1...`, one a line, `#` comments); empty: objects
+    /// are not encrypted.
+    pub encryption_recipients: PathBuf,
+    /// The age identity file that decrypts them (`AGE-SECRET-KEY-1...`), read only by
+    /// `verify`, `restore` and `recover`; uploads never need it. Empty: none.
+    pub identity_file: PathBuf,
+    /// Longest time one request to the server may take before it is retried.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Upload rate limit in bytes per second (a number or `"20MB"`); 0: unlimited.
+    #[serde(with = "byte_size")]
+    pub max_upload_rate: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            allow_http: false,
+            keep: 7,
+            compression: Compression::Zstd,
+            compression_level: 3,
+            encryption_recipients: PathBuf::new(),
+            identity_file: PathBuf::new(),
+            timeout: Duration::from_secs(60),
+            max_upload_rate: 0,
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// The bucket and the prefix (no leading or trailing `/`) of [`RemoteConfig::url`].
+    pub fn bucket_and_prefix(&self) -> Result<(String, String), String> {
+        let rest = self.url.strip_prefix("s3://").ok_or_else(|| {
+            format!(
+                "{:?} is not an s3:// URL (like \"s3://bucket/prefix\")",
+                self.url
+            )
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'));
+        if !valid {
+            return Err(format!(
+                "{bucket:?} is not a bucket name (3 to 63 of a-z, 0-9, '.' and '-')"
+            ));
+        }
+        Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+    }
+
+    /// Checks serde cannot express; the error names the key at fault. The recipients file
+    /// is read later, when the remote is opened.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        self.bucket_and_prefix().map_err(|m| ("url", m))?;
+        if !self.endpoint.is_empty() {
+            match self.endpoint.split_once("://") {
+                Some(("https", host)) | Some(("http", host)) if !host.is_empty() => {}
+                _ => {
+                    return Err((
+                        "endpoint",
+                        format!("{:?} is not an http:// or https:// URL", self.endpoint),
+                    ));
+                }
+            }
+            if self.endpoint.starts_with("http://") && !self.allow_http {
+                return Err((
+                    "endpoint",
+                    "a plain http:// endpoint needs allow_http = true".into(),
+                ));
+            }
+        }
+        if self.keep == 0 {
+            return Err(("keep", "must keep at least one backup".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout", "must be more than zero".into()));
+        }
+        if !(1..=19).contains(&self.compression_level) {
+            return Err((
+                "compression_level",
+                format!("{} is not between 1 and 19", self.compression_level),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything the [`crate::Maintainer`] needs to know.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MaintenanceConfig {
@@ -80,6 +241,8 @@ pub struct MaintenanceConfig {
     pub backup: BackupConfig,
     /// Bounds of the quarantine.
     pub quarantine: QuarantineConfig,
+    /// The background checksum walk.
+    pub scrub: ScrubConfig,
     /// How fast maintenance may move bytes (the daemon's `[maintenance]` section).
     pub pacing: PacingConfig,
 }
@@ -119,13 +282,32 @@ impl Default for QuarantineConfig {
 
 /// Serde for a byte count written as a number or a size with a unit (`"4GiB"`).
 mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ByteSize;
 
     pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_bytes(*bytes))
+        ByteSize(*bytes).serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        ByteSize::deserialize(d).map(|b| b.0)
+    }
+}
+
+/// A size in bytes, written as a number or a size with a unit (`"4GiB"`, `"500MB"`); written
+/// back in the largest binary unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub u64);
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_bytes(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -133,8 +315,10 @@ mod byte_size {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(n),
-            Raw::Text(t) => super::parse_bytes(&t).map_err(serde::de::Error::custom),
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => parse_bytes(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde::{Deserialize, Serialize};
 
-use crate::report::{BackupFailure, BackupRun, CompactionRun, RecoveryReport, TableResult};
+use crate::report::{
+    BackupFailure, BackupRun, CompactionRun, RecoveryReport, RemoteUpload, RemoteUploadFailure,
+    TableResult,
+};
 
 /// The topic name every maintenance event is published on.
 pub const TOPIC: &str = "backups";
@@ -60,6 +63,16 @@ pub enum Event {
         /// What was attempted and what happened.
         report: RecoveryReport,
     },
+    /// A backup was copied off-site (its manifest written last).
+    UploadComplete {
+        /// What was uploaded.
+        upload: RemoteUpload,
+    },
+    /// A backup could not be copied off-site; it is tried again after the next backup run.
+    UploadFailed {
+        /// What failed.
+        failure: RemoteUploadFailure,
+    },
 }
 
 impl Event {
@@ -72,6 +85,8 @@ impl Event {
             Event::BackupFailed { .. } => "backup_failed",
             Event::RecoveryComplete { .. } => "recovery_complete",
             Event::RecoveryFailed { .. } => "recovery_failed",
+            Event::UploadComplete { .. } => "upload_complete",
+            Event::UploadFailed { .. } => "upload_failed",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! [`Maintainer::health_metrics`]: size, fragmentation and status of every table, the last
-//! compaction and backup of each, and the compaction history. Built from what each owner
+//! compaction, backup and scrub of each, the compaction history and the scrub in progress. Built from what each owner
 //! publishes in its [`store_owners::Shared`] state (one `stat` per table file), never through
 //! an owner's queue, so it answers while a table is busy or stuck.
 
@@ -11,7 +11,9 @@ use store_owners::TableStatus;
 
 use crate::backup::BackupInfo;
 use crate::maintainer::Maintainer;
-use crate::report::{CompactionRun, TableOutcome, TableResult};
+use crate::report::{
+    CompactionRun, RemoteHealth, ScrubProgress, ScrubResult, TableOutcome, TableResult,
+};
 
 /// A table's health in one word, with the detail kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,9 @@ pub struct TableHealth {
     pub live_bytes: u64,
     /// Estimated bytes a compaction would give back.
     pub reclaimable_bytes: u64,
+    /// The table's redb page cache, its share of the memory budget.
+    #[serde(default)]
+    pub cache_bytes: u64,
     /// `reclaimable_bytes / file_bytes`, in `[0, 1]`; compared with the threshold.
     pub fragmentation_ratio: f64,
     /// Start of the newest run that compacted this table.
@@ -88,6 +93,10 @@ pub struct TableHealth {
     pub last_result: Option<TableResult>,
     /// The newest backup of the table whose manifest and size check out (not fully verified).
     pub last_backup: Option<BackupInfo>,
+    /// The table's last scrub since the start (every page checksum verified in the
+    /// background), if one ran.
+    #[serde(default)]
+    pub last_scrub: Option<ScrubResult>,
 }
 
 /// What [`Maintainer::health_metrics`] reports. Serializes to JSON.
@@ -108,6 +117,16 @@ pub struct HealthReport {
     pub history: Vec<CompactionRun>,
     /// The maintenance I/O pacer: its pace and what it has done.
     pub pacing: PacingReport,
+    /// The scrub in progress, if any.
+    #[serde(default)]
+    pub scrub_in_progress: Option<ScrubProgress>,
+    /// When the scrub schedule runs next.
+    #[serde(default, with = "humantime_serde")]
+    pub next_scrub: Option<SystemTime>,
+    /// Off-site backups, when a remote is configured (filled in by whoever holds the
+    /// [`crate::remote::Offsite`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteHealth>,
 }
 
 /// The maintenance I/O pacer ([`store_core::Pacer`]) as `status` shows it.
@@ -184,10 +203,12 @@ impl Maintainer {
                     file_bytes: metrics.file_bytes,
                     live_bytes: metrics.live_bytes,
                     reclaimable_bytes: metrics.reclaimable_bytes,
+                    cache_bytes: shared.cache_bytes(),
                     fragmentation_ratio: metrics.fragmentation_ratio,
                     last_compacted_at,
                     last_result,
                     last_backup: self.last_backup(table),
+                    last_scrub: self.last_scrub(table),
                 }
             })
             .collect();
@@ -198,6 +219,9 @@ impl Maintainer {
             next_compaction: self.next_compaction(),
             history,
             pacing: PacingReport::of(self.stores.pacer()),
+            scrub_in_progress: self.scrub_progress(),
+            next_scrub: self.next_scrub(),
+            remote: None,
         }
     }
 }

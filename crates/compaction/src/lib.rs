@@ -10,6 +10,10 @@
 //!   verification (`backup/verify.rs`), retention (`backup/retention.rs`).
 //! - [`recovery`]: restore from a backup (`recovery/restore.rs`), automatic recovery from
 //!   corruption and degraded mode (`recovery/auto.rs`).
+//! - [`remote`]: off-site backups in S3-compatible storage ([`remote::Offsite`]): uploads
+//!   after each backup run ([`remote::Uploader`]), listing, verification, restores from the
+//!   bucket and the recovery of a whole data dir ([`remote::recover_data_dir`]). The only
+//!   async code of the workspace, kept inside `remote/bucket.rs`.
 //! - [`quarantine`]: the replaced table files, kept and bounded by age and size.
 //! - [`health`]: [`Maintainer::health_metrics`], per-table size, fragmentation and status.
 //! - [`schedules`]: the compaction and backup schedules of a maintainer.
@@ -104,16 +108,19 @@ mod lock;
 pub mod maintainer;
 pub mod quarantine;
 pub mod recovery;
+pub mod remote;
 pub mod report;
 pub mod scheduler;
 pub mod schedules;
+pub mod scrub;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backup::{BackupInfo, BackupOptions, BackupRun, BackupState, BackupTrigger};
 pub use compact::{CompactOptions, CompactRequestError};
 pub use config::{
-    BackupConfig, CompactionConfig, MaintenanceConfig, PacingConfig, QuarantineConfig, Strategy,
+    BackupConfig, CompactionConfig, Compression, MaintenanceConfig, PacingConfig, QuarantineConfig,
+    RemoteConfig, ScrubConfig, Strategy,
 };
 pub use events::{Envelope, Event, EventBus};
 pub use health::{HealthReport, HealthStatus, PacingReport, TableHealth};
@@ -124,4 +131,6 @@ pub use recovery::{BackupSelector, RestoreError};
 pub use report::{
     CompactionRun, RecoveryReport, RecoveryTrigger, TableOutcome, TableResult, Trigger,
 };
+pub use report::{ScrubOutcome, ScrubProgress, ScrubResult, ScrubRun};
 pub use scheduler::{Schedule, StartScheduleError};
+pub use scrub::ScrubRequestError;

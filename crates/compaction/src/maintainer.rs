@@ -5,10 +5,12 @@
 //! The operations are `impl Maintainer` blocks in their own modules, which import this one
 //! (never the reverse): [`crate::compact`] (compaction runs), [`crate::backup`] (backups,
 //! listing, verification, retention), [`crate::recovery`] (restores, automatic recovery),
-//! [`crate::quarantine`], [`crate::health`] and [`crate::schedules`] (the two schedules).
+//! [`crate::quarantine`], [`crate::health`], [`crate::scrub`] (background checksum walks)
+//! and [`crate::schedules`] (the compaction and backup schedules).
 //! This module needs only the leaves: config, events, history, lock, scheduler state and,
 //! with the `testing` feature, the test hooks.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
@@ -19,6 +21,7 @@ use crate::config::MaintenanceConfig;
 use crate::events::EventBus;
 use crate::history::History;
 use crate::lock::OpLock;
+use crate::report::{ScrubProgress, ScrubResult};
 use crate::scheduler::ScheduleState;
 
 /// The maintenance façade. Share it behind an `Arc`.
@@ -40,6 +43,8 @@ pub struct Maintainer {
     pub(crate) compaction_schedule: Mutex<Weak<ScheduleState>>,
     /// Copies pruned from the quarantine (see [`crate::quarantine`]).
     pub(crate) quarantine_pruned: AtomicU64,
+    /// Scrub progress and results (see [`crate::scrub`]).
+    pub(crate) scrub: Arc<ScrubState>,
     /// Test hooks (see [`crate::testing`]).
     #[cfg(feature = "testing")]
     pub(crate) hooks: crate::testing::Hooks,
@@ -64,6 +69,7 @@ impl Maintainer {
             history,
             compaction_schedule: Mutex::new(Weak::new()),
             quarantine_pruned: AtomicU64::new(0),
+            scrub: Arc::default(),
             #[cfg(feature = "testing")]
             hooks: crate::testing::Hooks::default(),
         }
@@ -99,6 +105,12 @@ impl Maintainer {
         self.backup_dir.join(table)
     }
 
+    /// Whether a maintenance operation (a compaction run, a backup run or a restore) is
+    /// running now. Never waits.
+    pub fn operation_running(&self) -> bool {
+        self.op_lock.is_held()
+    }
+
     /// The owner of `table`, if it is one of the nine.
     pub(crate) fn owner_of(&self, table: &str) -> Option<&OwnerHandle> {
         self.stores.owner(table)
@@ -116,5 +128,28 @@ impl Maintainer {
     #[cfg(feature = "testing")]
     pub fn inject_restore_fault(&self, fault: Option<crate::testing::RestoreFault>) {
         self.hooks.set_restore_fault(fault);
+    }
+}
+
+/// The scrubs' shared state: one run at a time, its progress, each table's last result.
+#[derive(Debug, Default)]
+pub(crate) struct ScrubState {
+    pub(crate) running: Mutex<Option<ScrubProgress>>,
+    pub(crate) last: Mutex<BTreeMap<String, ScrubResult>>,
+    pub(crate) bytes_read_total: AtomicU64,
+    pub(crate) wait_micros: AtomicU64,
+    pub(crate) schedule: Mutex<Weak<ScheduleState>>,
+}
+
+impl ScrubState {
+    pub(crate) fn set_bytes_read(&self, bytes: u64) {
+        if let Some(p) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            p.bytes_read = bytes;
+        }
     }
 }

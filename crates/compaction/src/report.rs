@@ -1,6 +1,9 @@
 //! What maintenance runs are started by and what they report: the compaction run, the backup
 //! run and the recovery report, which the operations return, events carry ([`crate::events`])
 //! and the history keeps ([`crate::history`]). A leaf: plain serde types, no behaviour.
+//!
+//! Durations are numbers of seconds in JSON (`"duration_seconds": 3.902`), as Prometheus and
+//! JSON consumers expect; files written before read back (their `"duration": "3s 902ms"`).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -53,7 +56,7 @@ pub struct TableResult {
     #[serde(flatten)]
     pub outcome: TableOutcome,
     /// Wall time spent on the table, both attempts included.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// File size before.
     pub bytes_before: u64,
@@ -64,7 +67,7 @@ pub struct TableResult {
     /// Whether a second attempt was made.
     pub retried: bool,
     /// Longest time the table did not serve operations.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "max_pause_seconds", alias = "max_pause", with = "seconds")]
     pub max_pause: Duration,
 }
 
@@ -75,7 +78,7 @@ pub struct CompactionRun {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// What triggered it: "schedule" or "manual".
     pub trigger: String,
@@ -99,7 +102,7 @@ pub struct TableBackup {
     /// blake3 checksum of the backup file.
     pub blake3: String,
     /// Wall time of the backup, verification included.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// Ids of older backups that retention deleted.
     pub removed: Vec<String>,
@@ -125,7 +128,7 @@ pub struct BackupRun {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
     /// Backups made, in table order.
     pub backups: Vec<TableBackup>,
@@ -190,6 +193,205 @@ pub struct RecoveryReport {
     #[serde(with = "humantime_serde")]
     pub started_at: SystemTime,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
     pub duration: Duration,
+}
+
+/// One backup copied off-site; the payload of `upload_complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteUpload {
+    /// The table.
+    pub table: String,
+    /// The backup id (the same as the local backup's).
+    pub id: String,
+    /// Records in the backup.
+    pub records: u64,
+    /// Size of the backup file.
+    pub plain_bytes: u64,
+    /// Size of the object in the bucket (compressed, encrypted).
+    pub object_bytes: u64,
+    /// Wall time of the upload, manifest included.
+    #[serde(rename = "duration_seconds", alias = "duration", with = "seconds")]
+    pub duration: Duration,
+    /// Ids of older off-site backups that remote retention deleted afterwards.
+    pub removed: Vec<String>,
+}
+
+/// A table whose backup could not be copied off-site; the payload of `upload_failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteUploadFailure {
+    /// The table.
+    pub table: String,
+    /// The backup that was being uploaded, if it got that far.
+    pub id: Option<String>,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// What is off-site for one table, as seen after the last upload or listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTableStats {
+    /// The table.
+    pub table: String,
+    /// Complete off-site backups (with their manifest).
+    pub backups: u64,
+    /// Objects under the table's prefix, manifests included.
+    pub objects: u64,
+    /// Bytes of those objects.
+    pub bytes: u64,
+    /// The newest off-site backup, if any.
+    pub newest: Option<String>,
+}
+
+/// The off-site part of `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RemoteHealth {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// When the last upload ended well.
+    #[serde(default, with = "humantime_serde")]
+    pub last_upload_at: Option<SystemTime>,
+    /// Its size in the bucket.
+    pub last_upload_bytes: u64,
+    /// How long it took.
+    #[serde(
+        rename = "last_upload_duration_seconds",
+        alias = "last_upload_duration",
+        with = "seconds"
+    )]
+    pub last_upload_duration: Duration,
+    /// When the last upload failed, if it failed after the last success.
+    #[serde(default, with = "humantime_serde")]
+    pub last_failure_at: Option<SystemTime>,
+    /// Why, in that case.
+    pub last_error: Option<String>,
+    /// Uploads that ended well since start.
+    pub uploads: u64,
+    /// Uploads that failed since start.
+    pub upload_failures: u64,
+    /// Per table, in [`store_owners::TABLE_NAMES`] order; empty before the first listing.
+    pub tables: Vec<RemoteTableStats>,
+}
+
+/// How one table's scrub ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScrubOutcome {
+    /// Every page verified.
+    Clean,
+    /// Damage found; the table was reported for an automatic restore.
+    Corrupted,
+    /// Not scrubbed: the table is not serving, the scrub was stopped, or the table file was
+    /// replaced during the walk (`detail` says which).
+    Skipped,
+    /// The walk could not run to its end (an I/O error reading the file).
+    Failed,
+}
+
+impl ScrubOutcome {
+    /// The outcome's name, as in JSON (`clean`, `corrupted`, `skipped`, `failed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ScrubOutcome::Clean => "clean",
+            ScrubOutcome::Corrupted => "corrupted",
+            ScrubOutcome::Skipped => "skipped",
+            ScrubOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One table's scrub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubResult {
+    /// The table.
+    pub table: String,
+    /// How it ended.
+    pub outcome: ScrubOutcome,
+    /// What was found, or why it did not run.
+    pub detail: Option<String>,
+    /// Bytes of the table file read.
+    pub bytes_read: u64,
+    /// How long the walk took, in seconds.
+    pub duration_seconds: f64,
+    /// When it ended.
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+}
+
+/// The scrub in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubProgress {
+    /// The table being read.
+    pub table: String,
+    /// Bytes of its file read so far.
+    pub bytes_read: u64,
+    /// Size of its file when the walk began (the walk reads the live pages, at most this).
+    pub file_bytes: u64,
+    /// Tables done in this run, and in all.
+    pub tables_done: usize,
+    /// Tables this run scrubs.
+    pub tables_total: usize,
+    /// When the run began.
+    #[serde(with = "humantime_serde")]
+    pub started_at: SystemTime,
+}
+
+/// A scrub run over several tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrubRun {
+    /// One result per table, in table order.
+    pub results: Vec<ScrubResult>,
+}
+
+/// Serde for a duration as a number of seconds; reads the human-readable strings
+/// (`"3s 902ms"`) that histories and events held before.
+pub(crate) mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Timed {
+        #[serde(
+            rename = "duration_seconds",
+            alias = "duration",
+            with = "super::seconds"
+        )]
+        duration: Duration,
+    }
+
+    #[test]
+    fn durations_are_seconds_and_old_strings_still_read() {
+        let timed = Timed {
+            duration: Duration::from_millis(3_902),
+        };
+        let json = serde_json::to_string(&timed).unwrap();
+        assert_eq!(json, r#"{"duration_seconds":3.902}"#);
+        assert_eq!(serde_json::from_str::<Timed>(&json).unwrap(), timed);
+        let old: Timed = serde_json::from_str(r#"{"duration":"3s 902ms"}"#).unwrap();
+        assert_eq!(old, timed);
+        assert!(serde_json::from_str::<Timed>(r#"{"duration":-1.0}"#).is_err());
+    }
 }

@@ -41,7 +41,7 @@ pub(crate) struct ScheduleState {
     /// Runs finished so far.
     n_runs: AtomicU64,
     /// Set when the schedule is asked to stop; a stoppable job sees it during its run.
-    stopping: AtomicBool,
+    stopping: Arc<AtomicBool>,
 }
 
 impl ScheduleState {
@@ -80,17 +80,28 @@ impl Schedule {
     pub fn start_stoppable(
         name: &str,
         interval: Duration,
-        job: impl FnMut(&AtomicBool) + Send + 'static,
+        mut job: impl FnMut(&AtomicBool) + Send + 'static,
+    ) -> Result<Schedule, StartScheduleError> {
+        Schedule::start_stoppable_after(name, interval, interval, move |s| job(s))
+    }
+
+    /// Like [`Schedule::start_stoppable`], the first run `first` from now rather than one
+    /// interval; the job gets the stop request as a flag it can share with other threads.
+    pub fn start_stoppable_after(
+        name: &str,
+        first: Duration,
+        interval: Duration,
+        job: impl FnMut(&Arc<AtomicBool>) + Send + 'static,
     ) -> Result<Schedule, StartScheduleError> {
         let (stop, stopped) = bounded::<()>(0);
         let state = Arc::new(ScheduleState::default());
-        state.set_next(Some(SystemTime::now() + interval));
+        state.set_next(Some(SystemTime::now() + first));
         let thread = {
             let state = state.clone();
             let name = name.to_string();
             std::thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || run(&name, interval, job, &stopped, &state))?
+                .spawn(move || run(&name, first, interval, job, &stopped, &state))?
         };
         Ok(Schedule {
             stop: Some(stop),
@@ -151,15 +162,18 @@ impl Drop for Schedule {
 
 fn run(
     name: &str,
+    first: Duration,
     interval: Duration,
-    mut job: impl FnMut(&AtomicBool),
+    mut job: impl FnMut(&Arc<AtomicBool>),
     stopped: &Receiver<()>,
     state: &ScheduleState,
 ) {
+    let mut wait = first;
     // Anything but a timeout means the handle dropped its sender (or sent a stop): leave.
     while !state.stopping.load(Ordering::SeqCst)
-        && let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval)
+        && let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait)
     {
+        wait = interval;
         state.set_next(None);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| job(&state.stopping))) {
             let text = store_owners::panic_text(&panic);

@@ -181,12 +181,21 @@ fn backups_are_private_and_carry_a_manifest_that_verifies() {
     );
     let json = serde_json::to_string(&run).unwrap();
     assert_eq!(serde_json::from_str::<BackupRun>(&json).unwrap(), run);
-    // No work file is left behind.
-    let names: Vec<String> = std::fs::read_dir(m.table_backup_dir(TABLE))
+    // No work file is left behind: the backup, its manifest, the record of its verification.
+    let mut names: Vec<String> = std::fs::read_dir(m.table_backup_dir(TABLE))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    let id = &b.id;
+    assert_eq!(
+        names,
+        [
+            format!("{id}.json"),
+            format!("{id}.redb"),
+            format!("{id}.verified")
+        ],
+    );
 }
 
 #[test]
@@ -428,4 +437,42 @@ fn backups_and_their_verification_are_paced_by_the_configured_io_rate() {
         m.health_metrics().pacing.bytes_moved,
         pacer.stats().bytes_moved
     );
+}
+
+#[test]
+fn a_listing_says_when_each_backup_was_last_fully_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path(), MaintenanceConfig::default());
+    fill(&m, TABLE, 200, "v");
+    let run = m.backup_one(TABLE, manual()).unwrap();
+    let id = run.backups[0].id.clone();
+    let listed = |m: &Maintainer| m.backups_of(TABLE, false).unwrap().remove(0);
+
+    // Verified as it was made: the listing says so without reading the file again.
+    let first = listed(&m);
+    assert_eq!(first.state, BackupState::Unchecked);
+    let created = first.manifest.as_ref().unwrap().created_at;
+    assert_eq!(first.verified_at, Some(created));
+
+    // A full verification is remembered (to the second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let verified = m.verify_backup(TABLE, &id).unwrap();
+    let later = listed(&m).verified_at.unwrap();
+    assert!(later > created, "{later:?} after {created:?}");
+    assert!(later <= verified.verified_at.unwrap());
+
+    // Retention removes the record with the backup.
+    let config = MaintenanceConfig {
+        backup: compaction::BackupConfig {
+            keep: 1,
+            ..Default::default()
+        },
+        ..MaintenanceConfig::default()
+    };
+    drop(m);
+    let m = open(dir.path(), config);
+    m.backup_one(TABLE, manual()).unwrap();
+    let marker = m.table_backup_dir(TABLE).join(format!("{id}.verified"));
+    assert!(!marker.exists());
+    assert_eq!(m.backups_of(TABLE, false).unwrap().len(), 1);
 }

@@ -319,3 +319,32 @@ pub enum CloseError {
     #[error("close failed: {0}")]
     Storage(#[source] Box<redb::Error>),
 }
+
+/// A scrub (the checksum walk of a live file from a snapshot, [`crate::StoreSnapshot::scrub`])
+/// did not finish clean.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScrubError {
+    /// A page of the snapshot's trees does not match its checksum, or the trees do not hold
+    /// together.
+    #[error("scrub found corruption: {0}")]
+    Corrupted(String),
+    /// The scrub was cancelled by its caller.
+    #[error("scrub cancelled")]
+    Cancelled,
+    /// The file could not be read.
+    #[error("scrub could not read {path}: {source}")]
+    Io {
+        /// The table file.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
+    },
+    /// Another storage failure stopped the walk.
+    #[error("scrub could not run: {0}")]
+    Storage(#[source] Box<redb::Error>),
+    /// The snapshot was taken by `TableStore::snapshot`, which does not copy the header a
+    /// scrub needs (`TableStore::scrub_snapshot` does).
+    #[error("scrub could not run: the snapshot was not taken for a scrub")]
+    NotForScrub,
+}

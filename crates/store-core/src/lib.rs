@@ -46,13 +46,13 @@ pub mod store;
 pub use copy::CopyStats;
 pub use error::{
     CloseError, CompactError, CopyError, IntegrityError, MetricsError, OpenError, ReadError,
-    SwapError, WriteError,
+    ScrubError, SwapError, WriteError,
 };
 pub use fault::{FaultBackend, FaultPlan};
 pub use metrics::{TableCounters, TableMetrics};
 pub use pace::{IoRate, Pacer, PacerStats};
 pub use redb_store::{RedbReplaced, RedbSnapshot, RedbStore};
 pub use store::{
-    KeyRange, ReadView, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
-    WriteOp,
+    KeyRange, OnRead, ReadView, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot,
+    TableStore, WriteBatch, WriteOp,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::copy::CopyStats;
 use crate::error::{
     CloseError, CompactError, CopyError, IntegrityError, MetricsError, OpenError, ReadError,
-    SwapError, WriteError,
+    ScrubError, SwapError, WriteError,
 };
 use crate::metrics::{TableCounters, TableMetrics};
 use crate::pace::Pacer;
@@ -205,6 +205,17 @@ pub trait WriteBatch {
         Self: Sized;
 }
 
+/// A scrub's read callback: told the size of each read before it is made, returns false to
+/// cancel the scrub. It is where a pacer slows the walk down.
+pub type OnRead = std::sync::Arc<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// What a finished scrub read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrubStats {
+    /// Bytes read from the table file.
+    pub bytes_read: u64,
+}
+
 /// A consistent, read-only view of a table at one commit. It can be sent to another thread
 /// and read there while the owner keeps writing.
 pub trait StoreSnapshot: Send + Sync + 'static {
@@ -218,6 +229,11 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
     /// Ordered scan.
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError>;
+    /// Verify the checksum of every page of this snapshot's commit, and the structure of its
+    /// trees, while the owner keeps writing. Only a snapshot from
+    /// [`TableStore::scrub_snapshot`] can ([`ScrubError::NotForScrub`] otherwise). `on_read` is told the size of each read before
+    /// it is made (a pacer slows the walk there) and cancels the scrub by returning false.
+    fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError>;
     /// Copy every record into a new table file at `dest` (which must not exist), committing
     /// durably at the end. `keep_going` is polled between chunks; returning false cancels.
     /// Each chunk written is paced by `pacer`.
@@ -285,6 +301,10 @@ pub trait TableStore: Sized + Send + 'static {
     }
     /// A read snapshot of the latest committed state.
     fn snapshot(&self) -> Result<Self::Snapshot, ReadError>;
+    /// A read snapshot that can also be scrubbed ([`StoreSnapshot::scrub`]): it copies the
+    /// file's header as of the snapshot, one more open and read of the file, so only scrubs
+    /// pay for it.
+    fn scrub_snapshot(&self) -> Result<Self::Snapshot, ScrubError>;
     /// The exact counters kept by the store (records, live bytes, dead bytes). Cheap.
     fn counters(&self) -> TableCounters;
     /// Size and fragmentation. Cheap: never walks the file.

@@ -117,6 +117,10 @@ pub enum MaintenanceError {
     /// [`OpenError`]).
     #[error("storage failure: {0}")]
     Storage(#[source] SharedError),
+    /// The operation stopped before its end, on request or because what it worked on went
+    /// away (a scrub whose table file was replaced meanwhile).
+    #[error("stopped: {0}")]
+    Cancelled(&'static str),
     /// The online compaction's worker thread stopped without a word (it panicked).
     #[error("storage failure: the compaction worker stopped")]
     WorkerStopped,

@@ -90,6 +90,8 @@ pub struct Shared {
     dead_bytes: AtomicU64,
     status: Mutex<TableStatus>,
     reopens: AtomicU64,
+    /// The redb cache the table's file is opened with, in bytes.
+    cache_bytes: u64,
 }
 
 impl Shared {
@@ -121,6 +123,12 @@ impl Shared {
     pub fn reopens(&self) -> u64 {
         self.reopens.load(Ordering::Relaxed)
     }
+
+    /// The redb cache the table's file is opened with, in bytes (its share of the memory
+    /// budget).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
 }
 
 /// The writing side of a table's [`Shared`] state: its status, counters and reopen count,
@@ -141,6 +149,7 @@ impl Publisher {
         path: PathBuf,
         status: TableStatus,
         corruption_reports: Option<Sender<&'static str>>,
+        cache_bytes: u64,
     ) -> Publisher {
         let shared = Shared {
             table,
@@ -151,6 +160,7 @@ impl Publisher {
             dead_bytes: AtomicU64::new(0),
             status: Mutex::new(status),
             reopens: AtomicU64::new(0),
+            cache_bytes,
         };
         Publisher {
             shared: Arc::new(shared),

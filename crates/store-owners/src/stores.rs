@@ -33,6 +33,9 @@ pub struct StoresOptions {
     pub corruption_reports: Option<Sender<&'static str>>,
     /// Owner tuning; `store` and `corruption_reports` are filled from the fields above.
     pub owner: OwnerConfig,
+    /// redb cache of particular tables, in bytes, by table name; the others get
+    /// `owner.store.cache_bytes`.
+    pub cache_bytes_per_table: std::collections::BTreeMap<String, usize>,
 }
 
 /// The nine tables of one data dir. Dropping it closes every owner (each answers its queued
@@ -141,6 +144,9 @@ impl Stores {
         let start = |table: &'static str| {
             let mut config = owner.clone();
             config.store.create_if_missing = !birth_marker(data_dir, table).exists();
+            if let Some(&bytes) = options.cache_bytes_per_table.get(table) {
+                config.store.cache_bytes = bytes;
+            }
             let handle = OwnerHandle::start::<store_core::RedbStore>(
                 table,
                 &table_path(data_dir, table),

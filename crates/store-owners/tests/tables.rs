@@ -532,6 +532,9 @@ impl store_core::TableStore for PoisonedReads {
     fn snapshot(&self) -> Result<Self::Snapshot, store_core::ReadError> {
         self.inner.snapshot()
     }
+    fn scrub_snapshot(&self) -> Result<Self::Snapshot, store_core::ScrubError> {
+        self.inner.scrub_snapshot()
+    }
     fn counters(&self) -> store_core::TableCounters {
         self.inner.counters()
     }

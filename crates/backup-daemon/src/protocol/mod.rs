@@ -13,6 +13,9 @@
 //! | `Op::Backup { table: None }`            | `POST /backup`                                 |
 //! | `Op::Backup { table: Some(t) }`         | `POST /backup?table={t}`                       |
 //! | `Op::Restore { table, backup }`         | `POST /restore/{table}`, body `{"backup": id}` |
+//! | `Op::RemoteBackups { verify }`          | `GET /remote/backups?verify={verify}`          |
+//! | `Op::Upload`                            | `POST /remote/upload`                          |
+//! | `Op::RemoteRestore { table, backup }`   | `POST /remote/restore/{table}`, body as above  |
 //!
 //! The parser also takes what operators send by hand: flags without a value or as `1`/`0`,
 //! `POST /compact?table=T`, `POST /backup/{table}`, `?backup=id` on a restore and a restore
@@ -121,6 +124,20 @@ pub enum Op {
         /// `None`: the newest verified backup.
         backup: Option<String>,
     },
+    /// The off-site backups; with `verify`, each fetched and fully verified.
+    RemoteBackups {
+        /// Download and check every backup.
+        verify: bool,
+    },
+    /// Upload now what is not off-site yet.
+    Upload,
+    /// Restore a table from an off-site backup.
+    RemoteRestore {
+        /// The table.
+        table: String,
+        /// `None`: the newest verified off-site backup.
+        backup: Option<String>,
+    },
 }
 
 impl Op {
@@ -165,6 +182,24 @@ impl Op {
                     Some(serde_json::json!(body)),
                 )
             }
+            Op::RemoteBackups { verify } => (
+                Method::Get,
+                "/remote/backups".into(),
+                format!("verify={verify}"),
+                None,
+            ),
+            Op::Upload => (Method::Post, "/remote/upload".into(), String::new(), None),
+            Op::RemoteRestore { table, backup } => {
+                let body = RestoreBody {
+                    backup: backup.clone(),
+                };
+                (
+                    Method::Post,
+                    format!("/remote/restore/{table}"),
+                    String::new(),
+                    Some(serde_json::json!(body)),
+                )
+            }
         };
         Route {
             method,
@@ -200,31 +235,24 @@ impl Op {
             ("POST", ["backup", table]) => Ok(Op::Backup {
                 table: Some(table.to_string()),
             }),
-            ("POST", ["restore", table]) => {
-                let text = std::str::from_utf8(body).map_err(|_| {
-                    OpError::new(
-                        400,
-                        "cannot read the request body: stream did not contain valid UTF-8",
-                    )
-                })?;
-                let from_body = match text.trim() {
-                    "" => None,
-                    text => {
-                        let parsed: RestoreBody = serde_json::from_str(text)
-                            .map_err(|e| OpError::new(400, format!("bad JSON body: {e}")))?;
-                        parsed.backup
-                    }
-                };
-                let backup = from_body.or_else(|| params.get("backup").map(str::to_string));
-                Ok(Op::Restore {
-                    table: table.to_string(),
-                    backup,
-                })
-            }
+            ("POST", ["restore", table]) => Ok(Op::Restore {
+                table: table.to_string(),
+                backup: restore_backup(body, &params)?,
+            }),
+            ("GET", ["remote", "backups"]) => Ok(Op::RemoteBackups {
+                verify: params.flag("verify")?,
+            }),
+            ("POST", ["remote", "upload"]) => Ok(Op::Upload),
+            ("POST", ["remote", "restore", table]) => Ok(Op::RemoteRestore {
+                table: table.to_string(),
+                backup: restore_backup(body, &params)?,
+            }),
             // The special routes are here for the methods they do not take.
             (_, ["health" | "history" | "backups" | "events" | "metrics"])
             | (_, ["compact" | "backup"] | ["compact" | "backup", _])
-            | (_, ["restore", _]) => Err(OpError::new(
+            | (_, ["restore", _])
+            | (_, ["remote", "backups" | "upload"])
+            | (_, ["remote", "restore", _]) => Err(OpError::new(
                 405,
                 format!("method {method} not allowed here"),
             )),
@@ -238,12 +266,16 @@ impl Op {
     /// This operation's result read back from its JSON (the daemon's reply).
     pub fn read_result(&self, json: Value) -> Result<OpResult, serde_json::Error> {
         Ok(match self {
-            Op::Status => OpResult::Health(serde_json::from_value(json)?),
+            Op::Status => OpResult::Health(Box::new(serde_json::from_value(json)?)),
             Op::History => OpResult::History(serde_json::from_value(json)?),
             Op::Backups { .. } => OpResult::Backups(serde_json::from_value(json)?),
             Op::Compact { .. } => OpResult::Compaction(serde_json::from_value(json)?),
             Op::Backup { .. } => OpResult::Backup(serde_json::from_value(json)?),
-            Op::Restore { .. } => OpResult::Restore(serde_json::from_value(json)?),
+            Op::Restore { .. } | Op::RemoteRestore { .. } => {
+                OpResult::Restore(serde_json::from_value(json)?)
+            }
+            Op::RemoteBackups { .. } => OpResult::RemoteBackups(serde_json::from_value(json)?),
+            Op::Upload => OpResult::Upload(serde_json::from_value(json)?),
         })
     }
 
@@ -255,6 +287,10 @@ impl Op {
             Op::Compact { .. } => Some("compacting"),
             Op::Backup { .. } => Some("backing up"),
             Op::Restore { .. } => Some("restoring"),
+            Op::RemoteBackups { verify: false } => Some("listing off-site backups"),
+            Op::RemoteBackups { verify: true } => Some("verifying off-site backups"),
+            Op::Upload => Some("uploading"),
+            Op::RemoteRestore { .. } => Some("restoring from the bucket"),
         }
     }
 }
@@ -265,6 +301,26 @@ impl Op {
 struct RestoreBody {
     /// The backup id; absent or null for the newest verified backup.
     backup: Option<String>,
+}
+
+/// The backup of a restore request: from its JSON body (`{"backup": id}`, may be empty), else
+/// from `?backup=id`.
+fn restore_backup(body: &[u8], params: &Params<'_>) -> Result<Option<String>, OpError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        OpError::new(
+            400,
+            "cannot read the request body: stream did not contain valid UTF-8",
+        )
+    })?;
+    let from_body = match text.trim() {
+        "" => None,
+        text => {
+            let parsed: RestoreBody = serde_json::from_str(text)
+                .map_err(|e| OpError::new(400, format!("bad JSON body: {e}")))?;
+            parsed.backup
+        }
+    };
+    Ok(from_body.or_else(|| params.get("backup").map(str::to_string)))
 }
 
 /// The non-empty segments of `path`: `/compact//t/` is `["compact", "t"]`.
@@ -304,194 +360,4 @@ impl<'a> Params<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-    use store_owners::TABLE_NAMES;
-
-    use super::{Op, OpError, Special};
-
-    /// Read `op`'s request back, as the admin API receives it.
-    fn round_trip(op: &Op) -> Result<Op, OpError> {
-        let route = op.route();
-        let body = route
-            .body
-            .as_ref()
-            .map(|b| serde_json::to_vec(b).unwrap())
-            .unwrap_or_default();
-        let url = route.path_and_query();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        Op::from_request(route.method.as_str(), path, query, &body)
-    }
-
-    /// Every operation with every table (and every table left out), each flag both ways, a
-    /// backup id and none.
-    fn every_op() -> Vec<Op> {
-        let tables = || {
-            TABLE_NAMES
-                .iter()
-                .map(|t| Some(t.to_string()))
-                .chain([None])
-        };
-        let mut ops = vec![Op::Status, Op::History];
-        for verify in [false, true] {
-            ops.push(Op::Backups { verify });
-        }
-        for (table, force) in tables().flat_map(|t| [(t.clone(), false), (t, true)]) {
-            ops.push(Op::Compact { table, force });
-        }
-        ops.extend(tables().map(|table| Op::Backup { table }));
-        for table in TABLE_NAMES {
-            for backup in [None, Some("20261125T230102.123Z".to_string())] {
-                ops.push(Op::Restore {
-                    table: table.to_string(),
-                    backup,
-                });
-            }
-        }
-        ops
-    }
-
-    #[test]
-    fn every_op_reads_back_from_its_request() {
-        let ops = every_op();
-        for op in &ops {
-            assert_eq!(round_trip(op).as_ref(), Ok(op), "{:?}", op.route());
-            assert_eq!(
-                Special::from_request(op.route().method.as_str(), &op.route().path),
-                None
-            );
-        }
-        // A new kind of operation fails to compile here until `every_op` makes it too.
-        let kind = |op: &Op| match op {
-            Op::Status => 0,
-            Op::History => 1,
-            Op::Backups { .. } => 2,
-            Op::Compact { .. } => 3,
-            Op::Backup { .. } => 4,
-            Op::Restore { .. } => 5,
-        };
-        let kinds: std::collections::BTreeSet<u8> = ops.iter().map(kind).collect();
-        assert_eq!(kinds.len(), 6, "every kind of operation is made");
-    }
-
-    /// The table in the module doc.
-    #[test]
-    fn the_requests_are_the_documented_ones() {
-        let t = || Some("task_queue".to_string());
-        let (verify, force) = (true, true);
-        for (op, request) in [
-            (Op::Status, "GET /health"),
-            (Op::History, "GET /history"),
-            (Op::Backups { verify }, "GET /backups?verify=true"),
-            (
-                Op::Compact { table: None, force },
-                "POST /compact?force=true",
-            ),
-            (
-                Op::Compact { table: t(), force },
-                "POST /compact/task_queue?force=true",
-            ),
-            (Op::Backup { table: None }, "POST /backup"),
-            (Op::Backup { table: t() }, "POST /backup?table=task_queue"),
-        ] {
-            let route = op.route();
-            let seen = format!("{} {}", route.method.as_str(), route.path_and_query());
-            assert_eq!((seen.as_str(), route.body), (request, None));
-        }
-        let restore = Op::Restore {
-            table: "task_queue".into(),
-            backup: Some("b".into()),
-        };
-        let route = restore.route();
-        assert_eq!(route.path_and_query(), "/restore/task_queue");
-        assert_eq!(route.body, Some(serde_json::json!({ "backup": "b" })));
-    }
-
-    #[test]
-    fn requests_by_hand_parse_and_bad_ones_get_their_status() {
-        let parse = |method, url: &str, body: &str| {
-            let (path, query) = url.split_once('?').unwrap_or((url, ""));
-            Op::from_request(method, path, query, body.as_bytes()).map_err(|e| e.status)
-        };
-        let t = || Some("task_queue".to_string());
-        assert_eq!(
-            parse("POST", "/compact?table=task_queue&force", ""),
-            Ok(Op::Compact {
-                table: t(),
-                force: true
-            })
-        );
-        assert_eq!(
-            parse("POST", "/backup/task_queue", ""),
-            Ok(Op::Backup { table: t() })
-        );
-        assert_eq!(
-            parse("POST", "/restore/task_queue?backup=b", " "),
-            Ok(Op::Restore {
-                table: "task_queue".into(),
-                backup: Some("b".into())
-            })
-        );
-        assert_eq!(
-            parse("GET", "//backups/?verify=1", ""),
-            Ok(Op::Backups { verify: true })
-        );
-        assert_eq!(parse("GET", "/backups?verify=maybe", ""), Err(400));
-        assert_eq!(parse("POST", "/restore/t", "{not json"), Err(400));
-        assert_eq!(parse("POST", "/restore/t", r#"{"other": 1}"#), Err(400));
-        let not_utf8 = Op::from_request("POST", "/restore/t", "", b"{\xff}");
-        assert_eq!(not_utf8.map_err(|e| e.status), Err(400));
-        assert_eq!(parse("PUT", "/health", ""), Err(405));
-        assert_eq!(parse("POST", "/metrics", ""), Err(405));
-        assert_eq!(parse("GET", "/no/such/route", ""), Err(404));
-        assert_eq!(
-            Special::from_request("GET", "/events"),
-            Some(Special::Events)
-        );
-        assert_eq!(
-            Special::from_request("GET", "/metrics/"),
-            Some(Special::Metrics)
-        );
-        assert_eq!(
-            Special::from_request("HEAD", "/metrics"),
-            Some(Special::Metrics)
-        );
-        assert_eq!(Special::from_request("POST", "/metrics"), None);
-    }
-
-    /// An empty table name does not survive its request: `POST /compact/` is `POST /compact`,
-    /// every table. The CLI never sends one: `--table` takes only the nine names.
-    #[test]
-    fn an_empty_table_name_is_lost_in_the_compact_path() {
-        let op = Op::Compact {
-            table: Some(String::new()),
-            force: false,
-        };
-        let every_table = Op::Compact {
-            table: None,
-            force: false,
-        };
-        assert_eq!(round_trip(&op), Ok(every_table));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
-
-        /// Any table name made of the characters of table names, and any backup id (it
-        /// travels in the JSON body), reads back.
-        #[test]
-        fn ops_on_any_plain_name_read_back(
-            table in "[A-Za-z0-9_.-]{1,24}",
-            backup in proptest::option::of(any::<String>()),
-            flag in any::<bool>(),
-        ) {
-            for op in [
-                Op::Compact { table: Some(table.clone()), force: flag },
-                Op::Backup { table: Some(table.clone()) },
-                Op::Restore { table: table.clone(), backup: backup.clone() },
-            ] {
-                prop_assert_eq!(round_trip(&op), Ok(op));
-            }
-        }
-    }
-}
+mod tests;

@@ -2,6 +2,7 @@
 //! is the reply and `--json`'s output, or why it did not run ([`OpError`], sent as
 //! `{"error": message}` with its status).
 
+use compaction::remote::{RemoteBackupInfo, UploadPass};
 use compaction::{BackupInfo, BackupRun, CompactionRun, HealthReport, RecoveryReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,8 +12,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OpResult {
-    /// Of `Op::Status`.
-    Health(HealthReport),
+    /// Of `Op::Status` (boxed: the largest result by far).
+    Health(Box<HealthReport>),
     /// Of `Op::History`, oldest run first.
     History(Vec<CompactionRun>),
     /// Of `Op::Backups`.
@@ -21,8 +22,12 @@ pub enum OpResult {
     Compaction(CompactionRun),
     /// Of `Op::Backup`.
     Backup(BackupRun),
-    /// Of `Op::Restore` (also when the restore did not succeed).
+    /// Of `Op::Restore` and `Op::RemoteRestore` (also when the restore did not succeed).
     Restore(RecoveryReport),
+    /// Of `Op::RemoteBackups`.
+    RemoteBackups(Vec<RemoteBackupInfo>),
+    /// Of `Op::Upload`.
+    Upload(UploadPass),
 }
 
 impl OpResult {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -34,7 +34,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(root: &Path, data_dir: &Path) -> Daemon {
-        let config = write_config(root, "");
+        Daemon::start_with(root, data_dir, "", &[])
+    }
+
+    /// [`Daemon::start`] with `extra` config text and `env` variables.
+    pub fn start_with(root: &Path, data_dir: &Path, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let config = write_config(root, extra);
         let log = root.join("daemon.log");
         let stderr = std::fs::File::create(&log).expect("create the log file");
         let child = Command::new(BIN)
@@ -43,6 +48,7 @@ impl Daemon {
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -168,4 +174,28 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// Run the CLI binary with `args` on `data_dir`.
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run the CLI")
+}
+
+/// Run the CLI binary with `args --json` on `data_dir`; it must succeed and print JSON.
+pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = cli(data_dir, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
 }

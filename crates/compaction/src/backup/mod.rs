@@ -39,5 +39,6 @@ pub use self::manifest::{
     BackupManifest, FILE_MODE, MANIFEST_FORMAT, backup_id_at, is_valid_backup_id,
 };
 pub use self::run::BackupOptions;
-pub use self::verify::{BackupInfo, BackupState};
+pub(crate) use self::verify::integrity_and_count;
+pub use self::verify::{BackupInfo, BackupState, list_all_backups, list_table_backups};
 pub use crate::report::{BackupFailure, BackupRun, BackupTrigger, TableBackup};

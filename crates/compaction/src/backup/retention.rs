@@ -50,6 +50,10 @@ impl Maintainer {
             if delete {
                 let _ = std::fs::remove_file(&f.file);
                 let _ = std::fs::remove_file(&f.manifest);
+                let _ = std::fs::remove_file(super::verify::verified_marker(
+                    &self.table_backup_dir(table),
+                    &f.id,
+                ));
                 tracing::info!(table, id = %f.id, verified = good, "backup removed by retention");
                 removed.push(f.id);
             }

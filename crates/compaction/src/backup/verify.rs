@@ -50,6 +50,29 @@ pub struct BackupInfo {
     /// Verified, unchecked or corrupt.
     #[serde(flatten)]
     pub state: BackupState,
+    /// When the backup was last fully verified (checksum, integrity check, record count): by
+    /// the last `verify`, else when it was made (a backup is verified before it is listed).
+    /// `None` when its manifest cannot be read.
+    #[serde(default, with = "humantime_serde")]
+    pub verified_at: Option<std::time::SystemTime>,
+}
+
+/// Where the time of a backup's last full verification is kept, beside it.
+pub(super) fn verified_marker(dir: &Path, id: &str) -> std::path::PathBuf {
+    dir.join(format!("{id}.verified"))
+}
+
+/// The last full verification of backup `id` in `dir`: the marker a `verify` wrote, else the
+/// backup's creation (it was verified before its manifest was written).
+fn last_verified(
+    dir: &Path,
+    id: &str,
+    manifest: Option<&BackupManifest>,
+) -> Option<std::time::SystemTime> {
+    let marked = std::fs::read_to_string(verified_marker(dir, id))
+        .ok()
+        .and_then(|text| humantime::parse_rfc3339(text.trim()).ok());
+    marked.or(manifest.map(|m| m.created_at))
 }
 
 /// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given,
@@ -100,7 +123,7 @@ pub(super) fn hash_file(
 /// count. The check commits to the file. redb reads the whole file in one call, which cannot
 /// be paced from outside: the file's size is paid to `pacer` after it, so that the job's
 /// average rate still holds.
-pub(super) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, VerifyError> {
+pub(crate) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, VerifyError> {
     let options = StoreOptions {
         check_integrity_on_open: true,
         cache_bytes: 16 << 20,
@@ -121,67 +144,111 @@ pub(super) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, Ver
     Ok(records)
 }
 
+/// The backups in a table's backup dir `dir`, newest first, unchecked.
+fn found_in(dir: &Path) -> Result<Vec<BackupFiles>, ListBackupsError> {
+    let dir = dir.to_path_buf();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ListBackupsError::Io { path: dir, source }),
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ListBackupsError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name
+            .strip_suffix(".redb")
+            .or_else(|| name.strip_suffix(".json"));
+        if let Some(stem) = stem
+            && is_valid_backup_id(stem)
+        {
+            ids.insert(stem.to_string());
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .rev()
+        .map(|id| BackupFiles::new(&dir, id))
+        .collect())
+}
+
+/// The manifest of `found` reads and matches `table`, and the file has the size it records.
+fn shallow_check(table: &str, found: &BackupFiles) -> Result<BackupManifest, VerifyError> {
+    let manifest = read_checked_manifest(table, found)?;
+    let actual = match std::fs::metadata(&found.file) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(VerifyError::NotFound {
+                table: table.to_string(),
+                id: found.id.clone(),
+            });
+        }
+        Err(source) => {
+            return Err(VerifyError::Io {
+                what: format!("stat {}", found.file.display()),
+                source,
+            });
+        }
+    };
+    if actual != manifest.bytes {
+        return Err(VerifyError::SizeMismatch {
+            expected: manifest.bytes,
+            actual,
+        });
+    }
+    Ok(manifest)
+}
+
+/// The backups of `table` in `backup_dir` (`<backup_dir>/<table>/`), newest first, each
+/// checked shallowly (manifest and size), without opening any table: what `backups` lists
+/// when no daemon runs.
+pub fn list_table_backups(
+    backup_dir: &Path,
+    table: &str,
+) -> Result<Vec<BackupInfo>, ListBackupsError> {
+    if !TABLE_NAMES.contains(&table) {
+        return Err(ListBackupsError::UnknownTable(table.to_string()));
+    }
+    let dir = backup_dir.join(table);
+    Ok(found_in(&dir)?
+        .into_iter()
+        .map(|f| {
+            // A backup that fails the check still shows its manifest, if it reads.
+            let (manifest, state) = match shallow_check(table, &f) {
+                Ok(m) => (Some(m), BackupState::Unchecked),
+                Err(e) => (
+                    read_manifest(&f.manifest).ok(),
+                    BackupState::Corrupt(e.to_string()),
+                ),
+            };
+            BackupInfo {
+                table: table.to_string(),
+                verified_at: last_verified(&dir, &f.id, manifest.as_ref()),
+                id: f.id,
+                path: f.file,
+                manifest,
+                state,
+            }
+        })
+        .collect())
+}
+
+/// [`list_table_backups`] of the nine tables, in [`TABLE_NAMES`] order.
+pub fn list_all_backups(backup_dir: &Path) -> Result<Vec<BackupInfo>, ListBackupsError> {
+    let mut all = Vec::new();
+    for table in TABLE_NAMES {
+        all.extend(list_table_backups(backup_dir, table)?);
+    }
+    Ok(all)
+}
+
 impl Maintainer {
     /// The backups of `table` on disk, newest first, unchecked.
     pub(super) fn found_backups(&self, table: &str) -> Result<Vec<BackupFiles>, ListBackupsError> {
-        let dir = self.table_backup_dir(table);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(ListBackupsError::Io { path: dir, source }),
-        };
-        let mut ids = std::collections::BTreeSet::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| ListBackupsError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stem = name
-                .strip_suffix(".redb")
-                .or_else(|| name.strip_suffix(".json"));
-            if let Some(stem) = stem
-                && is_valid_backup_id(stem)
-            {
-                ids.insert(stem.to_string());
-            }
-        }
-        Ok(ids
-            .into_iter()
-            .rev()
-            .map(|id| BackupFiles::new(&dir, id))
-            .collect())
-    }
-
-    /// Cheap check: manifest readable, consistent, file present with the recorded size.
-    fn shallow_check(
-        &self,
-        table: &str,
-        found: &BackupFiles,
-    ) -> Result<BackupManifest, VerifyError> {
-        let manifest = read_checked_manifest(table, found)?;
-        let actual = match std::fs::metadata(&found.file) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(VerifyError::NotFound {
-                    table: table.to_string(),
-                    id: found.id.clone(),
-                });
-            }
-            Err(source) => {
-                return Err(VerifyError::Io {
-                    what: format!("stat {}", found.file.display()),
-                    source,
-                });
-            }
-        };
-        if actual != manifest.bytes {
-            return Err(VerifyError::SizeMismatch {
-                expected: manifest.bytes,
-                actual,
-            });
-        }
-        Ok(manifest)
+        found_in(&self.table_backup_dir(table))
     }
 
     /// Shallow check plus checksum; used by retention (see [`super::retention`] for why that
@@ -191,7 +258,7 @@ impl Maintainer {
         table: &str,
         found: &BackupFiles,
     ) -> Result<BackupManifest, VerifyError> {
-        let manifest = self.shallow_check(table, found)?;
+        let manifest = shallow_check(table, found)?;
         let (actual, _) = hash_file(&found.file, None, self.stores.pacer()).map_err(|source| {
             VerifyError::Io {
                 what: format!("reading {}", found.file.display()),
@@ -227,7 +294,7 @@ impl Maintainer {
                 id: id.to_string(),
             });
         }
-        let manifest = self.shallow_check(table, &found)?;
+        let manifest = shallow_check(table, &found)?;
         let _ = std::fs::remove_file(work);
         let (actual, _) =
             hash_file(&found.file, Some(work), pacer).map_err(|source| VerifyError::Io {
@@ -265,12 +332,20 @@ impl Maintainer {
         let result = self.verify_found_into(table, id, &work, self.stores.pacer());
         let _ = std::fs::remove_file(&work);
         let manifest = result?;
+        let now = std::time::SystemTime::now();
+        let marker = verified_marker(&self.table_backup_dir(table), id);
+        let stamp = humantime::format_rfc3339_seconds(now).to_string();
+        if let Err(e) = store_core::fsutil::write_file_atomically(&marker, stamp.as_bytes()) {
+            // The verification stands; only its record is missing.
+            tracing::warn!(path = %marker.display(), error = %e, "cannot record the verification");
+        }
         Ok(BackupInfo {
             table: table.to_string(),
             id: id.to_string(),
             path: self.table_backup_dir(table).join(format!("{id}.redb")),
             manifest: Some(manifest),
             state: BackupState::Verified,
+            verified_at: Some(now),
         })
     }
 
@@ -284,31 +359,19 @@ impl Maintainer {
         if self.owner_of(table).is_none() {
             return Err(ListBackupsError::UnknownTable(table.to_string()));
         }
-        let found = self.found_backups(table)?;
-        Ok(found
-            .into_iter()
-            .map(|f| {
-                let manifest = read_manifest(&f.manifest).ok();
-                let state = if verify {
-                    match self.verify_backup(table, &f.id) {
-                        Ok(_) => BackupState::Verified,
-                        Err(e) => BackupState::Corrupt(e.to_string()),
+        let mut listed = list_table_backups(&self.backup_dir, table)?;
+        if verify {
+            for info in &mut listed {
+                match self.verify_backup(table, &info.id) {
+                    Ok(verified) => {
+                        info.state = BackupState::Verified;
+                        info.verified_at = verified.verified_at;
                     }
-                } else {
-                    match self.shallow_check(table, &f) {
-                        Ok(_) => BackupState::Unchecked,
-                        Err(e) => BackupState::Corrupt(e.to_string()),
-                    }
-                };
-                BackupInfo {
-                    table: table.to_string(),
-                    id: f.id,
-                    path: f.file,
-                    manifest,
-                    state,
+                    Err(e) => info.state = BackupState::Corrupt(e.to_string()),
                 }
-            })
-            .collect())
+            }
+        }
+        Ok(listed)
     }
 
     /// The backups of every table, table by table (in [`TABLE_NAMES`] order), newest first.
@@ -323,16 +386,9 @@ impl Maintainer {
     /// The newest backup of `table` whose manifest and size check out (not fully verified).
     pub fn last_backup(&self, table: &str) -> Option<BackupInfo> {
         self.owner_of(table)?;
-        let found = self.found_backups(table).ok()?;
-        found.into_iter().find_map(|f| {
-            let manifest = self.shallow_check(table, &f).ok()?;
-            Some(BackupInfo {
-                table: table.to_string(),
-                id: f.id,
-                path: f.file,
-                manifest: Some(manifest),
-                state: BackupState::Unchecked,
-            })
-        })
+        list_table_backups(&self.backup_dir, table)
+            .ok()?
+            .into_iter()
+            .find(|b| b.state == BackupState::Unchecked)
     }
 }

@@ -262,6 +262,45 @@ impl Maintainer {
         Ok(report)
     }
 
+    /// Swap in `staged`, a work file in the data dir already fully verified as backup `id`
+    /// holding `records` records (an off-site backup fetched by [`crate::remote`]), after
+    /// `rejected` were refused. Same lock, swap and events as [`Maintainer::restore`].
+    pub(crate) fn restore_verified_file(
+        &self,
+        table: &str,
+        id: &str,
+        staged: &Path,
+        records: u64,
+        rejected: Vec<RejectedBackup>,
+        trigger: RecoveryTrigger,
+    ) -> Result<RecoveryReport, RestoreError> {
+        if self.owner_of(table).is_none() {
+            return Err(RestoreError::UnknownTable(table.to_string()));
+        }
+        let _guard = self
+            .op_lock
+            .take(false)
+            .map_err(|_busy| RestoreError::Busy)?;
+        let attempt = Attempt {
+            table: table.to_string(),
+            trigger,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            rejected,
+        };
+        let result = self
+            .swap_in(table, Some(staged), Some(records), false)
+            .map(|replaced| {
+                let mut report = attempt.report(RecoveryOutcome::Restored);
+                report.backup_id = Some(id.to_string());
+                report.records = replaced.records;
+                report.quarantined = replaced.quarantined;
+                report
+            });
+        self.publish_restore(&attempt, &result);
+        result
+    }
+
     /// Ask the owner to replace the table file with `staged` (or an empty table, serving
     /// degraded when `degraded`), then bound the quarantine.
     fn swap_in(

@@ -5,6 +5,8 @@
 // Each test file uses its own subset of these.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 
 mod batch;
 mod schema;
+mod scrub;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -18,21 +19,23 @@ use redb::{
 
 use crate::copy::CopyStats;
 use crate::error::{
-    CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, SwapError,
-    WriteError,
+    CloseError, CompactError, CopyError, IntegrityError, OpenError, ReadError, ScrubError,
+    SwapError, WriteError,
 };
 use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
 use crate::pace::Pacer;
 use crate::store::{
-    KeyRange, Record, ReplacedFile, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+    KeyRange, OnRead, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot, TableStore,
+    WriteBatch,
 };
 pub use batch::RedbBatch;
 use schema::{
     DATA, META, META_DEAD_BYTES, META_DEAD_RECORDS, META_LIVE_BYTES, read_counters, scan_table,
     snapshot_get,
 };
+use scrub::FrozenHeader;
 
 /// Records per intermediate (non-durable) commit while copying into a fresh file.
 const COPY_CHUNK: usize = 5_000;
@@ -265,9 +268,25 @@ impl TableStore for RedbStore {
     fn snapshot(&self) -> Result<RedbSnapshot, ReadError> {
         Ok(RedbSnapshot {
             txn: self.db.begin_read()?,
+            header: None,
             counters: self.counters,
             io_faults: self.io_faults.clone(),
         })
+    }
+
+    fn scrub_snapshot(&self) -> Result<RedbSnapshot, ScrubError> {
+        let mut snapshot = self.snapshot().map_err(|e| match e {
+            ReadError::Corrupted(detail) => ScrubError::Corrupted(detail),
+            ReadError::Storage(source) => ScrubError::Storage(source),
+        })?;
+        // Right after the read transaction began, before any other commit: the header then
+        // names the snapshot's commit (see scrub.rs).
+        let header = FrozenHeader::read(&self.path).map_err(|source| ScrubError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        snapshot.header = Some(header);
+        Ok(snapshot)
     }
 
     fn counters(&self) -> TableCounters {
@@ -326,6 +345,9 @@ impl ReplacedFile for RedbReplaced {
 #[derive(Debug)]
 pub struct RedbSnapshot {
     txn: ReadTransaction,
+    /// The file's header as of this snapshot, for [`StoreSnapshot::scrub`]; only a
+    /// [`TableStore::scrub_snapshot`] reads it.
+    header: Option<FrozenHeader>,
     counters: TableCounters,
     /// Fault plan inherited by the files this snapshot is copied into.
     io_faults: Option<Arc<FaultPlan>>,
@@ -350,6 +372,13 @@ impl StoreSnapshot for RedbSnapshot {
     fn scan(&self, range: &KeyRange, limit: usize) -> Result<Vec<Record>, ReadError> {
         let table = self.txn.open_table(DATA)?;
         scan_table(&table, range, limit)
+    }
+
+    fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError> {
+        match &self.header {
+            Some(header) => header.scrub(on_read),
+            None => Err(ScrubError::NotForScrub),
+        }
     }
 
     fn copy_to_file(

@@ -28,7 +28,19 @@ pub(crate) enum Maintenance {
     CheckIntegrity(Reply<()>),
     Replace(ReplaceRequest, Reply<ReplaceReport>),
     Reopen(Reply<()>),
+    /// A snapshot for a scrub, with the identity of the file it reads.
+    ScrubSnapshot(Reply<(Box<dyn StoreSnapshot>, FileId)>),
+    /// A scrub found damage in `file`: report it if the table still serves that file.
+    ScrubFound {
+        detail: String,
+        file: FileId,
+        reply: Reply<bool>,
+    },
 }
+
+/// Which file a table path named: (device, inode). Every new table file is renamed over the
+/// path, so a different identity means the file was replaced.
+pub(crate) type FileId = (u64, u64);
 
 /// A read job: runs against the committed state; its answer is sent by `finish`, once the
 /// owner has seen whether the store met corruption during the run.

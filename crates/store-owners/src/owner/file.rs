@@ -117,6 +117,13 @@ impl<S: TableStore> TableFile<S> {
         }
     }
 
+    /// The identity of the file the table path names now.
+    pub(super) fn identity(&self) -> io::Result<super::command::FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.path)?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
     /// Record corruption met by a read, a commit or an integrity check, and report it.
     pub(super) fn report_corruption(&self, detail: String) {
         self.publisher.report_corruption(detail);

@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use store_core::{
-    KeyRange, Pacer, ReadError, ReadView, Record, StoreSnapshot, TableStore, WriteBatch, WriteError,
+    KeyRange, OnRead, Pacer, ReadError, ReadView, Record, ScrubError, ScrubStats, StoreSnapshot,
+    TableStore, WriteBatch, WriteError,
 };
 
 use super::command::{Command, Maintenance, Reply, TypedReadJob, TypedWriteJob};
@@ -224,6 +225,38 @@ impl OwnerHandle {
     /// holds back page reuse in the table file, so drop it promptly.
     pub fn snapshot(&self) -> Result<Box<dyn StoreSnapshot>, MaintenanceError> {
         self.maintenance(Maintenance::Snapshot)
+    }
+
+    /// Verify every page checksum of the table file while the table keeps serving (see
+    /// [`StoreSnapshot::scrub`]), on the calling thread. `on_read` is told the size of each
+    /// read before it is made and cancels the scrub by returning false. Damage found is
+    /// reported as the owner reports corruption met by a read (status corrupted, a report to
+    /// automatic recovery), unless the table file was replaced meanwhile: then the scrub
+    /// answers [`MaintenanceError::Cancelled`] and reports nothing.
+    pub fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, MaintenanceError> {
+        let (snapshot, file) = self.maintenance(Maintenance::ScrubSnapshot)?;
+        let outcome = snapshot.scrub(on_read);
+        // The snapshot pins pages of the file: released before anything else is asked.
+        drop(snapshot);
+        match outcome {
+            Ok(stats) => Ok(stats),
+            Err(ScrubError::Corrupted(detail)) => {
+                let reported = self.maintenance(|reply| Maintenance::ScrubFound {
+                    detail: detail.clone(),
+                    file,
+                    reply,
+                })?;
+                if reported {
+                    Err(MaintenanceError::Corrupted(detail))
+                } else {
+                    Err(MaintenanceError::Cancelled(
+                        "the table file was replaced during the scrub",
+                    ))
+                }
+            }
+            Err(ScrubError::Cancelled) => Err(MaintenanceError::Cancelled("scrub cancelled")),
+            Err(other) => Err(MaintenanceError::Storage(Arc::new(other))),
+        }
     }
 
     /// redb's exclusive in-place compaction: the table serves nothing until it ends.

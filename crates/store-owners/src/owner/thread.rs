@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, select};
 use store_core::{
-    IntegrityError, KeyRange, OpenError, Pacer, ReadError, ReadView, Record, StoreOptions,
-    StoreSnapshot, TableStore,
+    IntegrityError, KeyRange, OpenError, Pacer, ReadError, ReadView, Record, ScrubError,
+    StoreOptions, StoreSnapshot, TableStore,
 };
 
-use super::command::{Command, Maintenance, ReadJob, Reply, WriteJob};
+use super::command::{Command, FileId, Maintenance, ReadJob, Reply, WriteJob};
 use super::commit;
 use super::file::{TableFile, status_after_open_error};
 use crate::error::{CallError, MaintenanceError, panic_text};
@@ -83,6 +83,7 @@ pub(super) fn spawn<S: TableStore>(
         path.to_path_buf(),
         status,
         config.corruption_reports.clone(),
+        config.store.cache_bytes as u64,
     );
     if needs_restore {
         publisher.send_report();
@@ -329,6 +330,21 @@ impl<S: TableStore> OwnerThread<S> {
             Maintenance::Reopen(reply) => {
                 let _ = reply.send(self.file.reopen_on_request());
             }
+            Maintenance::ScrubSnapshot(reply) => {
+                let _ = reply.send(self.scrub_snapshot());
+            }
+            Maintenance::ScrubFound {
+                detail,
+                file,
+                reply,
+            } => {
+                let current = self.file.identity().ok();
+                let still_served = current == Some(file) && self.file.store().is_some();
+                if still_served {
+                    self.file.report_corruption(detail);
+                }
+                let _ = reply.send(Ok(still_served));
+            }
             Maintenance::Replace(request, reply) => {
                 let result = if self.compaction.is_some() {
                     Err(MaintenanceError::Busy("online compaction"))
@@ -357,6 +373,25 @@ impl<S: TableStore> OwnerThread<S> {
             max_pause: duration,
             catch_up_rounds: 0,
         })
+    }
+
+    /// A snapshot of the served file and that file's identity, read together between two
+    /// commits.
+    fn scrub_snapshot(&self) -> Result<(Box<dyn StoreSnapshot>, FileId), MaintenanceError> {
+        let Some(store) = self.file.store() else {
+            return Err(MaintenanceError::Unavailable(
+                self.file.status().to_string(),
+            ));
+        };
+        let snapshot = store.scrub_snapshot().map_err(|e| match e {
+            ScrubError::Corrupted(detail) => MaintenanceError::Corrupted(detail),
+            other => MaintenanceError::Storage(Arc::new(other)),
+        })?;
+        let file = self
+            .file
+            .identity()
+            .map_err(|e| MaintenanceError::io("stat the table file", e))?;
+        Ok((Box::new(snapshot), file))
     }
 
     fn check_integrity(&mut self) -> Result<(), MaintenanceError> {

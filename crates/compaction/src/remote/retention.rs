@@ -1,0 +1,93 @@
+//! Remote retention, after each upload of a table: its off-site backups are sorted newest
+//! first and each counts as good when its manifest reads and its object is there with the
+//! recorded size (every object was hashed against the verified local file while it was
+//! uploaded). The newest [`RemoteConfig::keep`](crate::RemoteConfig::keep) good ones are
+//! kept; older good ones, bad ones older than the oldest kept good one, and leftovers of
+//! interrupted uploads that old go. A backup a verify or a restore is reading is never
+//! deleted. A manifest is deleted before its object, so no manifest is ever left without
+//! its data.
+
+use super::error::RemoteError;
+use super::manifest::{TableListing, list_table, manifest_key, read_manifest};
+use super::offsite::Offsite;
+
+impl Offsite {
+    /// Apply remote retention to `table` (see the module doc); returns the ids deleted.
+    pub(crate) fn apply_remote_retention(&self, table: &str) -> Result<Vec<String>, RemoteError> {
+        let keep = self.config.keep.max(1);
+        let listing = list_table(&self.bucket, table)?;
+        let mut checked = Vec::new();
+        for id in &listing.ids {
+            let good = match read_manifest(&self.bucket, table, id) {
+                Ok(m) => listing
+                    .objects
+                    .iter()
+                    .any(|o| o.key == m.object && o.bytes == m.object_bytes),
+                Err(super::error::RemoteVerifyError::Remote(e)) => return Err(e),
+                Err(_) => false,
+            };
+            checked.push((id.clone(), good));
+        }
+        let n_good = checked.iter().filter(|(_, good)| *good).count();
+        if n_good == 0 {
+            return Ok(Vec::new());
+        }
+        let mut removed = Vec::new();
+        let mut kept_good = 0;
+        let mut oldest_kept = None;
+        for (id, good) in checked {
+            let delete = if good {
+                kept_good += 1;
+                kept_good > keep
+            } else {
+                kept_good >= keep.min(n_good)
+            };
+            if !delete {
+                if good {
+                    oldest_kept = Some(id);
+                }
+                continue;
+            }
+            if self.is_being_read(table, &id) {
+                tracing::info!(table, id = %id, "off-site backup kept: being read");
+                continue;
+            }
+            self.delete_backup(table, &id, &listing)?;
+            tracing::info!(table, id = %id, verified = good, "off-site backup removed by retention");
+            removed.push(id);
+        }
+        // Objects of interrupted uploads (no manifest) older than the oldest kept backup.
+        if let Some(oldest) = oldest_kept {
+            for object in &listing.objects {
+                let Some(id) = TableListing::id_of(table, &object.key) else {
+                    continue;
+                };
+                if id < oldest.as_str() && !listing.ids.iter().any(|i| i == id) {
+                    self.bucket.delete(&object.key)?;
+                    tracing::info!(table, object = %object.key, "leftover of an interrupted upload removed");
+                }
+            }
+        }
+        if let Ok(after) = list_table(&self.bucket, table) {
+            self.record_listing(table, &after);
+        }
+        Ok(removed)
+    }
+
+    /// Delete backup `id` of `table`: its manifest first, then its objects.
+    fn delete_backup(
+        &self,
+        table: &str,
+        id: &str,
+        listing: &TableListing,
+    ) -> Result<(), RemoteError> {
+        let manifest = manifest_key(table, id);
+        self.bucket.delete(&manifest)?;
+        for object in &listing.objects {
+            if object.key != manifest && TableListing::id_of(table, &object.key) == Some(id) {
+                self.bucket.delete(&object.key)?;
+            }
+        }
+        Ok(())
+    }
+}
