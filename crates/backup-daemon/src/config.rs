@@ -454,7 +454,8 @@ max_bytes = "4GiB"
 after_start = "1m"
 # Time between scrubs.
 interval = "1day"
-# The most the scrub reads per second ("64MiB"); 0: unpaced.
+# The most the scrub reads per second ("64MiB"); 0: no cap of its own. On top of this, the
+# scrub shares the maintenance I/O pace ([maintenance] io_rate) with compactions and backups.
 max_rate = "64MiB"
 
 [tables]

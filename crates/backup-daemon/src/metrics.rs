@@ -395,7 +395,7 @@ pub fn render(maintainer: &Maintainer, offsite: Option<&Offsite>, tracker: &Trac
         (
             "scrub_wait_seconds_total",
             "counter",
-            "Time scrubs waited for their pace ([scrub] max_rate) since the daemon started.",
+            "Time scrubs waited for their pace (the maintenance I/O pace, then [scrub] max_rate) since the daemon started.",
             maintainer.scrub_waited().as_secs_f64(),
         ),
         (

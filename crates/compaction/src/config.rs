@@ -83,8 +83,10 @@ pub struct ScrubConfig {
     /// Time between scrubs (from the end of one to the start of the next).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: unpaced.
-    /// The scrub has a day; the hub's own reads have the disk first.
+    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: no cap of
+    /// its own. A cap on top of the maintenance I/O pace (`[maintenance] io_rate`), which
+    /// the scrub shares with compactions, backups and uploads. The scrub has a day; the hub's
+    /// own reads have the disk first.
     #[serde(with = "byte_size")]
     pub max_rate: u64,
 }

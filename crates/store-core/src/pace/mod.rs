@@ -142,9 +142,9 @@ impl Pacer {
         self.lock().mode = mode;
     }
 
-    /// A job just moved `bytes` (read or written): wait as long as the rate asks. Any thread
-    /// may call it; jobs running together share the rate.
-    pub fn pace(&self, bytes: u64) {
+    /// A job just moved `bytes` (read or written): wait as long as the rate asks, and return
+    /// the time waited. Any thread may call it; jobs running together share the rate.
+    pub fn pace(&self, bytes: u64) -> Duration {
         let wait = {
             let mut s = self.lock();
             let now = self.clock.now();
@@ -163,10 +163,12 @@ impl Pacer {
                 }
             }
         };
-        if wait >= MIN_SLEEP {
-            self.clock.sleep(wait);
-            self.lock().waited += wait;
+        if wait < MIN_SLEEP {
+            return Duration::ZERO;
         }
+        self.clock.sleep(wait);
+        self.lock().waited += wait;
+        wait
     }
 
     /// An owner's commit took `latency`; `auto` paces by these.
