@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use store_core::IoRate;
 
 use crate::machine::MachineInfo;
 
@@ -57,6 +58,14 @@ pub struct BenchArgs {
     /// Operations per second of the open-loop client.
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
+    /// Sections to run, comma-separated (default: all six). The report leaves the others out.
+    #[arg(long, value_delimiter = ',')]
+    pub sections: Option<Vec<u8>>,
+    /// The maintenance I/O rates of the online compaction and backup rows, comma-separated
+    /// (default: auto, 32MiB/s, unlimited). Given, section 1 runs only those online rows (no
+    /// in-place, DETS or `cp` row).
+    #[arg(long, value_delimiter = ',')]
+    pub modes: Option<Vec<IoRate>>,
 }
 
 /// Sizes and durations of one run.
@@ -66,6 +75,12 @@ pub struct Profile {
     pub quick: bool,
     /// Stall table sizes.
     pub sizes: Vec<u64>,
+    /// The sections run.
+    pub sections: Vec<u8>,
+    /// The I/O rates of the online compaction and backup rows.
+    pub modes: Vec<IoRate>,
+    /// Section 1 runs the in-place, DETS and `cp` rows too.
+    pub comparison_rows: bool,
     /// Client rate, operations per second.
     pub rate: f64,
     /// Client load before a compaction or backup starts.
@@ -100,6 +115,12 @@ impl Profile {
             quick: args.quick,
             backup_sizes: sizes.clone(),
             sizes,
+            sections: args.sections.clone().unwrap_or_else(|| (1..=6).collect()),
+            modes: args
+                .modes
+                .clone()
+                .unwrap_or_else(|| stall::pacing_modes().to_vec()),
+            comparison_rows: args.modes.is_none(),
             rate: args.rate,
             warmup: Duration::from_secs(warmup),
             write_duration: Duration::from_secs_f64(write_s),
@@ -138,6 +159,14 @@ pub fn run_release(args: &BenchArgs) -> anyhow::Result<()> {
         command.arg("--sizes").arg(sizes.join(","));
     }
     command.arg("--rate").arg(args.rate.to_string());
+    if let Some(sections) = &args.sections {
+        let sections: Vec<String> = sections.iter().map(u8::to_string).collect();
+        command.arg("--sections").arg(sections.join(","));
+    }
+    if let Some(modes) = &args.modes {
+        let modes: Vec<String> = modes.iter().map(IoRate::to_string).collect();
+        command.arg("--modes").arg(modes.join(","));
+    }
     let status = command.status().context("running cargo")?;
     if !status.success() {
         bail!("the release bench run failed ({status})");
@@ -156,7 +185,7 @@ pub(crate) struct Report {
     writes: Vec<writes::WriteRow>,
     backup: Vec<backup::BackupResult>,
     backup_errors: Vec<String>,
-    health: health::HealthResult,
+    health: Option<health::HealthResult>,
     startup: Option<startup::StartupResult>,
     startup_error: Option<String>,
     offsite: Option<offsite::OffsiteResult>,
@@ -187,9 +216,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         out.display()
     );
 
+    let section = |n: u8| profile.sections.contains(&n);
     let mut stall_results = Vec::new();
     let mut dets_sizes = None;
-    for &n in &profile.sizes {
+    for &n in profile.sizes.iter().filter(|_| section(1)) {
         eprintln!("1. compaction stall, {n} records");
         stall_results.push(stall::run(
             &profile,
@@ -199,28 +229,40 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             &mut dets_sizes,
         )?);
     }
-    eprintln!("2. durable write throughput");
-    let write_rows = writes::run(&profile, scratch.path())?;
-    eprintln!("3. backup");
+    let mut write_rows = Vec::new();
+    if section(2) {
+        eprintln!("2. durable write throughput");
+        write_rows = writes::run(&profile, scratch.path())?;
+    }
     let (mut backups, mut backup_errors) = (Vec::new(), Vec::new());
-    for &n in &profile.backup_sizes {
+    for &n in profile.backup_sizes.iter().filter(|_| section(3)) {
+        eprintln!("3. backup, {n} records");
         match backup::run(&profile, n, scratch.path(), &out) {
             Ok(b) => backups.push(b),
             Err(e) => backup_errors.push(format!("{n} records: {e:#}")),
         }
     }
-    eprintln!("4. health metrics");
-    let health = health::run(&profile, scratch.path())?;
-    eprintln!("5. start-up");
-    let (startup, startup_error) = match startup::run(&profile, scratch.path()) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    eprintln!("6. off-site backups");
-    let (offsite, offsite_error) = match offsite::run(&profile, scratch.path()) {
-        Ok(o) => (Some(o), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let mut health = None;
+    if section(4) {
+        eprintln!("4. health metrics");
+        health = Some(health::run(&profile, scratch.path())?);
+    }
+    let (mut startup, mut startup_error) = (None, None);
+    if section(5) {
+        eprintln!("5. start-up");
+        match startup::run(&profile, scratch.path()) {
+            Ok(s) => startup = Some(s),
+            Err(e) => startup_error = Some(format!("{e:#}")),
+        }
+    }
+    let (mut offsite, mut offsite_error) = (None, None);
+    if section(6) {
+        eprintln!("6. off-site backups");
+        match offsite::run(&profile, scratch.path()) {
+            Ok(o) => offsite = Some(o),
+            Err(e) => offsite_error = Some(format!("{e:#}")),
+        }
+    }
     drop(scratch);
 
     let report = Report {

@@ -1,7 +1,8 @@
 //! Section 3, backups: throughput of a hot backup of one table against `cp` of a file of the
 //! same size, and the latency of an open-loop client (gets and puts at a fixed rate) on that
 //! table during the backup, against a window of the same length after it, at each I/O rate of
-//! [`pacing_modes`] (`auto`, a fixed rate, unpaced) in turn, on the same table. The backup is the
+//! the profile (by default [`super::stall::pacing_modes`]: `auto`, a fixed rate, unpaced) in
+//! turn, on the same table. The backup is the
 //! compaction crate's `Maintainer::backup_one`; the snapshot copy it starts with is also timed
 //! alone.
 
@@ -17,7 +18,7 @@ use store_owners::{OwnerHandle, Stores};
 
 use super::stall::{
     CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op, figures,
-    pacing_modes, slug,
+    slug,
 };
 use super::{Profile, time_cp};
 use crate::loadgen::{LatencyStats, bench_key, bench_value, open_loop, record_pace};
@@ -60,7 +61,7 @@ pub struct BackupResult {
     pub snapshot_copy_s: f64,
     /// Time of `cp` (plus `sync`) of a file the size of the table.
     pub cp_s: f64,
-    /// One backup per I/O rate of [`pacing_modes`].
+    /// One backup per I/O rate of the profile.
     pub rows: Vec<BackupRow>,
 }
 
@@ -73,7 +74,7 @@ pub fn run(profile: &Profile, n: u64, scratch: &Path, out: &Path) -> anyhow::Res
     let table_bytes = owner.shared().metrics().file_bytes;
     let cp = time_cp(scratch, table_bytes)?;
     let mut rows = Vec::new();
-    for io_rate in pacing_modes() {
+    for &io_rate in &profile.modes {
         let name = format!("backup {io_rate}");
         let row = backup_row(profile, &stores, io_rate, &name, &data_dir, out)
             .unwrap_or_else(|e| BackupRow::failed(&name, format!("failed: {e:#}")));

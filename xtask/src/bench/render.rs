@@ -33,6 +33,9 @@ fn lat(stats: Option<&LatencyStats>, pick: fn(&LatencyStats) -> u64) -> String {
     stats.map_or_else(|| "–".into(), |s| ms(pick(s)))
 }
 
+/// What renders one section.
+type Section = fn(&mut String, &Report);
+
 pub(super) fn render(r: &Report) -> String {
     let mut md = String::new();
     let m = &r.machine;
@@ -56,6 +59,25 @@ pub(super) fn render(r: &Report) -> String {
     let _ = writeln!(md, "| disk | {} |", m.disk);
     let _ = writeln!(md, "| kernel | {} |\n", m.kernel);
 
+    let sections = &r.profile.sections;
+    let renderers: [(u8, Section); 6] = [
+        (1, render_stall),
+        (2, render_writes),
+        (3, render_backup),
+        (4, render_health),
+        (5, render_startup),
+        (6, render_offsite),
+    ];
+    for (n, section) in renderers {
+        if sections.contains(&n) {
+            section(&mut md, r);
+        }
+    }
+    md
+}
+
+/// Section 1: the compaction stall rows, per table size.
+fn render_stall(md: &mut String, r: &Report) {
     let _ = writeln!(md, "## 1. Compaction stall\n");
     let _ = writeln!(
         md,
@@ -135,7 +157,10 @@ pub(super) fn render(r: &Report) -> String {
         }
         let _ = writeln!(md);
     }
+}
 
+/// Section 2: durable write throughput.
+fn render_writes(md: &mut String, r: &Report) {
     let _ = writeln!(md, "## 2. Durable write throughput\n");
     let _ = writeln!(
         md,
@@ -169,7 +194,10 @@ pub(super) fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(md);
+}
 
+/// Section 3: the backup rows, per table size.
+fn render_backup(md: &mut String, r: &Report) {
     let _ = writeln!(md, "## 3. Backup\n");
     for b in &r.backup {
         let _ = writeln!(
@@ -231,8 +259,13 @@ pub(super) fn render(r: &Report) -> String {
     for error in &r.backup_errors {
         let _ = writeln!(md, "Failed: {error}\n");
     }
+}
 
-    let h = &r.health;
+/// Section 4: the nine metrics calls and the stall they cause.
+fn render_health(md: &mut String, r: &Report) {
+    let Some(h) = &r.health else {
+        return;
+    };
     let _ = writeln!(md, "## 4. Health metrics of the nine tables\n");
     let _ = writeln!(
         md,
@@ -276,11 +309,15 @@ pub(super) fn render(r: &Report) -> String {
         ms(h.gets_during.max_us),
         ms(h.gets_baseline.max_us)
     );
-    render_startup(&mut md, r);
-    let _ = writeln!(md);
-    super::offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
-    md
 }
+
+/// Section 6: off-site backups.
+fn render_offsite(md: &mut String, r: &Report) {
+    let _ = writeln!(md);
+    super::offsite::render(md, r.offsite.as_ref(), r.offsite_error.as_deref());
+}
+
+/// Section 5: start-up.
 fn render_startup(md: &mut String, r: &Report) {
     let _ = writeln!(md, "\n## 5. Start-up\n");
     let Some(s) = &r.startup else {

@@ -134,10 +134,13 @@ pub fn run(
     );
 
     let mut rows = Vec::new();
-    let kinds = pacing_modes()
-        .into_iter()
+    let in_place = profile.comparison_rows.then_some(Kind::InPlace);
+    let kinds = profile
+        .modes
+        .iter()
+        .copied()
         .map(Kind::Online)
-        .chain([Kind::InPlace]);
+        .chain(in_place);
     for kind in kinds {
         let path = dir.join(format!("{}.redb", slug(&kind.name())));
         std::fs::copy(&master, &path).context("copying the fragmented table")?;
@@ -153,6 +156,16 @@ pub fn run(
         let _ = std::fs::remove_file(&path);
     }
     let _ = std::fs::remove_file(&master);
+    if !profile.comparison_rows {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(StallResult {
+            n_records,
+            rate: profile.rate,
+            build_s,
+            fragmented_bytes,
+            rows,
+        });
+    }
 
     // DETS files cannot exceed 2 GB: a table the smaller one of this run says would take
     // over 75 % of that is not attempted.
