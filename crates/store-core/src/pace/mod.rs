@@ -1,12 +1,14 @@
 //! The one I/O pacer of the maintenance jobs that move many bytes (online compaction's copy
-//! and catch-up, backups, backup verification, freeing a replaced file): a token bucket at
-//! [`IoRate`], shared as an `Arc<Pacer>`.
+//! and catch-up, backups, backup verification, freeing a replaced file, scrubs, off-site
+//! uploads): a token bucket at [`IoRate`], shared as an `Arc<Pacer>`.
 //!
 //! A job calls [`Pacer::pace`] with the bytes it just read or wrote; the call sleeps as long
 //! as the rate asks. The owner threads call [`Pacer::observe_commit`] with each commit's
 //! latency, which is what the `auto` rate feeds on (`auto.rs`): the jobs slow down as soon as
 //! the tables' commits get slower than their baseline, and run at disk speed while they do
-//! not (or while nothing commits at all).
+//! not (or while nothing commits at all). Now and then `auto` holds the jobs for one short
+//! quiet window, to measure that baseline afresh (a machine slower for everyone is not the
+//! jobs' doing).
 //!
 //! ```
 //! use store_core::pace::{IoRate, Pacer};
@@ -150,14 +152,24 @@ impl Pacer {
             let now = self.clock.now();
             s.bytes_moved += bytes;
             s.last_bytes = Some(now);
-            s.tuner.on_bytes(now);
+            let quiet_until = match s.mode {
+                IoRate::Auto => s.tuner.quiet_until(now),
+                IoRate::Fixed(_) | IoRate::Unlimited => None,
+            };
+            if quiet_until.is_none() {
+                s.tuner.on_bytes(now);
+            }
             match s.rate(now) {
                 None => {
                     s.paid_until = now;
                     Duration::ZERO
                 }
                 Some(rate) => {
-                    let start = s.paid_until.max(now.saturating_sub(BURST));
+                    // In a quiet window the job goes on once it ends, with no burst saved up.
+                    let start = match quiet_until {
+                        Some(end) => s.paid_until.max(end),
+                        None => s.paid_until.max(now.saturating_sub(BURST)),
+                    };
                     s.paid_until = start + Duration::from_secs_f64(bytes as f64 / rate);
                     s.paid_until.saturating_sub(now)
                 }
