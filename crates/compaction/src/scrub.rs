@@ -153,6 +153,8 @@ impl Maintainer {
                 !stopping.load(Ordering::Relaxed)
             })
         };
+        // The walk reads the live file: its pages are the tables' own, so they are left in the
+        // page cache (dropping them would send the owner's next reads to the disk).
         let outcome = owner.scrub(on_read);
         let bytes_read = read.load(Ordering::Relaxed);
         self.scrub
