@@ -116,8 +116,8 @@ const RELEASE_STEP: u64 = 2 << 20;
 /// Pause between two steps of [`release_gradually`].
 const RELEASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 /// What one step of [`release_gradually`] is charged to the pacer. Freeing blocks writes a
-/// little file-system metadata, not the 2 MiB it frees: charged in full, the 2.9 GB file a
-/// 4M-record compaction of the bench replaces would hold 90 s of a 32 MiB/s pace, which the
+/// little file-system metadata, not the 2 MiB it frees: charged in full, the 2.5 GB file a
+/// 4M-record compaction of the bench replaces would hold 74 s of a 32 MiB/s pace, which the
 /// next table's copy (or a backup) shares.
 const RELEASE_COST: u64 = 64 << 10;
 

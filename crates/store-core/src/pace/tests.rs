@@ -290,3 +290,19 @@ fn slowness_the_job_causes_keeps_it_slow_through_quiet_windows() {
         "the job was held {held} steps"
     );
 }
+
+#[test]
+fn a_rate_only_grows_while_a_job_runs() {
+    let (clock, pacer) = fake_pacer(IoRate::Auto);
+    let start = rate(&pacer);
+    // Nothing commits and nothing moves (the tables just opened): nothing to judge.
+    clock.advance(WINDOW * 50);
+    assert_eq!(rate(&pacer), start);
+    // The hub alone, then a job that finds commits slower than the baseline: it starts at
+    // the rate it was left at, and backs off from there.
+    let normal = Duration::from_millis(2);
+    run(&clock, &pacer, 20, normal, false);
+    assert_eq!(rate(&pacer), start);
+    run(&clock, &pacer, 1, normal * 3, true);
+    assert!(rate(&pacer) < start);
+}
