@@ -15,6 +15,12 @@
 //!    verification at open, and the background scrub that verifies instead.
 //! 6. [`offsite`]: off-site upload against a plain PUT, compression ratio, client latency
 //!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
+//! 7. [`changelog`]: durable writes per second with the change log on against off, and the
+//!    replay rate of a restore.
+//!
+//! Sections 1 and 3 run the online compaction and the backup at each maintenance I/O rate of
+//! [`stall::pacing_modes`] (`auto`, a fixed rate, unpaced), side by side. The report is
+//! written by [`render`].
 //!
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
@@ -23,11 +29,11 @@ mod changelog;
 mod dets;
 mod health;
 mod offsite;
+mod render;
 mod stall;
 mod startup;
 mod writes;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,8 +41,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use store_core::IoRate;
 
-use crate::loadgen::LatencyStats;
 use crate::machine::MachineInfo;
 
 /// Arguments of `cargo xtask bench`.
@@ -48,15 +54,21 @@ pub struct BenchArgs {
     /// Where the report goes (default: target/bench under the workspace root).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Table sizes of the stall section, comma-separated (default: 1M,4M; quick: 50k,200k).
+    /// Table sizes of the stall and backup sections, comma-separated (default: 1M,4M; quick:
+    /// 50k,200k).
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<u64>>,
     /// Operations per second of the open-loop client.
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
-    /// Run only these sections, comma-separated numbers (`2,7`); the others say "not run".
+    /// Sections to run, comma-separated (default: all seven). The report leaves the others out.
     #[arg(long, value_delimiter = ',')]
-    pub only: Option<Vec<u32>>,
+    pub sections: Option<Vec<u8>>,
+    /// The maintenance I/O rates of the online compaction and backup rows, comma-separated
+    /// (default: auto, 32MiB/s, unlimited). Given, section 1 runs only those online rows (no
+    /// in-place, DETS or `cp` row).
+    #[arg(long, value_delimiter = ',')]
+    pub modes: Option<Vec<IoRate>>,
 }
 
 /// Sizes and durations of one run.
@@ -66,55 +78,61 @@ pub struct Profile {
     pub quick: bool,
     /// Stall table sizes.
     pub sizes: Vec<u64>,
+    /// The sections run.
+    pub sections: Vec<u8>,
+    /// The I/O rates of the online compaction and backup rows.
+    pub modes: Vec<IoRate>,
+    /// Section 1 runs the in-place, DETS and `cp` rows too.
+    pub comparison_rows: bool,
     /// Client rate, operations per second.
     pub rate: f64,
     /// Client load before a compaction or backup starts.
     pub warmup: Duration,
     /// Length of each write-throughput row.
     pub write_duration: Duration,
-    /// Records of the backed-up table.
-    pub backup_records: u64,
+    /// Records of the backed-up table, one backup section per size.
+    pub backup_sizes: Vec<u64>,
     /// Records per table of the health section.
     pub health_records: u64,
     /// Length of each phase of the health section.
     pub health_duration: Duration,
+    /// Records of the backed-up table of the off-site section.
+    pub offsite_records: u64,
     /// Records per table of the start-up section.
     pub startup_records: u64,
     /// Records of each of the eight other tables recovered in the off-site section.
     pub offsite_recover_records: u64,
     /// Seed of the random choices.
     pub seed: u64,
-    /// The sections to run (`None`: all).
-    pub only: Option<Vec<u32>>,
-}
-
-impl Profile {
-    /// Whether section `n` runs.
-    fn runs(&self, n: u32) -> bool {
-        self.only.as_ref().is_none_or(|only| only.contains(&n))
-    }
 }
 
 impl Profile {
     fn new(args: &BenchArgs) -> Profile {
-        let (sizes, warmup, write_s, backup_records, health_records, health_s) = if args.quick {
-            (vec![50_000, 200_000], 1, 1.5, 200_000, 20_000, 1.0)
+        let (sizes, warmup, write_s, health_records, health_s) = if args.quick {
+            (vec![50_000, 200_000], 1, 1.5, 20_000, 1.0)
         } else {
-            (vec![1_000_000, 4_000_000], 2, 5.0, 1_000_000, 200_000, 3.0)
+            (vec![1_000_000, 4_000_000], 2, 5.0, 200_000, 3.0)
         };
+        let sizes = args.sizes.clone().unwrap_or(sizes);
         Profile {
             quick: args.quick,
-            sizes: args.sizes.clone().unwrap_or(sizes),
+            backup_sizes: sizes.clone(),
+            sizes,
+            sections: args.sections.clone().unwrap_or_else(|| (1..=7).collect()),
+            modes: args
+                .modes
+                .clone()
+                .unwrap_or_else(|| stall::pacing_modes().to_vec()),
+            comparison_rows: args.modes.is_none(),
             rate: args.rate,
             warmup: Duration::from_secs(warmup),
             write_duration: Duration::from_secs_f64(write_s),
-            backup_records,
             health_records,
             health_duration: Duration::from_secs_f64(health_s),
+            offsite_records: if args.quick { 200_000 } else { 1_000_000 },
             startup_records: if args.quick { 50_000 } else { 1_000_000 },
             offsite_recover_records: if args.quick { 20_000 } else { 1_000_000 },
             seed: 42,
-            only: args.only.clone(),
         }
     }
 }
@@ -133,10 +151,6 @@ pub fn run_release(args: &BenchArgs) -> anyhow::Result<()> {
         "--",
         "bench-run",
     ]);
-    if let Some(only) = &args.only {
-        let list: Vec<String> = only.iter().map(u32::to_string).collect();
-        command.arg("--only").arg(list.join(","));
-    }
     if args.quick {
         command.arg("--quick");
     }
@@ -148,6 +162,14 @@ pub fn run_release(args: &BenchArgs) -> anyhow::Result<()> {
         command.arg("--sizes").arg(sizes.join(","));
     }
     command.arg("--rate").arg(args.rate.to_string());
+    if let Some(sections) = &args.sections {
+        let sections: Vec<String> = sections.iter().map(u8::to_string).collect();
+        command.arg("--sections").arg(sections.join(","));
+    }
+    if let Some(modes) = &args.modes {
+        let modes: Vec<String> = modes.iter().map(IoRate::to_string).collect();
+        command.arg("--modes").arg(modes.join(","));
+    }
     let status = command.status().context("running cargo")?;
     if !status.success() {
         bail!("the release bench run failed ({status})");
@@ -157,15 +179,15 @@ pub fn run_release(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// Everything the report says.
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     machine: MachineInfo,
     build: &'static str,
     profile: Profile,
     total_s: f64,
     stall: Vec<stall::StallResult>,
     writes: Vec<writes::WriteRow>,
-    backup: Option<backup::BackupResult>,
-    backup_error: Option<String>,
+    backup: Vec<backup::BackupResult>,
+    backup_errors: Vec<String>,
     health: Option<health::HealthResult>,
     startup: Option<startup::StartupResult>,
     startup_error: Option<String>,
@@ -199,9 +221,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         out.display()
     );
 
+    let section = |n: u8| profile.sections.contains(&n);
     let mut stall_results = Vec::new();
     let mut dets_sizes = None;
-    for &n in profile.sizes.iter().filter(|_| profile.runs(1)) {
+    for &n in profile.sizes.iter().filter(|_| section(1)) {
         eprintln!("1. compaction stall, {n} records");
         stall_results.push(stall::run(
             &profile,
@@ -211,58 +234,48 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             &mut dets_sizes,
         )?);
     }
-    eprintln!("2. durable write throughput");
-    let write_rows = if profile.runs(2) {
-        writes::run(&profile, scratch.path())?
-    } else {
-        Vec::new()
-    };
-    eprintln!("3. backup");
-    let backup = if profile.runs(3) {
-        backup::run(&profile, scratch.path(), &out)
-    } else {
-        not_run()
-    };
-    let (backup, backup_error) = match backup {
-        Ok(b) => (Some(b), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    eprintln!("4. health metrics");
-    let health = if profile.runs(4) {
-        Some(health::run(&profile, scratch.path())?)
-    } else {
-        None
-    };
-    eprintln!("5. start-up");
-    let startup = if profile.runs(5) {
-        startup::run(&profile, scratch.path())
-    } else {
-        not_run()
-    };
-    let (startup, startup_error) = match startup {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    eprintln!("6. off-site backups");
-    let offsite = if profile.runs(6) {
-        offsite::run(&profile, scratch.path())
-    } else {
-        not_run()
-    };
-    let (offsite, offsite_error) = match offsite {
-        Ok(o) => (Some(o), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    eprintln!("7. change log");
-    let changelog = if profile.runs(7) {
-        changelog::run(&profile, scratch.path())
-    } else {
-        not_run()
-    };
-    let (changelog, changelog_error) = match changelog {
-        Ok(c) => (Some(c), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let mut write_rows = Vec::new();
+    if section(2) {
+        eprintln!("2. durable write throughput");
+        write_rows = writes::run(&profile, scratch.path())?;
+    }
+    let (mut backups, mut backup_errors) = (Vec::new(), Vec::new());
+    for &n in profile.backup_sizes.iter().filter(|_| section(3)) {
+        eprintln!("3. backup, {n} records");
+        match backup::run(&profile, n, scratch.path(), &out) {
+            Ok(b) => backups.push(b),
+            Err(e) => backup_errors.push(format!("{n} records: {e:#}")),
+        }
+    }
+    let mut health = None;
+    if section(4) {
+        eprintln!("4. health metrics");
+        health = Some(health::run(&profile, scratch.path())?);
+    }
+    let (mut startup, mut startup_error) = (None, None);
+    if section(5) {
+        eprintln!("5. start-up");
+        match startup::run(&profile, scratch.path()) {
+            Ok(s) => startup = Some(s),
+            Err(e) => startup_error = Some(format!("{e:#}")),
+        }
+    }
+    let (mut offsite, mut offsite_error) = (None, None);
+    if section(6) {
+        eprintln!("6. off-site backups");
+        match offsite::run(&profile, scratch.path()) {
+            Ok(o) => offsite = Some(o),
+            Err(e) => offsite_error = Some(format!("{e:#}")),
+        }
+    }
+    let (mut changelog, mut changelog_error) = (None, None);
+    if section(7) {
+        eprintln!("7. change log");
+        match changelog::run(&profile, scratch.path()) {
+            Ok(c) => changelog = Some(c),
+            Err(e) => changelog_error = Some(format!("{e:#}")),
+        }
+    }
     drop(scratch);
 
     let report = Report {
@@ -272,8 +285,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         total_s: started.elapsed().as_secs_f64(),
         stall: stall_results,
         writes: write_rows,
-        backup,
-        backup_error,
+        backup: backups,
+        backup_errors,
         health,
         startup,
         startup_error,
@@ -286,7 +299,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         out.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    let markdown = render(&report);
+    let markdown = render::render(&report);
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("{markdown}");
     eprintln!(
@@ -295,11 +308,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.total_s
     );
     Ok(())
-}
-
-/// The result of a section left out by `--only`.
-fn not_run<T>() -> anyhow::Result<T> {
-    Err(anyhow::anyhow!("section not run (--only)"))
 }
 
 /// Time `cp` of a file of `bytes` bytes, followed by `sync` of the copy (a compaction or
@@ -343,322 +351,4 @@ pub fn time_cp(dir: &Path, bytes: u64) -> anyhow::Result<Duration> {
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&dst);
     Ok(elapsed)
-}
-
-fn mb(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "–".into(), |b| format!("{:.1}", b as f64 / 1e6))
-}
-
-fn secs(s: Option<f64>) -> String {
-    s.map_or_else(|| "–".into(), |s| format!("{s:.2}"))
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1e3)
-}
-
-fn lat(stats: Option<&LatencyStats>, pick: fn(&LatencyStats) -> u64) -> String {
-    stats.map_or_else(|| "–".into(), |s| ms(pick(s)))
-}
-
-fn render(r: &Report) -> String {
-    let mut md = String::new();
-    let m = &r.machine;
-    let _ = writeln!(md, "# Benchmark report\n");
-    let _ = writeln!(
-        md,
-        "Generated by `cargo xtask bench{}` ({} build); every figure below was measured by this run ({:.0} s).\n",
-        if r.profile.quick { " --quick" } else { "" },
-        r.build,
-        r.total_s
-    );
-    let _ = writeln!(md, "| | |\n|---|---|");
-    let _ = writeln!(md, "| date | {} |", m.date);
-    let _ = writeln!(md, "| commit | `{}` |", m.commit);
-    let _ = writeln!(md, "| cores | {} ({}) |", m.cores, m.cpu);
-    let _ = writeln!(
-        md,
-        "| memory | {:.1} GiB |",
-        m.memory_bytes as f64 / (1u64 << 30) as f64
-    );
-    let _ = writeln!(md, "| disk | {} |", m.disk);
-    let _ = writeln!(md, "| kernel | {} |\n", m.kernel);
-
-    let _ = writeln!(md, "## 1. Compaction stall\n");
-    let _ = writeln!(
-        md,
-        "One table, N records of 200-byte values written in random key order, half then deleted at random. \
-         A client issues {rate:.0} operations/s on a fixed schedule (open loop, up to {workers} in flight; 1 in \
-         {put_every} a durable put, the others gets, of random keys); latency is measured from each operation's \
-         scheduled time, so a stall counts against every operation it delayed. After a warm-up (at least \
-         {warmup} s, and until the client keeps its schedule, at most {max_warmup} s) the table is compacted. \"During\" is the \
-         compaction plus a settling period as long as it ({min_settle} to {max_settle} s: the backlog a stall \
-         leaves, closing the old file); \"without\" is the window of the same length (at least {min_base} s) \
-         that follows. Each operation counts in the window it was scheduled in. Online and in-place rows run \
-         the same fragmented file through one owner (default settings: 64 MiB cache); the DETS row is \
-         `xtask/dets/dets_stall.escript` (`dets:close`, then `dets:open_file` with `{{repair, force}}`, \
-         {workers} client processes at the same rate and mix, same windows); `cp` copies a file the size of \
-         the online-compacted table (plus `sync`), the physical floor. Latencies in ms. The last column counts \
-         the operations completed in each window: fewer than the rate times the window means the client fell \
-         behind its schedule. \"Reported pause\" is the longest time the owner itself says it stopped \
-         serving.\n",
-        rate = r.profile.rate,
-        workers = stall::N_CLIENT_WORKERS,
-        put_every = stall::PUT_EVERY,
-        warmup = r.profile.warmup.as_secs_f64(),
-        max_warmup = stall::MAX_WARMUP.as_secs_f64(),
-        min_settle = stall::MIN_SETTLE.as_secs_f64(),
-        max_settle = stall::MAX_SETTLE.as_secs_f64(),
-        min_base = stall::MIN_BASELINE.as_secs_f64(),
-    );
-    for s in &r.stall {
-        let _ = writeln!(
-            md,
-            "### N = {} (fragmented file {:.1} MB, built in {:.1} s)\n",
-            s.n_records,
-            s.fragmented_bytes as f64 / 1e6,
-            s.build_s
-        );
-        let _ = writeln!(
-            md,
-            "| row | status | warm-up (s) | time (s) | MB before | MB after | max during | p99.9 during | p99 during | max without | p99.9 without | p99 without | reported pause | ops during / without |"
-        );
-        let _ = writeln!(
-            md,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for row in &s.rows {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
-                row.name,
-                row.status,
-                secs(row.warmup_s),
-                secs(row.compaction_s),
-                mb(row.bytes_before),
-                mb(row.bytes_after),
-                lat(row.during.as_ref(), |s| s.max_us),
-                lat(row.during.as_ref(), |s| s.p999_us),
-                lat(row.during.as_ref(), |s| s.p99_us),
-                lat(row.baseline.as_ref(), |s| s.max_us),
-                lat(row.baseline.as_ref(), |s| s.p999_us),
-                lat(row.baseline.as_ref(), |s| s.p99_us),
-                row.reported_max_pause_us.map_or_else(|| "–".into(), ms),
-                row.during.map_or(0, |s| s.n_ops),
-                row.baseline.map_or(0, |s| s.n_ops),
-            );
-        }
-        let _ = writeln!(md);
-        for row in s.rows.iter().filter(|r| r.plot.is_some()) {
-            let plot = row.plot.as_deref().unwrap_or_default();
-            let _ = writeln!(md, "![{} N={}]({plot})", row.name, s.n_records);
-        }
-        let _ = writeln!(md);
-    }
-
-    let _ = writeln!(md, "## 2. Durable write throughput\n");
-    let _ = writeln!(
-        md,
-        "200-byte puts, each acknowledged only once durable (fsync). Owner rows: C client threads each \
-         waiting for its put before the next (the owner commits the queued writes together); plain row: \
-         one durable commit per write on a store without an owner, one thread. {:.1} s per row. \
-         Latency in ms.\n",
-        r.profile.write_duration.as_secs_f64()
-    );
-    let _ = writeln!(
-        md,
-        "| how | clients | writes | writes/s | vs one commit per write | p50 | p99 | max |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    let plain = r
-        .writes
-        .first()
-        .map_or(1.0, |w| w.writes_per_s.max(f64::MIN_POSITIVE));
-    for w in &r.writes {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {:.0} | {:.1}x | {} | {} | {} |",
-            w.name,
-            w.clients,
-            w.writes,
-            w.writes_per_s,
-            w.writes_per_s / plain,
-            ms(w.latency.p50_us),
-            ms(w.latency.p99_us),
-            ms(w.latency.max_us)
-        );
-    }
-    let _ = writeln!(md);
-
-    let _ = writeln!(md, "## 3. Backup\n");
-    match (&r.backup, &r.backup_error) {
-        (Some(b), _) => {
-            let _ = writeln!(
-                md,
-                "One table (`message_history`) of {} records ({:.1} MB file), backed up while the open-loop \
-                 client of section 1 runs on it. Method: {}.\n",
-                b.n_records,
-                b.table_bytes as f64 / 1e6,
-                b.method
-            );
-            let _ = writeln!(
-                md,
-                "| | time (s) | MB/s of table file | output MB |\n|---|---:|---:|---:|"
-            );
-            let _ = writeln!(
-                md,
-                "| backup | {:.2} | {:.0} | {:.1} |",
-                b.backup_s,
-                b.backup_mb_per_s,
-                b.backup_bytes as f64 / 1e6
-            );
-            let _ = writeln!(
-                md,
-                "| snapshot copy alone (no client, no verification) | {:.2} | {:.0} | – |",
-                b.snapshot_copy_s,
-                b.table_bytes as f64 / 1e6 / b.snapshot_copy_s
-            );
-            let _ = writeln!(
-                md,
-                "| `cp` + `sync` of a file that size | {:.2} | {:.0} | {:.1} |\n",
-                b.cp_s,
-                b.cp_mb_per_s,
-                b.table_bytes as f64 / 1e6
-            );
-            let _ = writeln!(
-                md,
-                "| client latency (ms) | p99 | p99.9 | max |\n|---|---:|---:|---:|"
-            );
-            let _ = writeln!(
-                md,
-                "| during the backup (and settling) | {} | {} | {} |",
-                ms(b.during.p99_us),
-                ms(b.during.p999_us),
-                ms(b.during.max_us)
-            );
-            let _ = writeln!(
-                md,
-                "| without (same length, after) | {} | {} | {} |\n",
-                ms(b.baseline.p99_us),
-                ms(b.baseline.p999_us),
-                ms(b.baseline.max_us)
-            );
-            let _ = writeln!(md, "![backup]({})\n", b.plot);
-        }
-        (None, error) => {
-            let _ = writeln!(md, "Failed: {}\n", error.as_deref().unwrap_or("unknown"));
-        }
-    }
-
-    match &r.health {
-        Some(h) => render_health(&mut md, h),
-        None => {
-            let _ = writeln!(
-                md,
-                "## 4. Health metrics of the nine tables\n\nNot run (--only).\n"
-            );
-        }
-    }
-    render_startup(&mut md, r);
-    let _ = writeln!(md);
-    offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
-    let _ = writeln!(md);
-    changelog::render(&mut md, r.changelog.as_ref(), r.changelog_error.as_deref());
-    md
-}
-
-fn render_health(md: &mut String, h: &health::HealthResult) {
-    let _ = writeln!(md, "## 4. Health metrics of the nine tables\n");
-    let _ = writeln!(
-        md,
-        "Nine tables of {} records each (half deleted). One round is the nine `Shared::metrics` calls \
-         (counters published by each owner plus one `stat` of its file; no round trip to the owner), one round \
-         every {} ms. A client does gets in a loop over the nine owners, first without, then during the rounds.\n",
-        h.records_per_table,
-        health::ROUND_PERIOD.as_millis()
-    );
-    let _ = writeln!(
-        md,
-        "| | count | p50 (ms) | p99 (ms) | max (ms) |\n|---|---:|---:|---:|---:|"
-    );
-    let _ = writeln!(
-        md,
-        "| one round of nine metrics calls | {} | {} | {} | {} |",
-        h.rounds,
-        ms(h.round.p50_us),
-        ms(h.round.p99_us),
-        ms(h.round.max_us)
-    );
-    let _ = writeln!(
-        md,
-        "| get, without metrics calls | {} | {} | {} | {} |",
-        h.gets_baseline.n_ops,
-        ms(h.gets_baseline.p50_us),
-        ms(h.gets_baseline.p99_us),
-        ms(h.gets_baseline.max_us)
-    );
-    let _ = writeln!(
-        md,
-        "| get, during metrics calls | {} | {} | {} | {} |\n",
-        h.gets_during.n_ops,
-        ms(h.gets_during.p50_us),
-        ms(h.gets_during.p99_us),
-        ms(h.gets_during.max_us)
-    );
-    let _ = writeln!(
-        md,
-        "Longest owner stall during the metrics calls: {} ms (longest get); without them: {} ms.",
-        ms(h.gets_during.max_us),
-        ms(h.gets_baseline.max_us)
-    );
-}
-
-fn render_startup(md: &mut String, r: &Report) {
-    let _ = writeln!(md, "\n## 5. Start-up\n");
-    let Some(s) = &r.startup else {
-        let _ = writeln!(
-            md,
-            "Not measured: {}",
-            r.startup_error.as_deref().unwrap_or("unknown error")
-        );
-        return;
-    };
-    let _ = writeln!(
-        md,
-        "Nine tables of {} records each (500-byte values; {:.0} MiB in all). `Stores::open` as the daemon calls it, \
-         then one get on each table: the time until all nine serve. {}. The daemon opens without verification and \
-         scrubs in the background (every page checksum of every table, while they serve); the verified open is \
-         redb's integrity check at open, the daemon's previous behaviour.\n",
-        s.records_per_table,
-        s.total_bytes as f64 / (1 << 20) as f64,
-        if s.cold {
-            "The page cache was dropped before each open (cold start)"
-        } else {
-            "The page cache was NOT dropped (not root): warm start"
-        }
-    );
-    let _ = writeln!(md, "| | seconds | ratio |\n|---|---:|---:|");
-    let _ = writeln!(
-        md,
-        "| open, no verification (default) | {:.3} | 1 |",
-        s.fast_open_s
-    );
-    let _ = writeln!(
-        md,
-        "| open, every page verified | {:.3} | {:.0}x |",
-        s.verified_open_s,
-        s.verified_open_s / s.fast_open_s.max(1e-9)
-    );
-    let _ = writeln!(
-        md,
-        "| background scrub of the nine tables, after the fast open (unpaced) | {:.3} | - |\n",
-        s.scrub_s
-    );
-    let _ = writeln!(
-        md,
-        "The scrub read {:.0} MiB ({:.0} MiB/s) and found {} of 9 tables clean.",
-        s.scrub_bytes as f64 / (1 << 20) as f64,
-        s.scrub_bytes as f64 / (1 << 20) as f64 / s.scrub_s.max(1e-9),
-        s.scrub_clean
-    );
 }

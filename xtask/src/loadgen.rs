@@ -244,3 +244,41 @@ mod tests {
         assert_ne!(bench_value(3, 200), bench_value(4, 200));
     }
 }
+
+/// The pace of a maintenance I/O pacer at one instant of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct PacePoint {
+    /// Since the load started.
+    pub at: Duration,
+    /// Bytes per second; `None` when unpaced.
+    pub rate: Option<u64>,
+}
+
+/// Every [`PACE_PERIOD`] while `f` runs, what `pacer` paces at.
+pub fn record_pace<R>(
+    pacer: &store_core::Pacer,
+    start: Instant,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<PacePoint>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut points = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                points.push(PacePoint {
+                    at: start.elapsed(),
+                    rate: pacer.stats().rate_bytes_per_s,
+                });
+                std::thread::sleep(PACE_PERIOD);
+            }
+            points
+        });
+        let result = f();
+        stop.store(true, Ordering::Relaxed);
+        let points = sampler.join().unwrap_or_default();
+        (result, points)
+    })
+}
+
+/// Period of [`record_pace`].
+pub const PACE_PERIOD: Duration = Duration::from_millis(50);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::loadgen::Sample;
+use crate::loadgen::{PacePoint, Sample};
 
 /// Buckets along the time axis; each point is the largest latency of its bucket.
 const N_BUCKETS: usize = 800;
@@ -49,11 +49,14 @@ pub fn baseline_span(window: (Duration, Duration)) -> Span {
     }
 }
 
-/// Plot the worst latency per time bucket of `samples` (log scale), with `spans` shaded.
+/// Plot the worst latency per time bucket of `samples` (log scale), with `spans` shaded and,
+/// when given, the I/O pacer's rate over time (`pace`, MiB/s on the right axis; unpaced
+/// instants are left out).
 pub fn latency_over_time(
     path: &Path,
     title: &str,
     samples: &[Sample],
+    pace: &[PacePoint],
     spans: &[Span],
 ) -> anyhow::Result<()> {
     let end = samples
@@ -75,6 +78,13 @@ pub fn latency_over_time(
         .map(|(i, v)| (i as f64 * width, v.max(floor)))
         .collect();
 
+    let mib = |rate: u64| rate as f64 / (1u64 << 20) as f64;
+    let pace_points: Vec<(f64, f64)> = pace
+        .iter()
+        .filter_map(|p| p.rate.map(|r| (p.at.as_secs_f64().min(end), mib(r))))
+        .collect();
+    let pace_top = pace_points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+
     let root = BitMapBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -82,7 +92,9 @@ pub fn latency_over_time(
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..end, (floor..top).log_scale())?;
+        .right_y_label_area_size(if pace_points.is_empty() { 0 } else { 60 })
+        .build_cartesian_2d(0f64..end, (floor..top).log_scale())?
+        .set_secondary_coord(0f64..end, 0f64..pace_top);
     chart
         .configure_mesh()
         .x_desc("seconds since the load started")
@@ -103,6 +115,17 @@ pub fn latency_over_time(
         .draw_series(LineSeries::new(points, &BLUE))?
         .label("operation latency")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+    // Drawn after the shaded spans, which would cover it.
+    if !pace_points.is_empty() {
+        chart
+            .configure_secondary_axes()
+            .y_desc("maintenance I/O pace (MiB/s)")
+            .draw()?;
+        chart
+            .draw_secondary_series(LineSeries::new(pace_points, RED.stroke_width(2)))?
+            .label("I/O pace (right axis)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))

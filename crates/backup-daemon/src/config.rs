@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 pub use compaction::config::ByteSize;
 use compaction::{
-    BackupConfig, CompactionConfig, MaintenanceConfig, QuarantineConfig, RemoteConfig, ScrubConfig,
+    BackupConfig, CompactionConfig, MaintenanceConfig, PacingConfig, QuarantineConfig,
+    RemoteConfig, ScrubConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,8 @@ pub struct DaemonConfig {
     /// Webhook notifications of failures and recoveries; absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyConfig>,
+    /// How fast maintenance jobs may move bytes.
+    pub maintenance: PacingConfig,
     /// The admin HTTP API.
     pub admin: AdminConfig,
     /// Logging.
@@ -56,6 +59,7 @@ impl Default for DaemonConfig {
             changelog: ChangeLogConfig::default(),
             remote: None,
             notify: None,
+            maintenance: PacingConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -234,6 +238,7 @@ impl DaemonConfig {
             backup: self.backup.clone(),
             quarantine: self.quarantine.clone(),
             scrub: self.scrub.clone(),
+            pacing: self.maintenance,
         }
     }
 

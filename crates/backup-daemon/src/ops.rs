@@ -23,7 +23,7 @@ pub fn execute(
         Op::Status => {
             let mut report = maintainer.health_metrics();
             report.remote = offsite.map(Offsite::health);
-            Ok(OpResult::Health(report))
+            Ok(OpResult::Health(Box::new(report)))
         }
         Op::History => Ok(OpResult::History(maintainer.history())),
         Op::Backups { verify } => {

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use compaction::recovery::RecoveryOutcome;
 use compaction::{
-    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, RecoveryReport, TableOutcome,
+    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, PacingReport, RecoveryReport,
+    TableOutcome,
 };
 
 use compaction::remote::{Encryption, RemoteBackupInfo, UploadPass};
@@ -227,6 +228,9 @@ fn render_status(report: &HealthReport) -> String {
             let _ = writeln!(out, "{}: {gap}", t.table);
         }
     }
+    if report.pacing.active {
+        let _ = writeln!(out, "{}", pacing(&report.pacing));
+    }
     if let Some(p) = &report.scrub_in_progress {
         let _ = writeln!(
             out,
@@ -258,6 +262,24 @@ fn render_status(report: &HealthReport) -> String {
         }
     }
     out
+}
+
+/// The pacer's line in `status`, while a maintenance job moves bytes.
+fn pacing(p: &PacingReport) -> String {
+    let pace = match p.rate_bytes_per_s {
+        Some(rate) => format!("{}/s", bytes(rate)),
+        None => "unpaced".into(),
+    };
+    let baseline = p
+        .baseline_commit
+        .map(|b| format!(", commit baseline {:.2} ms", b.as_secs_f64() * 1e3))
+        .unwrap_or_default();
+    format!(
+        "maintenance I/O: {pace} ({}{baseline}); {} moved, {} waiting",
+        p.io_rate,
+        bytes(p.bytes_moved),
+        dur(p.waited)
+    )
 }
 
 fn render_compaction_run(run: &CompactionRun) -> String {
@@ -505,7 +527,9 @@ mod tests {
     use serde::Serialize;
     use serde_json::Value;
 
-    use super::{bytes, dur, outcome_name, recovery_name, render_history, saved, state_name, when};
+    use super::{
+        bytes, dur, outcome_name, pacing, recovery_name, render_history, saved, state_name, when,
+    };
 
     /// `value`'s JSON, or the `key` field of it.
     fn json_name<T: Serialize>(value: &T, key: Option<&str>) -> Value {
@@ -610,5 +634,28 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].ends_with("  780.0 MiB"), "{text}");
         assert!(lines[2].ends_with("  grew by 4.0 KiB"), "{text}");
+    }
+
+    #[test]
+    fn the_pacing_line_says_the_pace_the_mode_and_what_was_moved() {
+        let mut report = compaction::PacingReport {
+            io_rate: store_core::IoRate::Auto,
+            rate_bytes_per_s: Some(48 << 20),
+            bytes_moved: 3 << 30,
+            waited: Duration::from_millis(2500),
+            baseline_commit: Some(Duration::from_micros(2100)),
+            active: true,
+        };
+        assert_eq!(
+            pacing(&report),
+            "maintenance I/O: 48.0 MiB/s (auto, commit baseline 2.10 ms); 3.0 GiB moved, 2.500s waiting"
+        );
+        report.io_rate = store_core::IoRate::Unlimited;
+        report.rate_bytes_per_s = None;
+        report.baseline_commit = None;
+        assert_eq!(
+            pacing(&report),
+            "maintenance I/O: unpaced (unlimited); 3.0 GiB moved, 2.500s waiting"
+        );
     }
 }

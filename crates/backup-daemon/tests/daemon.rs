@@ -187,6 +187,16 @@ fn malformed_config_is_rejected_naming_file_line_and_key() {
         ),
         ("[admin]\nlisten = \"nowhere\"\n", "2", "admin.listen"),
         ("[log]\nformat = \"xml\"\n", "2", "log.format"),
+        (
+            "[maintenance]\n\nio_rate = \"fast\"\n",
+            "3",
+            "maintenance.io_rate",
+        ),
+        (
+            "[maintenance]\nio_rate = \"64MiB\"\n",
+            "2",
+            "maintenance.io_rate",
+        ),
     ];
     for (text, line, key) in cases {
         let file = dir.path().join("bad.toml");
@@ -351,6 +361,22 @@ fn compact_backup_and_restore_work_end_to_end_through_the_daemon() {
             "{family}"
         );
     }
+    // The compactions and backups moved their bytes through the pacer.
+    let value = |family: &str| -> f64 {
+        let prefix = format!("agentcom_store_{family} ");
+        let line = metrics.lines().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("{family} missing from\n{metrics}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!(value("maintenance_io_bytes_total") > 0.0, "{metrics}");
+    assert!(
+        value("maintenance_io_wait_seconds_total") >= 0.0,
+        "{metrics}"
+    );
+    assert!(
+        value("maintenance_io_rate_bytes_per_second") > 0.0,
+        "{metrics}"
+    );
 
     assert!(daemon.terminate().success());
     assert!(!data.join("daemon.json").exists());

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use store_core::pace::parse_bytes;
+use store_core::pace::{IoRate, format_bytes};
 
 /// How a table is compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -81,8 +83,10 @@ pub struct ScrubConfig {
     /// Time between scrubs (from the end of one to the start of the next).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: unpaced.
-    /// The scrub has a day; the hub's own reads have the disk first.
+    /// The most the scrub reads per second, in bytes (a number or `"64MiB"`); 0: no cap of
+    /// its own. A cap on top of the maintenance I/O pace (`[maintenance] io_rate`), which
+    /// the scrub shares with compactions, backups and uploads. The scrub has a day; the hub's
+    /// own reads have the disk first.
     #[serde(with = "byte_size")]
     pub max_rate: u64,
 }
@@ -241,6 +245,19 @@ pub struct MaintenanceConfig {
     pub quarantine: QuarantineConfig,
     /// The background checksum walk.
     pub scrub: ScrubConfig,
+    /// How fast maintenance may move bytes (the daemon's `[maintenance]` section).
+    pub pacing: PacingConfig,
+}
+
+/// How the maintenance jobs' I/O is paced (see [`store_core::pace`]): every job that moves
+/// many bytes (compaction copies, backups, verification, freeing replaced files) shares one
+/// pacer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// `"auto"` (by the owners' commit latency), a fixed rate (`"64MiB/s"`) or
+    /// `"unlimited"`.
+    pub io_rate: IoRate,
 }
 
 /// How much the quarantine may keep.
@@ -287,12 +304,7 @@ pub struct ByteSize(pub u64);
 
 impl Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= size && self.0.is_multiple_of(size) {
-                return s.serialize_str(&format!("{}{unit}", self.0 / size));
-            }
-        }
-        s.serialize_str(&self.0.to_string())
+        s.serialize_str(&format_bytes(self.0))
     }
 }
 
@@ -311,37 +323,6 @@ impl<'de> Deserialize<'de> for ByteSize {
                 .map_err(serde::de::Error::custom),
         }
     }
-}
-
-/// Parse `"4GiB"`, `"500MB"`, `"1024"` into bytes.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (like \"4GiB\" or \"500MB\")"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! publishes in its [`store_owners::Shared`] state (one `stat` per table file), never through
 //! an owner's queue, so it answers while a table is busy or stuck.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use store_core::{IoRate, Pacer};
 use store_owners::TableStatus;
 
 use crate::backup::BackupInfo;
@@ -118,6 +119,8 @@ pub struct HealthReport {
     pub next_compaction: Option<SystemTime>,
     /// The kept compaction runs, oldest first.
     pub history: Vec<CompactionRun>,
+    /// The maintenance I/O pacer: its pace and what it has done.
+    pub pacing: PacingReport,
     /// The scrub in progress, if any.
     #[serde(default)]
     pub scrub_in_progress: Option<ScrubProgress>,
@@ -128,6 +131,40 @@ pub struct HealthReport {
     /// [`crate::remote::Offsite`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteHealth>,
+}
+
+/// The maintenance I/O pacer ([`store_core::Pacer`]) as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PacingReport {
+    /// The configured rate: `auto`, a fixed rate or `unlimited`.
+    pub io_rate: IoRate,
+    /// The pace now, bytes per second; `None` when unpaced.
+    pub rate_bytes_per_s: Option<u64>,
+    /// Bytes the maintenance jobs moved through the pacer since the tables opened.
+    pub bytes_moved: u64,
+    /// Time they spent waiting for it.
+    #[serde(with = "humantime_serde")]
+    pub waited: Duration,
+    /// The `auto` rate's baseline commit latency, once measured.
+    #[serde(default, with = "humantime_serde")]
+    pub baseline_commit: Option<Duration>,
+    /// A job moved bytes within the last second.
+    pub active: bool,
+}
+
+impl PacingReport {
+    /// What `pacer` reads out now.
+    pub fn of(pacer: &Pacer) -> PacingReport {
+        let s = pacer.stats();
+        PacingReport {
+            io_rate: s.mode,
+            rate_bytes_per_s: s.rate_bytes_per_s,
+            bytes_moved: s.bytes_moved,
+            waited: s.waited,
+            baseline_commit: s.baseline_commit,
+            active: s.active,
+        }
+    }
 }
 
 impl HealthReport {
@@ -186,6 +223,7 @@ impl Maintainer {
             last_compaction: history.last().map(|run| run.started_at),
             next_compaction: self.next_compaction(),
             history,
+            pacing: PacingReport::of(self.stores.pacer()),
             scrub_in_progress: self.scrub_progress(),
             next_scrub: self.next_scrub(),
             remote: None,

@@ -119,11 +119,11 @@ pub mod testing;
 pub use backup::{BackupInfo, BackupOptions, BackupRun, BackupState, BackupTrigger};
 pub use compact::{CompactOptions, CompactRequestError};
 pub use config::{
-    BackupConfig, CompactionConfig, Compression, MaintenanceConfig, QuarantineConfig, RemoteConfig,
-    ScrubConfig, Strategy,
+    BackupConfig, CompactionConfig, Compression, MaintenanceConfig, PacingConfig, QuarantineConfig,
+    RemoteConfig, ScrubConfig, Strategy,
 };
 pub use events::{Envelope, Event, EventBus};
-pub use health::{HealthReport, HealthStatus, TableHealth};
+pub use health::{HealthReport, HealthStatus, PacingReport, TableHealth};
 pub use history::{History, SaveHistoryError};
 pub use maintainer::Maintainer;
 pub use quarantine::QuarantinedFile;

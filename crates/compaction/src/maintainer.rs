@@ -51,7 +51,7 @@ pub struct Maintainer {
 }
 
 impl Maintainer {
-    /// Wrap opened tables.
+    /// Wrap opened tables; their shared I/O pacer is set to `config.pacing`.
     pub fn new(stores: Arc<Stores>, config: MaintenanceConfig) -> Maintainer {
         let backup_dir = if config.backup.dir.as_os_str().is_empty() {
             stores.data_dir().join("backups")
@@ -59,6 +59,7 @@ impl Maintainer {
             config.backup.dir.clone()
         };
         let history = History::load(stores.data_dir());
+        stores.pacer().set_mode(config.pacing.io_rate);
         Maintainer {
             stores,
             config,

@@ -134,6 +134,7 @@ impl Maintainer {
         }
         let read = Arc::new(AtomicU64::new(0));
         let pace = Pace::new(self.config.scrub.max_rate);
+        let pacer = self.stores.pacer().clone();
         let on_read: store_core::OnRead = {
             let (read, state, stopping) = (read.clone(), self.scrub.clone(), stopping.clone());
             Arc::new(move |bytes| {
@@ -142,13 +143,18 @@ impl Maintainer {
                 }
                 let total = read.fetch_add(bytes, Ordering::Relaxed) + bytes;
                 state.set_bytes_read(total);
-                let waited = pace.wait_for(total, &stopping);
+                // The shared pace first: the scrub takes its share of the maintenance I/O
+                // with compactions, backups and uploads (and `auto` backs off for the
+                // tables' commits); then its own cap, `[scrub] max_rate`.
+                let waited = pacer.pace(bytes) + pace.wait_for(total, &stopping);
                 state
                     .wait_micros
                     .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
                 !stopping.load(Ordering::Relaxed)
             })
         };
+        // The walk reads the live file: its pages are the tables' own, so they are left in the
+        // page cache (dropping them would send the owner's next reads to the disk).
         let outcome = owner.scrub(on_read);
         let bytes_read = read.load(Ordering::Relaxed);
         self.scrub
@@ -200,8 +206,8 @@ impl Maintainer {
             .cloned()
     }
 
-    /// Time scrubs spent waiting for their pace ([`crate::ScrubConfig::max_rate`]) since
-    /// the start.
+    /// Time scrubs spent waiting for their pace (the shared pacer's and
+    /// [`crate::ScrubConfig::max_rate`]) since the start.
     pub fn scrub_waited(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.scrub.wait_micros.load(Ordering::Relaxed))
     }
@@ -259,8 +265,9 @@ impl Maintainer {
     }
 }
 
-/// The scrub's pace: at most `rate` bytes a second on average since the table's walk began
-/// (0: unpaced). Waits in slices, so that a stop request is seen within 100 ms.
+/// The scrub's own cap, on top of the shared pacer: at most `rate` bytes a second on average
+/// since the table's walk began (0: no cap). Waits in slices, so that a stop request is seen
+/// within 100 ms.
 struct Pace {
     rate: u64,
     started: Instant,

@@ -1,6 +1,7 @@
 //! Backups: taken hot under concurrent writes they restore to a consistent state (every record
 //! of the snapshot, no write torn); files and dirs are private; verification catches flipped
-//! bytes; retention keeps the newest verified backups; the schedule runs on its own.
+//! bytes; retention keeps the newest verified backups; the schedule runs on its own; backups
+//! and verification move their bytes through the configured I/O pacer.
 
 mod support;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use compaction::backup::{BackupFailure, BackupManifest, BackupRequestError, VerifyError};
 use compaction::{
     BackupInfo, BackupOptions, BackupRun, BackupSelector, BackupState, BackupTrigger, Event,
-    Maintainer, MaintenanceConfig, RecoveryTrigger,
+    Maintainer, MaintenanceConfig, PacingConfig, RecoveryTrigger,
 };
 use support::{HeldCompaction, contents, flip_bytes, open, owner, put_keys};
 
@@ -399,6 +400,43 @@ fn a_backup_waits_for_or_refuses_a_compaction_in_progress() {
         .unwrap()
         .expect("the waiting backup ran after the compaction");
     assert_eq!(run.backups[0].records, 200);
+}
+
+#[test]
+fn backups_and_their_verification_are_paced_by_the_configured_io_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MaintenanceConfig {
+        pacing: PacingConfig {
+            io_rate: "1MiB/s".parse().unwrap(),
+        },
+        ..MaintenanceConfig::default()
+    };
+    let m = open(dir.path(), config);
+    let pacer = m.stores().pacer().clone();
+    assert_eq!(pacer.stats().mode, "1MiB/s".parse().unwrap());
+    fill(&m, TABLE, 2_000, "paced");
+    let commits = pacer.stats().n_commits;
+    assert!(commits >= 20, "the owners report their commits: {commits}");
+
+    let run = m.backup_one(TABLE, manual()).unwrap();
+    let backup = &run.backups[0];
+    let after_backup = pacer.stats();
+    // The copy, the integrity check and the hash each moved the file's worth of bytes.
+    assert!(
+        after_backup.bytes_moved >= 2 * backup.bytes,
+        "{} bytes moved for a {}-byte backup",
+        after_backup.bytes_moved,
+        backup.bytes
+    );
+    assert!(after_backup.waited > Duration::ZERO);
+
+    // A full verification reads the backup and writes its work copy through the pacer too.
+    m.verify_backup(TABLE, &backup.id).unwrap();
+    assert!(pacer.stats().bytes_moved >= after_backup.bytes_moved + 2 * backup.bytes);
+    assert_eq!(
+        m.health_metrics().pacing.bytes_moved,
+        pacer.stats().bytes_moved
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use compaction::{
     RecoveryTrigger, RemoteConfig,
 };
 use rand::RngCore;
+use store_core::IoRate;
 use store_owners::TABLE_NAMES;
 use support::moto::{ACCESS_KEY, Moto, SECRET_KEY};
 use support::{backup, contents, put_keys};
@@ -477,4 +478,33 @@ fn remote_retention_never_deletes_a_backup_being_read() {
     drop(reading);
     let third = round(10);
     assert_eq!(ids(&offsite), vec![third]);
+}
+
+#[test]
+fn uploads_read_their_backups_through_the_shared_pacer() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = maintenance(dir.path());
+    config.pacing.io_rate = IoRate::Unlimited;
+    let m = support::open(&dir.path().join("data"), config);
+    fill_big(&m, TABLE_NAMES[0], 256 << 10);
+    let run = m.backup_one(TABLE_NAMES[0], Default::default()).unwrap();
+    let backup_bytes = run.backups[0].bytes;
+    let offsite = offsite(&m, &remote_config(&moto, BUCKET));
+
+    // From here on, maintenance may move 256 KiB a second: the upload has to wait for it.
+    let pacer = m.stores().pacer().clone();
+    pacer.set_mode("256KiB/s".parse().unwrap());
+    let before = pacer.stats();
+    let pass = offsite.upload_pending();
+    assert!(pass.failures.is_empty(), "{:?}", pass.failures);
+    assert_eq!(pass.uploads.len(), 1);
+    let after = pacer.stats();
+    assert!(
+        after.bytes_moved - before.bytes_moved >= backup_bytes,
+        "{} bytes paced for a {backup_bytes}-byte backup",
+        after.bytes_moved - before.bytes_moved
+    );
+    assert!(after.waited > before.waited);
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use compaction::recovery::RecoveryOutcome;
-use compaction::{Event, MaintenanceConfig, ScrubConfig, ScrubOutcome, ScrubRequestError};
+use compaction::{
+    Event, MaintenanceConfig, PacingConfig, ScrubConfig, ScrubOutcome, ScrubRequestError,
+};
+use store_core::IoRate;
 use store_owners::{Stores, StoresOptions, TableStatus};
 use support::{backup, contents, owner, put_keys, table_file};
 
@@ -139,6 +142,10 @@ fn a_paced_scrub_waits_for_its_pace_and_an_unpaced_one_never_does() {
                 max_rate,
                 ..ScrubConfig::default()
             },
+            // Only the scrub's own cap here; the shared pace is the next test's.
+            pacing: PacingConfig {
+                io_rate: IoRate::Unlimited,
+            },
             ..MaintenanceConfig::default()
         };
         let m = support::open(dir.path(), config);
@@ -156,4 +163,35 @@ fn a_paced_scrub_waits_for_its_pace_and_an_unpaced_one_never_does() {
     let (read, waited) = scrub_at(read * 4);
     assert!(read > 400_000);
     assert!(waited > Duration::ZERO);
+}
+
+#[test]
+fn a_scrub_takes_its_share_of_the_maintenance_io_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MaintenanceConfig {
+        // No cap of the scrub's own: whatever it waits, it waits for the shared pacer.
+        scrub: ScrubConfig {
+            max_rate: 0,
+            ..ScrubConfig::default()
+        },
+        pacing: PacingConfig {
+            io_rate: "1MiB/s".parse().unwrap(),
+        },
+        ..MaintenanceConfig::default()
+    };
+    let m = support::open(dir.path(), config);
+    put_keys(&m, TABLE, 0..2_000, |i| vec![(i % 251) as u8; 200]);
+    let pacer = m.stores().pacer().clone();
+    let before = pacer.stats();
+
+    let result = m
+        .scrub_table(TABLE, &Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert_eq!(result.outcome, ScrubOutcome::Clean, "{result:?}");
+    let after = pacer.stats();
+    // Every byte the walk read went through the shared pacer, which made it wait.
+    assert!(result.bytes_read > 400_000);
+    assert!(after.bytes_moved - before.bytes_moved >= result.bytes_read);
+    assert!(after.waited > before.waited);
+    assert!(m.scrub_waited() > Duration::ZERO);
 }

@@ -11,6 +11,8 @@
 //! - [`copy`]: copying live records from a snapshot into a fresh file (online compaction and
 //!   backups both use it).
 //! - [`changelog`]: a table's change log, where a write becomes durable, and its replay.
+//! - [`pace`]: the one I/O pacer of the maintenance jobs (a fixed rate, or `auto`: by the
+//!   owners' commit latency).
 //! - [`fault`]: a `StorageBackend` that fails a chosen write or fsync, for tests.
 //! - [`fsutil`]: the durable file-system steps (fsync of a directory, atomic replace).
 //!
@@ -39,6 +41,7 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod metrics;
+pub mod pace;
 pub mod redb_store;
 pub mod store;
 
@@ -49,6 +52,7 @@ pub use error::{
 };
 pub use fault::{FaultBackend, FaultPlan};
 pub use metrics::{TableCounters, TableMetrics};
+pub use pace::{IoRate, Pacer, PacerStats};
 pub use redb_store::{RedbReplaced, RedbSnapshot, RedbStore};
 pub use store::{
     KeyRange, OnRead, ReadView, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot,

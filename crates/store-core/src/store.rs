@@ -9,6 +9,7 @@ use crate::error::{
     ScrubError, SwapError, WriteError,
 };
 use crate::metrics::{TableCounters, TableMetrics};
+use crate::pace::Pacer;
 
 /// One key/value pair as stored.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,10 +242,12 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError>;
     /// Copy every record into a new table file at `dest` (which must not exist), committing
     /// durably at the end. `keep_going` is polled between chunks; returning false cancels.
+    /// Each chunk written is paced by `pacer`.
     fn copy_to_file(
         &self,
         dest: &Path,
         keep_going: &dyn Fn(u64) -> bool,
+        pacer: &Pacer,
     ) -> Result<CopyStats, CopyError>;
 }
 
@@ -253,9 +256,9 @@ pub trait StoreSnapshot: Send + Sync + 'static {
 /// file's blocks are given back to the file system in small steps), so it is handed back to
 /// the caller, which releases it on a thread of its choosing; store-core spawns none.
 pub trait ReplacedFile: Send + 'static {
-    /// Close the file and give its space back gradually. Blocks until that is done (seconds
-    /// for a file of gigabytes).
-    fn release(self);
+    /// Close the file and give its space back gradually, paced by `pacer`. Blocks until that
+    /// is done (seconds for a file of gigabytes).
+    fn release(self, pacer: &Pacer);
 }
 
 /// One table file. Implementations are driven by a single owner thread.

@@ -251,7 +251,11 @@ fn a_copy_of_a_snapshot_keeps_the_log_position() {
     use store_core::StoreSnapshot;
     assert_eq!(snapshot.log_position(), 42);
     snapshot
-        .copy_to_file(&dir.path().join("copy.redb"), &|_| true)
+        .copy_to_file(
+            &dir.path().join("copy.redb"),
+            &|_| true,
+            &store_core::Pacer::default(),
+        )
         .unwrap();
     drop(snapshot);
     let copy = RedbStore::open(&dir.path().join("copy.redb"), &StoreOptions::default()).unwrap();

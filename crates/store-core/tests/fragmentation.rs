@@ -10,7 +10,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use store_core::{
-    RedbStore, ReplacedFile, StoreOptions, StoreSnapshot, TableMetrics, TableStore, WriteBatch,
+    IoRate, Pacer, RedbStore, ReplacedFile, StoreOptions, StoreSnapshot, TableMetrics, TableStore,
+    WriteBatch,
 };
 
 const N_RECORDS: u64 = 30_000;
@@ -89,11 +90,16 @@ fn three_behaviours(random_order: bool) {
 
     let fresh_path = dir.path().join("t.redb.compact");
     let snapshot = store.snapshot().unwrap();
-    let copied = snapshot.copy_to_file(&fresh_path, &|_| true).unwrap();
+    let copied = snapshot
+        .copy_to_file(&fresh_path, &|_| true, &Pacer::new(IoRate::Unlimited))
+        .unwrap();
     drop(snapshot);
     assert_eq!(copied.records, N_RECORDS / 2);
     let fresh = RedbStore::open(&fresh_path, &options).unwrap();
-    store.swap_in(fresh).unwrap().release();
+    store
+        .swap_in(fresh)
+        .unwrap()
+        .release(&Pacer::new(IoRate::Unlimited));
     let compacted = store.metrics().unwrap();
     report(&format!("compacted ({order})"), &compacted);
     assert_eq!(store.path(), path);

@@ -13,7 +13,9 @@ use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
-use store_core::StoreOptions;
+use std::sync::Arc;
+
+use store_core::{Pacer, StoreOptions};
 
 use crate::error::OpenStoresError;
 use crate::owner::{OwnerConfig, OwnerHandle};
@@ -63,6 +65,8 @@ pub struct Stores {
     #[allow(missing_docs)]
     pub task_dead_letter: TaskDeadLetter,
     data_dir: PathBuf,
+    /// The I/O pacer every owner reports its commits to and every maintenance job paces by.
+    pacer: Arc<Pacer>,
     // Declared last: released only after every owner above has closed its file.
     _lock: File,
 }
@@ -182,6 +186,7 @@ impl Stores {
             task_queue: TaskQueue::new(start("task_queue"), dead_letter.clone()),
             task_dead_letter: TaskDeadLetter::new(dead_letter),
             data_dir: data_dir.to_path_buf(),
+            pacer: owner.pacer.clone(),
             _lock: lock,
         };
         // A task whose move to the dead-letter table was interrupted by a crash is finished
@@ -204,6 +209,12 @@ impl Stores {
     /// The data dir these tables live in.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The I/O pacer shared by the nine owners ([`OwnerConfig::pacer`]): maintenance jobs
+    /// pace their reads and writes by it.
+    pub fn pacer(&self) -> &Arc<Pacer> {
+        &self.pacer
     }
 
     /// The owner of `table`, if it is one of the nine.

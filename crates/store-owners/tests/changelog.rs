@@ -68,7 +68,9 @@ fn contents(owner: &OwnerHandle) -> Model {
 /// A backup as the backup code takes one: a snapshot copied into a fresh file.
 fn backup(owner: &OwnerHandle, dest: &Path) -> u64 {
     let snapshot = owner.snapshot().unwrap();
-    snapshot.copy_to_file(dest, &|_| true).unwrap();
+    snapshot
+        .copy_to_file(dest, &|_| true, &store_core::Pacer::default())
+        .unwrap();
     snapshot.log_position()
 }
 

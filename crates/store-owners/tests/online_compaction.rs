@@ -344,7 +344,9 @@ fn leftover_compaction_files_are_removed_at_the_next_open() {
     // A complete copy (crash just before the rename) and a half-written one.
     let snapshot = owner.snapshot().unwrap();
     let complete = dir.path().join(format!("{TABLE}.redb.compact-1"));
-    snapshot.copy_to_file(&complete, &|_| true).unwrap();
+    snapshot
+        .copy_to_file(&complete, &|_| true, &store_core::Pacer::default())
+        .unwrap();
     drop(snapshot);
     let half = dir.path().join(format!("{TABLE}.redb.compact-2"));
     let bytes = std::fs::read(&complete).unwrap();

@@ -1,6 +1,8 @@
 //! Section 3, backups: throughput of a hot backup of one table against `cp` of a file of the
 //! same size, and the latency of an open-loop client (gets and puts at a fixed rate) on that
-//! table during the backup, against a window of the same length after it. The backup is the
+//! table during the backup, against a window of the same length after it, at each I/O rate of
+//! the profile (by default [`super::stall::pacing_modes`]: `auto`, a fixed rate, unpaced) in
+//! turn, on the same table. The backup is the
 //! compaction crate's `Maintainer::backup_one`; the snapshot copy it starts with is also timed
 //! alone.
 
@@ -9,21 +11,44 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use compaction::{BackupConfig, BackupOptions, Maintainer, MaintenanceConfig};
+use compaction::{BackupConfig, BackupOptions, Maintainer, MaintenanceConfig, PacingConfig};
 use serde::Serialize;
-use store_owners::OwnerHandle;
+use store_core::{IoRate, Pacer};
+use store_owners::{OwnerHandle, Stores};
 
 use super::stall::{
-    CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op,
+    CAUGHT_UP, MAX_WARMUP, N_CLIENT_WORKERS, VALUE_SIZE, busy_then_baseline, client_op, figures,
+    slug,
 };
 use super::{Profile, time_cp};
-use crate::loadgen::{LatencyStats, bench_key, bench_value, open_loop};
+use crate::loadgen::{LatencyStats, bench_key, bench_value, open_loop, record_pace};
 use crate::plot;
 
 /// The table backed up.
 const TABLE: &str = "message_history";
 
-/// The section's figures.
+/// One backup of the table at one I/O rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupRow {
+    /// `backup <rate>`.
+    pub name: String,
+    /// "ok" or "failed: ...".
+    pub status: String,
+    /// Size of the backup file.
+    pub backup_bytes: Option<u64>,
+    /// Wall time of the backup.
+    pub backup_s: Option<f64>,
+    /// Client latency during the backup and its settling period.
+    pub during: Option<LatencyStats>,
+    /// Client latency over a window of the same length (at least 1 s) after it has settled.
+    pub baseline: Option<LatencyStats>,
+    /// Time the backup spent waiting for its I/O pacer.
+    pub paced_wait_s: Option<f64>,
+    /// The latency-over-time plot.
+    pub plot: Option<String>,
+}
+
+/// The section's figures for one table size.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupResult {
     /// What made the backup.
@@ -32,43 +57,95 @@ pub struct BackupResult {
     pub n_records: u64,
     /// Size of the table file.
     pub table_bytes: u64,
-    /// Size of the backup file.
-    pub backup_bytes: u64,
-    /// Wall time of the backup.
-    pub backup_s: f64,
-    /// Table file bytes per second of backup.
-    pub backup_mb_per_s: f64,
     /// Time of the snapshot copy alone (what the backup starts with), without the client.
     pub snapshot_copy_s: f64,
     /// Time of `cp` (plus `sync`) of a file the size of the table.
     pub cp_s: f64,
-    /// Bytes per second of that copy.
-    pub cp_mb_per_s: f64,
-    /// Client latency during the backup and its settling period.
-    pub during: LatencyStats,
-    /// Client latency over a window of the same length (at least 1 s) after it has settled.
-    pub baseline: LatencyStats,
-    /// The latency-over-time plot.
-    pub plot: String,
+    /// One backup per I/O rate of the profile.
+    pub rows: Vec<BackupRow>,
 }
 
-/// Run the section.
-pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<BackupResult> {
-    let data_dir = scratch.join("backup");
+/// Run the section for a table of `n` records.
+pub fn run(profile: &Profile, n: u64, scratch: &Path, out: &Path) -> anyhow::Result<BackupResult> {
+    let data_dir = scratch.join(format!("backup-{n}"));
     let stores = Arc::new(crate::load::open_stores(&data_dir)?);
     let owner = stores.owner(TABLE).expect("one of the nine tables").clone();
-    let n = profile.backup_records;
     fill(&owner, n)?;
     let table_bytes = owner.shared().metrics().file_bytes;
     let cp = time_cp(scratch, table_bytes)?;
+    let mut rows = Vec::new();
+    for &io_rate in &profile.modes {
+        let name = format!("backup {io_rate}");
+        let row = backup_row(profile, &stores, io_rate, &name, &data_dir, out)
+            .unwrap_or_else(|e| BackupRow::failed(&name, format!("failed: {e:#}")));
+        eprintln!(
+            "  backup N={n}: {name} {}{}",
+            row.status,
+            figures(row.backup_s, row.during.as_ref(), row.baseline.as_ref())
+        );
+        rows.push(row);
+    }
+    let snapshot_copy = {
+        let dest = scratch.join("snapshot-copy.redb");
+        let started = Instant::now();
+        let snapshot = owner.snapshot()?;
+        snapshot.copy_to_file(&dest, &|_| true, &Pacer::new(IoRate::Unlimited))?;
+        drop(snapshot);
+        let elapsed = started.elapsed();
+        let _ = std::fs::remove_file(&dest);
+        elapsed
+    };
+    drop(owner);
+    drop(stores);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(BackupResult {
+        method: "compaction::Maintainer::backup_one (snapshot copy into a fresh file, integrity check, \
+                 record count, blake3, fsync, rename, manifest)",
+        n_records: n,
+        table_bytes,
+        snapshot_copy_s: snapshot_copy.as_secs_f64(),
+        cp_s: cp.as_secs_f64(),
+        rows,
+    })
+}
+
+impl BackupRow {
+    fn failed(name: &str, status: String) -> BackupRow {
+        BackupRow {
+            name: name.to_string(),
+            status,
+            backup_bytes: None,
+            backup_s: None,
+            during: None,
+            baseline: None,
+            paced_wait_s: None,
+            plot: None,
+        }
+    }
+}
+
+/// One backup of the table at `io_rate` under the open-loop client.
+fn backup_row(
+    profile: &Profile,
+    stores: &Arc<Stores>,
+    io_rate: IoRate,
+    name: &str,
+    data_dir: &Path,
+    out: &Path,
+) -> anyhow::Result<BackupRow> {
     let config = MaintenanceConfig {
         backup: BackupConfig {
             dir: data_dir.join("backups"),
             ..BackupConfig::default()
         },
+        pacing: PacingConfig { io_rate },
         ..MaintenanceConfig::default()
     };
     let maintainer = Maintainer::new(stores.clone(), config);
+    let pacer = stores.pacer();
+    let waited_before = pacer.stats().waited;
+    let owner = stores.owner(TABLE).expect("one of the nine tables");
+    let n = owner.shared().metrics().live_records;
     let backup = || -> anyhow::Result<u64> {
         let run = maintainer.backup_one(
             TABLE,
@@ -85,54 +162,45 @@ pub fn run(profile: &Profile, scratch: &Path, out: &Path) -> anyhow::Result<Back
             .map(|b| b.bytes)
             .context("the backup run made no backup")
     };
-    let op = |i: u64| client_op(&owner, n, i);
-    let ((windows, backup_bytes), samples) =
+    let op = |i: u64| client_op(owner, n, i);
+    let (((windows, backup_bytes), pace), samples) =
         open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
             probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
-            busy_then_baseline(probe.start, backup)
+            record_pace(pacer, probe.start, || {
+                busy_then_baseline(probe.start, backup)
+            })
         });
     let backup_bytes = backup_bytes?;
-    let snapshot_copy = {
-        let dest = scratch.join("snapshot-copy.redb");
-        let started = Instant::now();
-        let snapshot = owner.snapshot()?;
-        snapshot.copy_to_file(&dest, &|_| true)?;
-        drop(snapshot);
-        let elapsed = started.elapsed();
-        let _ = std::fs::remove_file(&dest);
-        elapsed
-    };
-    drop(maintainer);
-    drop(owner);
-    drop(stores);
-    let _ = std::fs::remove_dir_all(&data_dir);
     let (from, to) = windows.busy;
-    let plot_file = "backup.png".to_string();
+    let plot_file = format!("backup-{n}-{}.png", slug(&io_rate.to_string()));
     plot::latency_over_time(
         &out.join(&plot_file),
-        &format!("operation latency during a backup, {n} records"),
+        &format!("operation latency during a backup, {n} records, {name}"),
         &samples,
+        &pace,
         &[
             plot::busy_span(windows.busy, "backup"),
             plot::settle_span((to, windows.during.1)),
             plot::baseline_span(windows.baseline),
         ],
     )?;
-    let backup_s = (to - from).as_secs_f64();
-    Ok(BackupResult {
-        method: "compaction::Maintainer::backup_one (snapshot copy into a fresh file, integrity check, \
-                 record count, blake3, fsync, rename, manifest)",
-        n_records: n,
-        table_bytes,
-        backup_bytes,
-        backup_s,
-        backup_mb_per_s: table_bytes as f64 / 1e6 / backup_s,
-        snapshot_copy_s: snapshot_copy.as_secs_f64(),
-        cp_s: cp.as_secs_f64(),
-        cp_mb_per_s: table_bytes as f64 / 1e6 / cp.as_secs_f64(),
-        during: LatencyStats::of_window(&samples, windows.during.0, windows.during.1),
-        baseline: LatencyStats::of_window(&samples, windows.baseline.0, windows.baseline.1),
-        plot: plot_file,
+    Ok(BackupRow {
+        name: name.to_string(),
+        status: "ok".into(),
+        backup_bytes: Some(backup_bytes),
+        backup_s: Some((to - from).as_secs_f64()),
+        during: Some(LatencyStats::of_window(
+            &samples,
+            windows.during.0,
+            windows.during.1,
+        )),
+        baseline: Some(LatencyStats::of_window(
+            &samples,
+            windows.baseline.0,
+            windows.baseline.1,
+        )),
+        paced_wait_s: Some((pacer.stats().waited - waited_before).as_secs_f64()),
+        plot: Some(plot_file),
     })
 }
 

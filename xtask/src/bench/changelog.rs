@@ -95,7 +95,7 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
     let path = dir.join("replay.redb");
     let log_dir = dir.join("replay.log");
     let owner = OwnerHandle::start::<RedbStore>("replay", &path, owner_config(Some(&log_dir)));
-    let backup_records = profile.backup_records / 4;
+    let backup_records: u64 = if profile.quick { 50_000 } else { 250_000 };
     let chunk = 10_000;
     let mut written = 0;
     while written < backup_records {
@@ -111,7 +111,11 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
     }
     let backup = dir.join("backup.redb");
     let snapshot = owner.snapshot()?;
-    snapshot.copy_to_file(&backup, &|_| true)?;
+    snapshot.copy_to_file(
+        &backup,
+        &|_| true,
+        &store_core::Pacer::new(store_core::IoRate::Unlimited),
+    )?;
     let position = snapshot.log_position();
     drop(snapshot);
     let log_bytes_at_backup = log_disk_bytes(&log_dir)?;

@@ -192,7 +192,7 @@ pub fn run(profile: &Profile, scratch: &Path) -> anyhow::Result<OffsiteResult> {
     let moto = start_moto()?;
     let data_dir = scratch.join("offsite");
     let stores = Arc::new(crate::load::open_stores(&data_dir)?);
-    let n = profile.backup_records;
+    let n = profile.offsite_records;
     let owner = stores.owner(TABLE).expect("one of the nine tables").clone();
     fill(&owner, n)?;
     // The other eight tables get the records of the recovery row.

@@ -1,6 +1,6 @@
 //! Section 1, compaction stall: one table of N records (200-byte values, half deleted at
 //! random) served by an owner to an open-loop client (gets and puts at a fixed rate) while it
-//! is compacted online, in place, and, for comparison, a DETS table closed and reopened with
+//! is compacted online (at each of [`pacing_modes`]: `auto`, a fixed rate, unpaced), in place, and, for comparison, a DETS table closed and reopened with
 //! `repair: force` (by an escript); `cp` of the compacted size is the physical floor.
 //!
 //! Each row starts from a copy of the same fragmented file (copied while closed). The client
@@ -12,6 +12,7 @@
 //! baseline window; each operation counts in the window it was scheduled in.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,11 +20,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use store_core::{RedbStore, StoreOptions, TableStore, WriteBatch};
+use store_core::{IoRate, Pacer, RedbStore, StoreOptions, TableStore, WriteBatch};
 use store_owners::{CompactReport, OnlineConfig, OwnerConfig, OwnerHandle};
 
 use super::{Profile, dets, time_cp};
-use crate::loadgen::{LatencyStats, Sample, bench_key, bench_value, mix, open_loop};
+use crate::loadgen::{
+    LatencyStats, PacePoint, Sample, bench_key, bench_value, mix, open_loop, record_pace,
+};
 use crate::plot;
 
 /// Value size of the stall table.
@@ -71,6 +74,8 @@ pub struct StallRow {
     pub during: Option<LatencyStats>,
     /// The latency-over-time plot, relative to the report.
     pub plot: Option<String>,
+    /// Time the job spent waiting for its I/O pacer (owner rows).
+    pub paced_wait_s: Option<f64>,
 }
 
 impl StallRow {
@@ -87,6 +92,7 @@ impl StallRow {
             baseline: None,
             during: None,
             plot: None,
+            paced_wait_s: None,
         }
     }
 }
@@ -128,16 +134,38 @@ pub fn run(
     );
 
     let mut rows = Vec::new();
-    for kind in [Kind::Online, Kind::InPlace] {
-        let path = dir.join(format!("{}.redb", kind.name()));
+    let in_place = profile.comparison_rows.then_some(Kind::InPlace);
+    let kinds = profile
+        .modes
+        .iter()
+        .copied()
+        .map(Kind::Online)
+        .chain(in_place);
+    for kind in kinds {
+        let path = dir.join(format!("{}.redb", slug(&kind.name())));
         std::fs::copy(&master, &path).context("copying the fragmented table")?;
         let row = owner_row(profile, kind, &path, n_records, out)
-            .unwrap_or_else(|e| StallRow::not_run(kind.name(), format!("failed: {e:#}")));
-        eprintln!("  stall N={n_records}: {} {}", row.name, row.status);
+            .unwrap_or_else(|e| StallRow::not_run(&kind.name(), format!("failed: {e:#}")));
+        eprintln!(
+            "  stall N={n_records}: {} {}{}",
+            row.name,
+            row.status,
+            figures(row.compaction_s, row.during.as_ref(), row.baseline.as_ref())
+        );
         rows.push(row);
         let _ = std::fs::remove_file(&path);
     }
     let _ = std::fs::remove_file(&master);
+    if !profile.comparison_rows {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(StallResult {
+            n_records,
+            rate: profile.rate,
+            build_s,
+            fragmented_bytes,
+            rows,
+        });
+    }
 
     // DETS files cannot exceed 2 GB: a table the smaller one of this run says would take
     // over 75 % of that is not attempted.
@@ -162,7 +190,7 @@ pub fn run(
 
     let live = rows
         .iter()
-        .find(|r| r.name == "online")
+        .find(|r| r.name.starts_with("online"))
         .and_then(|r| r.bytes_after);
     let cp = match live {
         Some(bytes) => match time_cp(&dir, bytes) {
@@ -188,17 +216,35 @@ pub fn run(
     })
 }
 
+/// The I/O rates the online compaction and the backup are run at, side by side: `auto`, a
+/// fixed rate and unpaced.
+pub fn pacing_modes() -> [IoRate; 3] {
+    [
+        IoRate::Auto,
+        IoRate::Fixed(FIXED_RATE.try_into().expect("a rate above zero")),
+        IoRate::Unlimited,
+    ]
+}
+
+/// The fixed rate of the side-by-side rows, bytes per second.
+pub const FIXED_RATE: u64 = 32 << 20;
+
+/// `name` as a file name: spaces and slashes become dashes.
+pub fn slug(name: &str) -> String {
+    name.replace([' ', '/'], "-")
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Online,
+    Online(IoRate),
     InPlace,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Kind::Online => "online",
-            Kind::InPlace => "in-place",
+            Kind::Online(rate) => format!("online {rate}"),
+            Kind::InPlace => "in-place".into(),
         }
     }
 }
@@ -257,25 +303,38 @@ fn owner_row(
     n: u64,
     out: &Path,
 ) -> anyhow::Result<StallRow> {
-    let owner = OwnerHandle::start::<RedbStore>("stall", path, OwnerConfig::default());
+    let rate = match kind {
+        Kind::Online(rate) => rate,
+        Kind::InPlace => IoRate::Unlimited,
+    };
+    let pacer = Arc::new(Pacer::new(rate));
+    let config = OwnerConfig {
+        pacer: pacer.clone(),
+        ..OwnerConfig::default()
+    };
+    let owner = OwnerHandle::start::<RedbStore>("stall", path, config);
     let op = |i: u64| client_op(&owner, n, i);
-    let ((windows, report), samples) = open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
-        probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
-        busy_then_baseline(probe.start, || -> anyhow::Result<CompactReport> {
-            Ok(match kind {
-                Kind::Online => owner.compact_online(OnlineConfig::default())?,
-                Kind::InPlace => owner.compact_in_place()?,
+    let (((windows, report), pace), samples) =
+        open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
+            probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
+            record_pace(&pacer, probe.start, || {
+                busy_then_baseline(probe.start, || -> anyhow::Result<CompactReport> {
+                    Ok(match kind {
+                        Kind::Online(_) => owner.compact_online(OnlineConfig::default())?,
+                        Kind::InPlace => owner.compact_in_place()?,
+                    })
+                })
             })
-        })
-    });
+        });
     owner.close();
     let report = report?;
-    let row = finish_row(kind.name(), n, windows, &samples, out)?;
+    let row = finish_row(&kind.name(), n, windows, &samples, &pace, out)?;
     Ok(StallRow {
         compaction_s: Some(report.duration.as_secs_f64()),
         bytes_before: Some(report.bytes_before),
         bytes_after: Some(report.bytes_after),
         reported_max_pause_us: Some(report.max_pause.as_micros() as u64),
+        paced_wait_s: Some(pacer.stats().waited.as_secs_f64()),
         ..row
     })
 }
@@ -289,6 +348,25 @@ pub struct Windows {
     pub during: (Duration, Duration),
     /// "Without": the baseline window.
     pub baseline: (Duration, Duration),
+}
+
+/// A row's figures in one line of progress (the report is written only at the end).
+pub fn figures(
+    busy_s: Option<f64>,
+    during: Option<&LatencyStats>,
+    without: Option<&LatencyStats>,
+) -> String {
+    let (Some(s), Some(d), Some(w)) = (busy_s, during, without) else {
+        return String::new();
+    };
+    let ms = |us: u64| us as f64 / 1e3;
+    format!(
+        ": {s:.1} s, p99.9 {:.1} / {:.1} ms, max {:.1} / {:.1} ms (during / without)",
+        ms(d.p999_us),
+        ms(w.p999_us),
+        ms(d.max_us),
+        ms(w.max_us)
+    )
 }
 
 /// The settling period after a compaction that took `busy`.
@@ -318,16 +396,18 @@ pub fn finish_row(
     n: u64,
     windows: Windows,
     samples: &[Sample],
+    pace: &[PacePoint],
     out: &Path,
 ) -> anyhow::Result<StallRow> {
     let (from, to) = windows.busy;
     let during = LatencyStats::of_window(samples, windows.during.0, windows.during.1);
     let baseline = LatencyStats::of_window(samples, windows.baseline.0, windows.baseline.1);
-    let file = format!("stall-{n}-{name}.png");
+    let file = format!("stall-{n}-{}.png", slug(name));
     plot::latency_over_time(
         &out.join(&file),
         &format!("compaction stall, {n} records, {name}"),
         samples,
+        pace,
         &[
             plot::busy_span(windows.busy, "compaction"),
             plot::settle_span((to, windows.during.1)),

@@ -62,6 +62,9 @@ fn escape(v: &str) -> String {
 }
 
 fn number(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -302,7 +305,8 @@ pub fn render(
     }
     let quarantine = maintainer.quarantine().unwrap_or_default();
     let config = maintainer.config();
-    let gauges_and_counters: [(&str, &str, &str, f64); 11] = [
+    let pacing = maintainer.stores().pacer().stats();
+    let gauges_and_counters: [(&str, &str, &str, f64); 15] = [
         (
             "compaction_interval_seconds",
             "gauge",
@@ -342,7 +346,7 @@ pub fn render(
         (
             "scrub_wait_seconds_total",
             "counter",
-            "Time scrubs waited for their pace ([scrub] max_rate) since the daemon started.",
+            "Time scrubs waited for their pace (the maintenance I/O pace, then [scrub] max_rate) since the daemon started.",
             maintainer.scrub_waited().as_secs_f64(),
         ),
         (
@@ -368,6 +372,30 @@ pub fn render(
             "counter",
             "Events dropped because a subscriber's queue was full.",
             maintainer.events().dropped() as f64,
+        ),
+        (
+            "maintenance_io_rate_bytes_per_second",
+            "gauge",
+            "The pace of maintenance I/O now (+Inf when unpaced).",
+            pacing.rate_bytes_per_s.map_or(f64::INFINITY, |r| r as f64),
+        ),
+        (
+            "maintenance_io_bytes_total",
+            "counter",
+            "Bytes maintenance jobs (compaction copies, backups, verification) moved.",
+            pacing.bytes_moved as f64,
+        ),
+        (
+            "maintenance_io_wait_seconds_total",
+            "counter",
+            "Time maintenance jobs spent waiting for their I/O pace.",
+            pacing.waited.as_secs_f64(),
+        ),
+        (
+            "maintenance_io_active",
+            "gauge",
+            "1 while a maintenance job moves bytes (within the last second).",
+            if pacing.active { 1.0 } else { 0.0 },
         ),
     ];
     for (name, kind, help, value) in gauges_and_counters {

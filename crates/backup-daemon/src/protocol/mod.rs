@@ -306,7 +306,7 @@ impl Op {
     /// This operation's result read back from its JSON (the daemon's reply).
     pub fn read_result(&self, json: Value) -> Result<OpResult, serde_json::Error> {
         Ok(match self {
-            Op::Status => OpResult::Health(serde_json::from_value(json)?),
+            Op::Status => OpResult::Health(Box::new(serde_json::from_value(json)?)),
             Op::History => OpResult::History(serde_json::from_value(json)?),
             Op::Backups { .. } => OpResult::Backups(serde_json::from_value(json)?),
             Op::Compact { .. } => OpResult::Compaction(serde_json::from_value(json)?),

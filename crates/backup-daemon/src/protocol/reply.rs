@@ -12,8 +12,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OpResult {
-    /// Of `Op::Status`.
-    Health(HealthReport),
+    /// Of `Op::Status` (boxed: the largest result by far).
+    Health(Box<HealthReport>),
     /// Of `Op::History`, oldest run first.
     History(Vec<CompactionRun>),
     /// Of `Op::Backups`.

@@ -13,6 +13,9 @@
 //!    directory fsynced.
 //! 3. The manifest is written the same way (temporary file, fsync, rename, directory fsync).
 //!    On any failure the work file, and the backup file when it has no manifest, are removed.
+//!
+//! Every step that moves the file's bytes (the copy, the check, the hash) is paced by the
+//! tables' shared I/O pacer ([`store_owners::Stores::pacer`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -183,16 +186,17 @@ impl Maintainer {
         let final_path = dir.join(format!("{id}.redb"));
         let manifest_path = dir.join(format!("{id}.json"));
 
+        let pacer = self.stores.pacer();
         let result = (|| {
             let stats = snapshot
-                .copy_to_file(&tmp, &|_| true)
+                .copy_to_file(&tmp, &|_| true, pacer)
                 .map_err(|e| match e {
                     CopyError::Corrupted(d) => BackupError::Corrupted(d),
                     other => BackupError::Copy(other),
                 })?;
             // Release the snapshot promptly: it holds back page reuse in the live file.
             drop(snapshot);
-            let records = integrity_and_count(&tmp).map_err(BackupError::Verify)?;
+            let records = integrity_and_count(&tmp, pacer).map_err(BackupError::Verify)?;
             if records != stats.records {
                 return Err(BackupError::CountMismatch {
                     copied: stats.records,
@@ -203,8 +207,12 @@ impl Maintainer {
                 let what = format!("{what} {}", tmp.display());
                 move |source| BackupError::Io { what, source }
             };
-            let (blake3, bytes) = hash_file(&tmp, None).map_err(io("hashing"))?;
+            let (blake3, bytes) = hash_file(&tmp, None, pacer).map_err(io("hashing"))?;
             fsutil::sync_file(&tmp).map_err(io("fsync of"))?;
+            // Written, checked and hashed: nothing reads it again soon, its pages go first.
+            if let Ok(file) = std::fs::File::open(&tmp) {
+                store_core::pace::drop_cached(&file);
+            }
             fsutil::replace_file(&tmp, &final_path).map_err(io("renaming"))?;
             let manifest = BackupManifest {
                 format: MANIFEST_FORMAT,

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use store_core::{OpenError, RedbStore, StoreOptions, TableStore};
+use store_core::{OpenError, Pacer, RedbStore, StoreOptions, TableStore};
 use store_owners::TABLE_NAMES;
 
 use super::error::{ListBackupsError, VerifyError};
@@ -75,9 +75,15 @@ fn last_verified(
     marked.or(manifest.map(|m| m.created_at))
 }
 
-/// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given.
+/// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given,
+/// paced by `pacer` (bytes read, plus bytes written when copying); `src`'s pages are then
+/// dropped from the page cache (a backup is read once in a while, the tables all the time).
 /// Returns the hex checksum and the number of bytes read.
-pub(super) fn hash_file(src: &Path, copy: Option<&Path>) -> io::Result<(String, u64)> {
+pub(super) fn hash_file(
+    src: &Path,
+    copy: Option<&Path>,
+    pacer: &Pacer,
+) -> io::Result<(String, u64)> {
     let mut input = File::open(src)?;
     let mut output = match copy {
         Some(path) => Some(
@@ -100,20 +106,26 @@ pub(super) fn hash_file(src: &Path, copy: Option<&Path>) -> io::Result<(String, 
             Err(e) => return Err(e),
         };
         hasher.update(&buffer[..n]);
+        let mut moved = n as u64;
         if let Some(out) = &mut output {
             out.write_all(&buffer[..n])?;
+            moved += n as u64;
         }
         total += n as u64;
+        pacer.pace(moved);
     }
     if let Some(out) = output {
         out.sync_all()?;
     }
+    store_core::pace::drop_cached(&input);
     Ok((hasher.finalize().to_hex().to_string(), total))
 }
 
 /// Open `path` (a copy nobody else uses) with redb's integrity check and return its record
-/// count. The check commits to the file.
-pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
+/// count. The check commits to the file. redb reads the whole file in one call, which cannot
+/// be paced from outside: the file's size is paid to `pacer` after it, so that the job's
+/// average rate still holds.
+pub(crate) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, VerifyError> {
     let options = StoreOptions {
         check_integrity_on_open: true,
         cache_bytes: 16 << 20,
@@ -130,6 +142,7 @@ pub(crate) fn integrity_and_count(path: &Path) -> Result<u64, VerifyError> {
     })?;
     let records = store.counters().records;
     store.close().map_err(VerifyError::Close)?;
+    pacer.pace(std::fs::metadata(path).map_or(0, |m| m.len()));
     Ok(records)
 }
 
@@ -248,9 +261,11 @@ impl Maintainer {
         found: &BackupFiles,
     ) -> Result<BackupManifest, VerifyError> {
         let manifest = shallow_check(table, found)?;
-        let (actual, _) = hash_file(&found.file, None).map_err(|source| VerifyError::Io {
-            what: format!("reading {}", found.file.display()),
-            source,
+        let (actual, _) = hash_file(&found.file, None, self.stores.pacer()).map_err(|source| {
+            VerifyError::Io {
+                what: format!("reading {}", found.file.display()),
+                source,
+            }
         })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
@@ -263,11 +278,13 @@ impl Maintainer {
 
     /// Full verification of one found backup, through a work copy at `work` (created here;
     /// the caller removes it, or uses it: it holds exactly the verified bytes, as checked).
+    /// Its reads and writes are paced by `pacer`.
     pub(crate) fn verify_found_into(
         &self,
         table: &str,
         id: &str,
         work: &Path,
+        pacer: &Pacer,
     ) -> Result<BackupManifest, VerifyError> {
         if !is_valid_backup_id(id) {
             return Err(VerifyError::InvalidBackupId(id.to_string()));
@@ -281,17 +298,18 @@ impl Maintainer {
         }
         let manifest = shallow_check(table, &found)?;
         let _ = std::fs::remove_file(work);
-        let (actual, _) = hash_file(&found.file, Some(work)).map_err(|source| VerifyError::Io {
-            what: format!("copying {} to {}", found.file.display(), work.display()),
-            source,
-        })?;
+        let (actual, _) =
+            hash_file(&found.file, Some(work), pacer).map_err(|source| VerifyError::Io {
+                what: format!("copying {} to {}", found.file.display(), work.display()),
+                source,
+            })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
                 expected: manifest.blake3,
                 actual,
             });
         }
-        let records = integrity_and_count(work)?;
+        let records = integrity_and_count(work, pacer)?;
         if records != manifest.records {
             return Err(VerifyError::RecordCountMismatch {
                 expected: manifest.records,
@@ -313,7 +331,7 @@ impl Maintainer {
         let work = self
             .table_backup_dir(table)
             .join(format!(".verify-{id}.tmp"));
-        let result = self.verify_found_into(table, id, &work);
+        let result = self.verify_found_into(table, id, &work, self.stores.pacer());
         let _ = std::fs::remove_file(&work);
         let manifest = result?;
         let now = std::time::SystemTime::now();

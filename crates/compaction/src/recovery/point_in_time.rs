@@ -121,9 +121,11 @@ impl Maintainer {
         let until_micros = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
+        // Not paced, like every restore: the sooner the table serves again, the better.
+        let unpaced = store_core::Pacer::new(store_core::IoRate::Unlimited);
         for manifest in usable.into_iter().filter(|m| m.created_at <= at) {
             let id = manifest.id.clone();
-            if let Err(e) = self.verify_found_into(table, &id, &staged) {
+            if let Err(e) = self.verify_found_into(table, &id, &staged, &unpaced) {
                 let _ = std::fs::remove_file(&staged);
                 tracing::warn!(table, id = %id, error = %e, "backup refused for a point-in-time restore");
                 attempt.rejected.push(RejectedBackup {

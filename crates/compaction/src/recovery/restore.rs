@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use store_core::fsutil;
+use store_core::{IoRate, Pacer, fsutil};
 use store_owners::{MaintenanceError, ReplaceReport, ReplaceRequest};
 
 use crate::backup::{
@@ -290,8 +290,10 @@ impl Maintainer {
         };
         let staged = self.data_dir().join(format!(".restore-{table}.tmp"));
         let mut chosen: Option<(String, BackupManifest)> = None;
+        // Not paced: a restore brings a table back into service, and the sooner the better.
+        let unpaced = Pacer::new(IoRate::Unlimited);
         for id in candidates {
-            match self.verify_found_into(table, &id, &staged) {
+            match self.verify_found_into(table, &id, &staged, &unpaced) {
                 Ok(manifest) => {
                     chosen = Some((id, manifest));
                     break;

@@ -13,6 +13,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use store_core::Pacer;
+
 use super::bucket::{Bucket, stream_failure};
 use super::codec::{DecodeError, HashingReader, decode};
 use super::error::{RemoteError, RemoteVerifyError};
@@ -77,6 +79,7 @@ pub(crate) fn fetch_verified(
     id: &str,
     identities: &[Box<dyn age::Identity + Send + Sync>],
     work: &Path,
+    pacer: &Pacer,
 ) -> Result<RemoteManifest, RemoteVerifyError> {
     if !is_valid_backup_id(id) {
         return Err(RemoteVerifyError::InvalidBackupId(id.to_string()));
@@ -137,7 +140,7 @@ pub(crate) fn fetch_verified(
     }
     output.0.sync_all().map_err(local_io("fsync of"))?;
     drop(output);
-    let records = integrity_and_count(work).map_err(RemoteVerifyError::Backup)?;
+    let records = integrity_and_count(work, pacer).map_err(RemoteVerifyError::Backup)?;
     if records != manifest.records {
         return Err(RemoteVerifyError::Backup(
             VerifyError::RecordCountMismatch {

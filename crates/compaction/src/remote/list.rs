@@ -95,7 +95,14 @@ impl Offsite {
             .maintainer
             .data_dir()
             .join(format!(".remote-verify-{table}.tmp"));
-        let result = fetch_verified(&self.bucket, table, id, &self.identities, &work);
+        let result = fetch_verified(
+            &self.bucket,
+            table,
+            id,
+            &self.identities,
+            &work,
+            self.maintainer.stores().pacer(),
+        );
         let _ = std::fs::remove_file(&work);
         result
     }

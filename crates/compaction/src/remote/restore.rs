@@ -52,7 +52,14 @@ impl Offsite {
         let mut rejected = Vec::new();
         for id in candidates {
             let reading = self.reading(table, &id);
-            match fetch_verified(&self.bucket, table, &id, &self.identities, &staged) {
+            match fetch_verified(
+                &self.bucket,
+                table,
+                &id,
+                &self.identities,
+                &staged,
+                self.maintainer.stores().pacer(),
+            ) {
                 Ok(manifest) => {
                     let result = self.maintainer.restore_verified_file(
                         table,

@@ -104,6 +104,7 @@ impl Offsite {
                 &self.bucket,
                 &self.encoding,
                 self.config.max_upload_rate,
+                self.maintainer.stores().pacer(),
                 table,
                 &path,
                 &manifest,

@@ -3,13 +3,19 @@
 //! only when they match the local manifest's blake3 (the bytes that were verified) is the
 //! object completed, and only then is the remote manifest written, last. An upload that
 //! stops at any point leaves no manifest, so nothing a listing shows.
+//!
+//! The backup file is read through the shared maintenance I/O pacer ([`Pacer`]): an upload
+//! takes its share of the disk with compactions, backups and scrubs, and `auto` slows it
+//! down when the tables' commits slow down. `max_upload_rate` is a separate cap, on the
+//! network side.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use store_core::Pacer;
 
 use super::bucket::{Bucket, stream_failure};
 use super::codec::{Encoding, HashingWriter, encode};
@@ -26,6 +32,20 @@ pub(crate) struct Uploaded {
     pub(crate) duration: Duration,
 }
 
+/// A reader whose every read is paid to the pacer.
+struct PacedReader<'a, R> {
+    inner: R,
+    pacer: &'a Pacer,
+}
+
+impl<R: Read> Read for PacedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pacer.pace(n as u64);
+        Ok(n)
+    }
+}
+
 /// An I/O failure of the upload: the bucket's, when that is what it is.
 fn upload_io(what: &str, e: io::Error) -> UploadError {
     match stream_failure(e) {
@@ -37,24 +57,29 @@ fn upload_io(what: &str, e: io::Error) -> UploadError {
     }
 }
 
-/// Upload the backup file `path` of `table`, described by `local` (see the module doc).
+/// Upload the backup file `path` of `table`, described by `local`, reading it through
+/// `pacer` (see the module doc).
 pub(crate) fn upload_backup(
     bucket: &Bucket,
     encoding: &Encoding,
     max_rate: u64,
+    pacer: &Pacer,
     table: &str,
     path: &Path,
     local: &BackupManifest,
 ) -> Result<Uploaded, UploadError> {
     let started = Instant::now();
-    let mut file = File::open(path).map_err(|source| UploadError::Io {
+    let file = File::open(path).map_err(|source| UploadError::Io {
         what: format!("opening {}", path.display()),
         source,
     })?;
+    let mut file = PacedReader { inner: file, pacer };
     let object = format!("{table}/{}{}", local.id, encoding.suffix());
     let writer = HashingWriter::new(bucket.writer(&object, max_rate));
     let (writer, plain) =
         encode(&mut file, writer, encoding).map_err(|e| upload_io("encoding the backup", e))?;
+    // Read once: its pages go before the tables'.
+    store_core::pace::drop_cached(&file.inner);
     let (writer, digest) = writer.into_parts();
     let actual = plain.hex();
     if actual != local.blake3 || plain.bytes != local.bytes {

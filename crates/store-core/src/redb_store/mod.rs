@@ -25,6 +25,7 @@ use crate::error::{
 use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
+use crate::pace::Pacer;
 use crate::store::{
     KeyRange, OnRead, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot, TableStore,
     WriteBatch,
@@ -376,10 +377,10 @@ impl ReplacedFile for RedbReplaced {
     /// the new file's fsyncs: 37-123 ms spikes after swapping a 0.6-2.5 GB table. Hence the
     /// blocks are freed in small steps ([`fsutil::release_gradually`]), and owners call this
     /// off their thread.
-    fn release(self) {
+    fn release(self, pacer: &Pacer) {
         drop(self.store);
         if let Some(file) = self.file {
-            fsutil::release_gradually(file);
+            fsutil::release_gradually(file, pacer);
         }
     }
 }
@@ -434,6 +435,7 @@ impl StoreSnapshot for RedbSnapshot {
         &self,
         dest: &Path,
         keep_going: &dyn Fn(u64) -> bool,
+        pacer: &Pacer,
     ) -> Result<CopyStats, CopyError> {
         let started = Instant::now();
         let options = StoreOptions {
@@ -454,6 +456,7 @@ impl StoreSnapshot for RedbSnapshot {
             }
             let mut txn = target.db.begin_write()?;
             let mut done = false;
+            let bytes_before = counters.live_bytes;
             {
                 let mut table = txn.open_table(DATA)?;
                 for _ in 0..COPY_CHUNK {
@@ -489,6 +492,7 @@ impl StoreSnapshot for RedbSnapshot {
             // journal). Only pacing: durability comes from the final commit, so a failure
             // here is of no consequence.
             let _ = fsutil::sync_file(dest);
+            pacer.pace(counters.live_bytes - bytes_before);
         }
         target
             .db

@@ -14,6 +14,9 @@
 //!    it runs past the pause limit, the attempt is abandoned: the fresh file is removed and
 //!    the old file keeps serving. The replaced file is released on a `close-replaced` thread.
 //!
+//! The worker's copy and catch-up rounds, and the freeing of the replaced file, are paced by
+//! the owners' shared [`Pacer`]; the final pause is not.
+//!
 //! Crash safety: before the rename the old file is complete and holds every acknowledged
 //! write; the fresh file is complete and durable before it is renamed in. Leftover fresh files
 //! are removed by [`remove_leftovers`] when the table is next opened.
@@ -37,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, unbounded};
-use store_core::{ReplacedFile, StoreOptions, TableStore};
+use store_core::{Pacer, ReplacedFile, StoreOptions, TableStore};
 
 use crate::error::MaintenanceError;
 use crate::report::CompactReport;
@@ -111,6 +114,8 @@ pub(crate) struct OnlineCompaction<S: TableStore> {
     fresh_path: PathBuf,
     cancel: Arc<AtomicBool>,
     worker: JoinHandle<()>,
+    /// Paces the worker's copy and the freeing of the file a swap replaced.
+    pacer: Arc<Pacer>,
     started: Instant,
     bytes_before: u64,
     rounds: u32,
@@ -142,6 +147,7 @@ impl<S: TableStore> OnlineCompaction<S> {
         store: &S,
         options: &StoreOptions,
         config: OnlineConfig,
+        pacer: Arc<Pacer>,
     ) -> Result<OnlineCompaction<S>, MaintenanceError> {
         let snapshot = store.snapshot()?;
         let table_path = store.path().to_path_buf();
@@ -161,6 +167,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             options: options.clone(),
             cancel: cancel.clone(),
             hooks: hooks.clone(),
+            pacer: pacer.clone(),
         };
         let worker = std::thread::Builder::new()
             .name(format!("compact-{table}"))
@@ -178,6 +185,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             fresh_path,
             cancel,
             worker,
+            pacer,
             started: Instant::now(),
             rounds: 0,
         })
@@ -261,11 +269,12 @@ impl<S: TableStore> OnlineCompaction<S> {
             return Progress::Over(Err(MaintenanceError::Unavailable("table closed".into())));
         };
         let keys: Vec<Vec<u8>> = self.changed.iter().cloned().collect();
+        // Not paced: this is the pause, and the fewer keys left the better.
         let copied = self
             .hooks
             .at(hook::Step::FinalCopy)
             .and_then(|()| copy_keys(&LiveStore(&*store), &keys, &mut fresh));
-        let copied = copied.and_then(|()| carry_log_position(&*store, &mut fresh));
+        let copied = copied.and_then(|_| carry_log_position(&*store, &mut fresh));
         if let Err(e) = copied {
             return Progress::Over(Err(e));
         }
@@ -282,7 +291,7 @@ impl<S: TableStore> OnlineCompaction<S> {
         }
         let records = fresh.counters().records;
         match store.swap_in(fresh) {
-            Ok(replaced) => release_off_thread(replaced),
+            Ok(replaced) => release_off_thread(replaced, self.pacer.clone()),
             Err(e) => {
                 let e = Arc::new(e);
                 let error = MaintenanceError::Swap(e.clone());
@@ -342,11 +351,12 @@ impl<S: TableStore> OnlineCompaction<S> {
 
 /// Release the file a swap replaced on a `close-replaced` thread (see
 /// [`ReplacedFile::release`]): closing it and giving its blocks back takes long enough to
-/// stall the owner. If the thread cannot be spawned, the file is dropped (closed) right here.
-fn release_off_thread<R: ReplacedFile>(replaced: R) {
+/// stall the owner; the freeing is paced by `pacer`. If the thread cannot be spawned, the file
+/// is dropped (closed) right here.
+fn release_off_thread<R: ReplacedFile>(replaced: R, pacer: Arc<Pacer>) {
     let _ = std::thread::Builder::new()
         .name("close-replaced".into())
-        .spawn(move || replaced.release());
+        .spawn(move || replaced.release(&pacer));
 }
 
 /// The fresh file takes over the live file's change-log position: the last group it holds

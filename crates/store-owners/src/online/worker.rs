@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
-use store_core::{CopyError, CopyStats, StoreOptions, StoreSnapshot, TableStore, WriteBatch};
+use store_core::{
+    CopyError, CopyStats, Pacer, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+};
 
 use super::hook::{Hooks, Step};
 use crate::error::MaintenanceError;
@@ -38,6 +40,8 @@ pub(super) struct WorkerJob {
     /// Set by the owner to stop the snapshot copy at its next chunk.
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) hooks: Hooks,
+    /// Paces the copy and the catch-up rounds.
+    pub(super) pacer: Arc<Pacer>,
 }
 
 /// The worker thread: copy the snapshot, then apply catch-up rounds, then hand the file over.
@@ -52,6 +56,7 @@ pub(super) fn run<S: TableStore>(
         options,
         cancel,
         hooks,
+        pacer,
     } = job;
     let injected = std::sync::Mutex::new(None);
     let keep_going = |records: u64| {
@@ -66,7 +71,7 @@ pub(super) fn run<S: TableStore>(
             }
         }
     };
-    let copied = snapshot.copy_to_file(&fresh_path, &keep_going);
+    let copied = snapshot.copy_to_file(&fresh_path, &keep_going, &pacer);
     drop(snapshot);
     let copied = match copied {
         Ok(stats) => hooks.at(Step::Copied).map(|()| stats),
@@ -102,8 +107,11 @@ pub(super) fn run<S: TableStore>(
                     .at(Step::CatchUp)
                     .and_then(|()| copy_keys(&snapshot, &keys, &mut fresh));
                 drop(snapshot);
+                if let Ok(bytes) = result {
+                    pacer.pace(bytes);
+                }
                 let failed = result.is_err();
-                let _ = events.send(WorkerEvent::CaughtUp(result.map(|()| keys.len())));
+                let _ = events.send(WorkerEvent::CaughtUp(result.map(|_| keys.len())));
                 if failed {
                     break;
                 }
@@ -119,27 +127,33 @@ pub(super) fn run<S: TableStore>(
     let _ = std::fs::remove_file(&fresh_path);
 }
 
-/// Bring `keys` of `fresh` to their values in `source`, in one commit.
+/// Bring `keys` of `fresh` to their values in `source`, in one commit. Returns the key and
+/// value bytes written.
 pub(super) fn copy_keys<S: TableStore>(
     source: &dyn SnapshotGet,
     keys: &[Vec<u8>],
     fresh: &mut S,
-) -> Result<(), MaintenanceError> {
+) -> Result<u64, MaintenanceError> {
     if keys.is_empty() {
         // Nothing to carry over; the fresh file is already durable.
-        return Ok(());
+        return Ok(0);
     }
+    let mut bytes = 0;
     let mut batch = fresh.begin_batch()?;
     for key in keys {
+        bytes += key.len() as u64;
         match source.get_value(key)? {
-            Some(value) => batch.put(key, &value)?,
+            Some(value) => {
+                bytes += value.len() as u64;
+                batch.put(key, &value)?
+            }
             None => {
                 batch.delete(key)?;
             }
         }
     }
     batch.commit()?;
-    Ok(())
+    Ok(bytes)
 }
 
 /// Point reads from wherever the current value of a key lives (a snapshot or the live store).

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use store_core::{
-    KeyRange, OnRead, ReadError, ReadView, Record, ScrubError, ScrubStats, StoreSnapshot,
+    KeyRange, OnRead, Pacer, ReadError, ReadView, Record, ScrubError, ScrubStats, StoreSnapshot,
     TableStore, WriteBatch, WriteError,
 };
 
@@ -42,6 +42,8 @@ pub struct OwnerHandle {
     // sees its channel close before the last handle waits for it.
     sender: Sender<Command>,
     shared: Arc<Shared>,
+    /// The I/O pacer this owner reports its commits to ([`OwnerConfig::pacer`]).
+    pacer: Arc<Pacer>,
     _thread: Arc<JoinGuard>,
 }
 
@@ -101,10 +103,12 @@ impl OwnerHandle {
         config: OwnerConfig,
         opened: Result<S, store_core::OpenError>,
     ) -> OwnerHandle {
+        let pacer = config.pacer.clone();
         let (sender, shared, thread) = thread::spawn(table, path, config, opened);
         OwnerHandle {
             sender,
             shared,
+            pacer,
             _thread: Arc::new(JoinGuard(Some(thread))),
         }
     }
@@ -117,6 +121,11 @@ impl OwnerHandle {
     /// State shared with the owner thread without a round trip: counters, status, file path.
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The I/O pacer of this owner's maintenance, fed with its commit latencies.
+    pub fn pacer(&self) -> &Arc<Pacer> {
+        &self.pacer
     }
 
     /// Commands waiting in the queue, not yet taken by the owner thread.

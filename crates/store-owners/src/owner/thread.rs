@@ -13,7 +13,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvError, Sender, bounded, select};
-use store_core::{IntegrityError, OpenError, ScrubError, StoreOptions, StoreSnapshot, TableStore};
+use store_core::{
+    IntegrityError, OpenError, Pacer, ScrubError, StoreOptions, StoreSnapshot, TableStore,
+};
 
 use super::command::{Command, FileId, Maintenance, ReadJob, Reply, WriteJob};
 use super::commit;
@@ -43,6 +45,10 @@ pub struct OwnerConfig {
     /// The table's change log. With one, a write is acknowledged once its group is fsynced
     /// in the log, and the table file commits lazily (replayed from the log at open).
     pub journal: Option<JournalConfig>,
+    /// The I/O pacer of the maintenance jobs: the owner reports each commit's latency to it
+    /// (what its `auto` rate feeds on), and its online compactions and the freeing of the
+    /// files they replace are paced by it. Shared by every owner of a data dir.
+    pub pacer: Arc<Pacer>,
 }
 
 impl Default for OwnerConfig {
@@ -53,6 +59,7 @@ impl Default for OwnerConfig {
             store: StoreOptions::default(),
             corruption_reports: None,
             journal: None,
+            pacer: Arc::new(Pacer::default()),
         }
     }
 }
@@ -97,6 +104,7 @@ pub(super) fn spawn<S: TableStore>(
     );
     let owner = OwnerThread {
         table,
+        pacer: config.pacer,
         max_batch: config.max_batch,
         file,
         compaction: None,
@@ -112,6 +120,8 @@ pub(super) fn spawn<S: TableStore>(
 /// The owner thread's state.
 struct OwnerThread<S: TableStore> {
     table: &'static str,
+    /// The maintenance I/O pacer ([`OwnerConfig::pacer`]).
+    pacer: Arc<Pacer>,
     /// Most write commands committed together ([`OwnerConfig::max_batch`]).
     max_batch: usize,
     /// The table file and the status published about it.
@@ -275,12 +285,16 @@ impl<S: TableStore> OwnerThread<S> {
         }
         let changed: Option<&mut BTreeSet<Vec<u8>>> =
             self.compaction.as_mut().map(|r| r.compaction.changed());
+        let started = Instant::now();
         let outcome = match self.file.store_and_journal() {
             Some((store, journal)) => {
                 commit::commit(self.table, store, journal, changed, &mut jobs)
             }
             None => Err(self.file.unavailable()),
         };
+        if outcome.is_ok() {
+            self.pacer.observe_commit(started.elapsed());
+        }
         match &outcome {
             Ok(()) => {
                 self.file.publish_counters();
@@ -437,7 +451,8 @@ impl<S: TableStore> OwnerThread<S> {
             let _ = reply.send(Err(MaintenanceError::Corrupted(detail.clone())));
             return;
         }
-        match OnlineCompaction::start(self.table, store, self.file.options(), config) {
+        let pacer = self.pacer.clone();
+        match OnlineCompaction::start(self.table, store, self.file.options(), config, pacer) {
             Ok(compaction) => {
                 self.file.set_status(TableStatus::Compacting);
                 self.compaction = Some(Running {
