@@ -244,7 +244,7 @@ impl DaemonConfig {
             change_log: self
                 .changelog
                 .enabled
-                .then(|| store_core::changelog::LogOptions {
+                .then_some(store_core::changelog::LogOptions {
                     segment_bytes: self.changelog.segment_size.0,
                 }),
             ..self.tables.stores_options()
