@@ -15,6 +15,8 @@
 //!    verification at open, and the background scrub that verifies instead.
 //! 6. [`offsite`]: off-site upload against a plain PUT, compression ratio, client latency
 //!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
+//! 7. [`ship`]: the loss window of a hub killed at a random moment and recovered from the
+//!    bucket (backup plus shipped change log; needs `moto_server`).
 //!
 //! Large files live in a scratch dir under the output dir, removed at the end.
 
@@ -22,6 +24,7 @@ mod backup;
 mod dets;
 mod health;
 mod offsite;
+pub mod ship;
 mod stall;
 mod startup;
 mod writes;
@@ -153,6 +156,8 @@ struct Report {
     startup_error: Option<String>,
     offsite: Option<offsite::OffsiteResult>,
     offsite_error: Option<String>,
+    ship: Option<ship::ShipResult>,
+    ship_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -210,6 +215,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Ok(o) => (Some(o), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
+    eprintln!("7. change log off-site: loss window");
+    let (ship, ship_error) = match ship::run(&profile, scratch.path()) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     drop(scratch);
 
     let report = Report {
@@ -226,6 +236,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         startup_error,
         offsite,
         offsite_error,
+        ship,
+        ship_error,
     };
     std::fs::write(
         out.join("report.json"),
@@ -537,6 +549,7 @@ fn render(r: &Report) -> String {
     render_startup(&mut md, r);
     let _ = writeln!(md);
     offsite::render(&mut md, r.offsite.as_ref(), r.offsite_error.as_deref());
+    ship::render(&mut md, r.ship.as_ref(), r.ship_error.as_deref());
     md
 }
 

@@ -396,7 +396,7 @@ mod tests {
         let check = reopen_and_check(dir.path(), &[], true, true).unwrap();
         assert_eq!(check.emptied, 1, "{:?}", check.problems);
         // Not expected to hold the set yet: nothing counted.
-        let check = reopen_and_check(dir.path(), &[], false).unwrap();
+        let check = reopen_and_check(dir.path(), &[], false, true).unwrap();
         assert_eq!(check.emptied, 0, "{:?}", check.problems);
     }
 

@@ -205,7 +205,8 @@ impl Offsite {
                         gap = Some(LogGap {
                             from: next,
                             through: through.unwrap_or(chunk.last),
-                            detail: e.to_string(),
+                            // A report's text (LogGap is shown, not matched on).
+                            detail: format!("{e}; nothing after it is applied"),
                         });
                         break;
                     }
