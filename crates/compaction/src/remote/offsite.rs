@@ -9,6 +9,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use store_core::changelog::LogCursor;
+
 use super::bucket::{Bucket, Credentials};
 use super::codec::Encoding;
 use super::error::OpenRemoteError;
@@ -35,8 +37,9 @@ pub struct Offsite {
     pub(crate) reading: Mutex<BTreeMap<(String, String), usize>>,
     /// One upload pass at a time.
     pub(crate) upload_lock: Mutex<()>,
-    /// One change-log shipping pass at a time.
-    pub(crate) ship_lock: Mutex<()>,
+    /// One change-log shipping pass at a time; it holds, per table, where the last group
+    /// shipped ends in the local log, so the next pass reads on from there.
+    pub(crate) ship_lock: Mutex<BTreeMap<String, LogCursor>>,
 }
 
 impl std::fmt::Debug for Offsite {
@@ -132,7 +135,7 @@ impl Offsite {
             status: Mutex::new(status),
             reading: Mutex::new(BTreeMap::new()),
             upload_lock: Mutex::new(()),
-            ship_lock: Mutex::new(()),
+            ship_lock: Mutex::new(BTreeMap::new()),
         })
     }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::{Deserialize, Serialize};
-use store_core::changelog::{LogGroup, LogReader};
+use store_core::changelog::{LogCursor, LogGroup, LogReader};
 use store_owners::TABLE_NAMES;
 
 use super::chunks::{Chunk, list_chunks, put_chunk};
@@ -70,11 +70,15 @@ impl Offsite {
     /// Ship every table's change log up to its head (see the module doc). One pass at a
     /// time: a second caller waits for the first.
     pub fn ship_logs(&self) -> ShipPass {
-        let _pass = self.ship_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cursors = self.ship_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut pass = ShipPass::default();
         for table in TABLE_NAMES {
             let mut shipped = Vec::new();
-            let result = self.ship_table(table, &mut shipped);
+            let cursor = cursors.remove(table);
+            let result = self.ship_table(table, cursor, &mut shipped);
+            if let Ok(Some(cursor)) = &result {
+                cursors.insert(table.to_string(), *cursor);
+            }
             pass.chunks
                 .extend(shipped.into_iter().map(|c| ShippedChunk {
                     table: table.to_string(),
@@ -119,9 +123,16 @@ impl Offsite {
             .map(|l| l.position)
     }
 
-    /// Ship `table`'s groups after its last shipped position up to its head; the chunks put
-    /// in the bucket go to `shipped`, even when a later one fails.
-    fn ship_table(&self, table: &str, shipped: &mut Vec<Chunk>) -> Result<(), ChunkError> {
+    /// Ship `table`'s groups after its last shipped position up to its head, reading the
+    /// local log from `cursor` when it is where that position ends; the chunks put in the
+    /// bucket go to `shipped`, even when a later one fails. Returns where the last group
+    /// shipped ends, for the next pass.
+    fn ship_table(
+        &self,
+        table: &str,
+        cursor: Option<LogCursor>,
+        shipped: &mut Vec<Chunk>,
+    ) -> Result<Option<LogCursor>, ChunkError> {
         // Read before the head: everything acknowledged by now is at or before it.
         let seen_at = SystemTime::now();
         let Some(log) = self
@@ -129,7 +140,7 @@ impl Offsite {
             .owner_of(table)
             .and_then(|owner| owner.shared().log())
         else {
-            return Ok(());
+            return Ok(None);
         };
         let mut position = match self.shipped_position(table) {
             Some(p) => p,
@@ -149,7 +160,7 @@ impl Offsite {
                 shipped = position,
                 "change log behind what the bucket holds; nothing shipped until it passes"
             );
-            return Ok(());
+            return Ok(None);
         }
         let first_kept = log.first.map_or(log.head, |first| first - 1);
         if position < first_kept {
@@ -163,14 +174,20 @@ impl Offsite {
             );
             position = first_kept;
         }
+        let cursor = cursor.filter(|c| c.seq == position);
         if position >= log.head {
             self.record_position(table, position, log.head, Some(seen_at), None);
-            return Ok(());
+            return Ok(cursor);
         }
-        let reader = LogReader::open(&log.dir, position).map_err(ChunkError::Log)?;
+        let mut reader = match cursor {
+            Some(cursor) => LogReader::resume(&log.dir, cursor),
+            None => LogReader::open(&log.dir, position),
+        }
+        .map_err(ChunkError::Log)?;
         let mut batch: Vec<LogGroup> = Vec::new();
         let mut batch_bytes = 0;
-        for group in reader {
+        let mut last_cursor = None;
+        while let Some(group) = reader.next() {
             let group = match group {
                 Ok(g) => g,
                 Err(e) => {
@@ -181,6 +198,7 @@ impl Offsite {
             if group.seq > log.head {
                 break;
             }
+            last_cursor = reader.cursor();
             batch_bytes += group.encoded_len();
             batch.push(group);
             if batch_bytes >= CHUNK_BYTES {
@@ -193,7 +211,7 @@ impl Offsite {
         if reached >= log.head {
             self.record_position(table, reached, log.head, Some(seen_at), None);
         }
-        Ok(())
+        Ok(last_cursor.filter(|c| c.seq == reached))
     }
 
     /// Put `batch` (emptied) in the bucket as one chunk, and record it.

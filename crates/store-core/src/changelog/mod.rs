@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::LogError;
 pub use format::{LogGroup, MAGIC, decode_chunk, encode_groups};
-pub use read::{LogReader, Segment, list_segments, segment_name};
+pub use read::{LogCursor, LogReader, Segment, list_segments, segment_name};
 pub use replay::{Replay, ReplayLimit, replay};
 
 use crate::fsutil;
