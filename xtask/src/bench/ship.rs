@@ -290,6 +290,6 @@ pub fn render(md: &mut String, result: Option<&ShipResult>, error: Option<&str>)
     );
     let _ = writeln!(
         md,
-        "With fewer than 100 kills the p99 is the largest but one at most (nearest rank)."
+        "The p99 is by nearest rank: with fewer than 100 kills it is the largest window."
     );
 }
