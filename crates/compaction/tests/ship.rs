@@ -2,7 +2,8 @@
 //! a recovery from the bucket alone holds every write acknowledged before the last
 //! shipment, not only those of the newest backup; a chunk missing in the bucket stops the
 //! recovery of its table there and the report names the groups lost; remote retention
-//! deletes the chunks no kept backup needs; local pruning keeps what is not shipped yet.
+//! deletes the chunks no kept backup needs; local pruning keeps what is not shipped yet; a
+//! bucket that refuses shows in `/health` and gets everything once it answers.
 //! Every pass is run by the test itself ([`Offsite::ship_logs`]), so nothing is timed.
 
 mod support;
@@ -267,4 +268,41 @@ fn local_pruning_keeps_what_is_not_shipped_yet() {
     assert!(run.failures.is_empty());
     let log = owner(&m, table).shared().log().unwrap();
     assert!(log.first.unwrap() > 1, "{log:?}");
+}
+
+#[test]
+fn a_refusing_bucket_is_counted_and_gets_everything_once_it_answers() {
+    let moto = Moto::start();
+    // The bucket does not exist yet.
+    let config = remote_config(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let m = open_logged(&dir.path().join("data"), dir.path());
+    let offsite = offsite(&m, &config);
+    let table = "thread_replies";
+    write_groups(&m, table, 0, 30);
+    let pass = offsite.ship_logs();
+    assert!(pass.chunks.is_empty());
+    // One failure for the pass: the other tables would fail the same way.
+    assert_eq!(pass.failures.len(), 1, "{:?}", pass.failures);
+    let health = offsite.health();
+    assert_eq!(health.ship_failures, 1);
+    assert!(health.last_ship_error.is_some());
+    // Meanwhile the writes are kept locally: a backup prunes nothing.
+    assert!(
+        m.backup_all(Default::default())
+            .unwrap()
+            .failures
+            .is_empty()
+    );
+    assert_eq!(owner(&m, table).shared().log().unwrap().first, Some(1));
+
+    moto.create_bucket(BUCKET);
+    let pass = offsite.ship_logs();
+    assert!(pass.failures.is_empty(), "{:?}", pass.failures);
+    let head = owner(&m, table).shared().log().unwrap().head;
+    let shipped: Vec<_> = pass.chunks.iter().filter(|c| c.table == table).collect();
+    assert_eq!((shipped[0].first, shipped.last().unwrap().last), (1, head));
+    let health = offsite.health();
+    assert!(health.last_ship_error.is_none());
+    assert_eq!(health.ship_failures, 1);
 }
