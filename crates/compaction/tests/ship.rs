@@ -210,6 +210,15 @@ fn a_missing_chunk_stops_the_recovery_there_and_is_reported() {
     );
     let m = open_logged(&new_data, machine.path());
     assert_eq!(contents(&m, table), states[0]);
+    // The new log goes on after everything in the bucket, never inside the old history.
+    let log = owner(&m, table).shared().log().unwrap();
+    assert_eq!(log.head, gap.through);
+    write_groups(&m, table, 9000, 1);
+    let pass = self::offsite(&m, &config).ship_logs();
+    assert!(pass.failures.is_empty(), "{:?}", pass.failures);
+    let shipped: Vec<_> = pass.chunks.iter().filter(|c| c.table == table).collect();
+    assert_eq!(shipped.len(), 1);
+    assert_eq!(shipped[0].first, gap.through + 1);
 }
 
 #[test]

@@ -7,16 +7,17 @@
 //! The chunks are fetched and decoded into segments in `<data_dir>/.remote-log-<table>.tmp/`
 //! and replayed into the fetched backup with [`store_core::changelog::replay`]. The groups
 //! are applied up to the first one missing (a chunk not in the bucket, or one that does not
-//! decode); the report says which range could not be recovered. A failure of the bucket or
-//! the disk stops the table instead: it never settles for less because the network
-//! hiccuped.
+//! decode); the report says which range could not be recovered, and the table's log
+//! position is moved past it (as an owner does at open), so the new history is numbered
+//! after everything in the bucket. A failure of the bucket or the disk stops the table
+//! instead: it never settles for less because the network hiccuped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use store_core::changelog::{Replay, ReplayLimit, encode_groups, replay, segment_name};
-use store_core::{RedbStore, StoreOptions, TableStore};
+use store_core::{RedbStore, StoreOptions, TableStore, WriteBatch};
 use store_owners::{LogGap, Stores, StoresOptions, TABLE_NAMES};
 
 use super::bucket::Credentials;
@@ -230,12 +231,35 @@ impl Offsite {
                 detail: stopped.to_string(),
             });
         }
+        if let Some(gap) = &gap {
+            // Past the hole, as an owner's replay does: the recovered table's log goes on
+            // after the last group in the bucket, so a daemon on it ships after them and a
+            // later recovery never applies the old groups beyond the hole to the new history.
+            move_past(&fetched.staged, gap.through)?;
+        }
         Ok(Applied {
             groups: outcome.groups,
             records,
             gap,
         })
     }
+}
+
+/// Set the log position of the backup file `path` to `through`.
+fn move_past(path: &Path, through: u64) -> Result<(), RemoteRestoreError> {
+    let apply = |source| RemoteRestoreError::Apply {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut store = RedbStore::open(path, &StoreOptions::default()).map_err(|source| {
+        RemoteRestoreError::OpenFetched {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let mut batch = store.begin_batch().map_err(apply)?;
+    batch.set_log_position(through);
+    batch.commit().map_err(apply)
 }
 
 /// Replay the segments in `dir` into the backup file `path`: what the replay did, and the
