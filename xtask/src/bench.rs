@@ -17,6 +17,8 @@
 //!    during an upload, recovery of nine tables from the bucket (needs `moto_server`).
 //! 7. [`changelog`]: durable writes per second with the change log on against off, and the
 //!    replay rate of a restore.
+//! 8. [`ship`]: the loss window of a hub killed at a random moment and recovered from the
+//!    bucket (backup plus shipped change log; needs `moto_server`).
 //!
 //! Sections 1 and 3 run the online compaction and the backup at each maintenance I/O rate of
 //! [`stall::pacing_modes`] (`auto`, a fixed rate, unpaced), side by side. The report is
@@ -30,6 +32,7 @@ mod dets;
 mod health;
 mod offsite;
 mod render;
+pub mod ship;
 mod stall;
 mod startup;
 mod writes;
@@ -61,7 +64,7 @@ pub struct BenchArgs {
     /// Operations per second of the open-loop client.
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
-    /// Sections to run, comma-separated (default: all seven). The report leaves the others out.
+    /// Sections to run, comma-separated (default: all eight). The report leaves the others out.
     #[arg(long, value_delimiter = ',')]
     pub sections: Option<Vec<u8>>,
     /// The maintenance I/O rates of the online compaction and backup rows, comma-separated
@@ -118,7 +121,7 @@ impl Profile {
             quick: args.quick,
             backup_sizes: sizes.clone(),
             sizes,
-            sections: args.sections.clone().unwrap_or_else(|| (1..=7).collect()),
+            sections: args.sections.clone().unwrap_or_else(|| (1..=8).collect()),
             modes: args
                 .modes
                 .clone()
@@ -195,6 +198,8 @@ pub(crate) struct Report {
     offsite_error: Option<String>,
     changelog: Option<changelog::ChangeLogResult>,
     changelog_error: Option<String>,
+    ship: Option<ship::ShipResult>,
+    ship_error: Option<String>,
 }
 
 /// `xtask bench-run`: measure and write the report.
@@ -276,6 +281,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             Err(e) => changelog_error = Some(format!("{e:#}")),
         }
     }
+    let (mut ship, mut ship_error) = (None, None);
+    if section(8) {
+        eprintln!("8. change log off-site: loss window");
+        match ship::run(&profile, scratch.path()) {
+            Ok(r) => ship = Some(r),
+            Err(e) => ship_error = Some(format!("{e:#}")),
+        }
+    }
     drop(scratch);
 
     let report = Report {
@@ -294,6 +307,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         offsite_error,
         changelog,
         changelog_error,
+        ship,
+        ship_error,
     };
     std::fs::write(
         out.join("report.json"),

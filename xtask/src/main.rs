@@ -49,6 +49,9 @@ enum Task {
     /// The child process of the crash campaign.
     #[command(hide = true)]
     CrashChild(crash::ChildArgs),
+    /// The hub process of the bench's loss-window section, killed by it.
+    #[command(hide = true)]
+    ShipChild(bench::ship::ChildArgs),
 }
 
 /// Runs the task; a failure is one line, `error: ` and its causes (never a backtrace, which
@@ -61,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchRun(args) => bench::run(&args),
         Task::Crash(args) => crash::run(&args),
         Task::CrashChild(args) => crash::child(&args),
+        Task::ShipChild(args) => bench::ship::child(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

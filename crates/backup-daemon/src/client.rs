@@ -180,10 +180,17 @@ fn direct(
     let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config.maintenance()));
     let offsite = crate::remote::open_offsite(config, &maintainer)?;
     let result = ops::execute(&maintainer, offsite.as_deref(), op)?;
-    // Without a daemon there is no upload thread: a backup goes off-site before the verb
-    // ends. A failure is reported, never the backup's: the local backups are made.
+    // Without a daemon there is no upload thread nor shipper: a backup goes off-site before
+    // the verb ends, with the change logs up to now. A failure is reported, never the
+    // backup's: the local backups are made (and the local logs keep what is not shipped).
     if let (Op::Backup { .. }, Some(offsite)) = (op, &offsite) {
         let _spinner = Spinner::start("uploading");
+        for failure in offsite.ship_logs().failures {
+            eprintln!(
+                "warning: change log of {} not shipped (shipped by the daemon when it runs): {}",
+                failure.table, failure.error
+            );
+        }
         for failure in offsite.upload_pending().failures {
             eprintln!(
                 "warning: upload of {} failed (tried again after the next backup): {}",

@@ -1,8 +1,8 @@
 //! [`Daemon`]: everything `backup-daemon run` does, as a value a hub starts in its own process
 //! and stops: the nine tables opened (no full verification at open; corruption wired to
 //! automatic recovery), automatic recovery, the compaction, backup and scrub schedules, the
-//! off-site upload thread when `[remote]` is set, the admin API (token, SSE events, metrics)
-//! and `daemon.json`, so that the CLI verbs find it.
+//! off-site upload thread and the change-log shipper when `[remote]` is set, the admin API
+//! (token, SSE events, metrics) and `daemon.json`, so that the CLI verbs find it.
 //! The binary's `run` is a caller of this and nothing more.
 //!
 //! The hub writes and reads through [`Daemon::stores`], the same typed handles a hub that
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use compaction::Maintainer;
 use compaction::recovery::AutoRecovery;
-use compaction::remote::{Offsite, Uploader};
+use compaction::remote::{Offsite, Shipper, Uploader};
 use compaction::scheduler::Schedule;
 use crossbeam_channel::bounded;
 use store_owners::{OpenStoresError, Stores, StoresOptions};
@@ -37,6 +37,7 @@ pub struct Daemon {
     admin: Option<AdminServer>,
     schedules: Vec<Schedule>,
     uploader: Option<Uploader>,
+    shipper: Option<Shipper>,
     offsite: Option<Arc<Offsite>>,
     recovery: Option<AutoRecovery>,
     notifier: Option<Notifier>,
@@ -99,6 +100,7 @@ impl Daemon {
             admin: Some(admin),
             schedules: Vec::new(),
             uploader: None,
+            shipper: None,
             offsite: offsite.clone(),
             recovery: None,
             notifier,
@@ -127,9 +129,13 @@ impl Daemon {
                 .context("starting the scrub schedule")?,
         );
         // After each backup run, the upload thread copies the new backups off-site.
+        // And every sync_interval the shipper sends the change logs after them.
         if let Some(offsite) = offsite {
-            daemon.uploader =
-                Some(Uploader::start(offsite).context("starting the off-site upload thread")?);
+            daemon.uploader = Some(
+                Uploader::start(offsite.clone()).context("starting the off-site upload thread")?,
+            );
+            daemon.shipper =
+                Some(Shipper::start(offsite).context("starting the change-log shipper")?);
         }
         DaemonFile {
             pid: std::process::id(),
@@ -201,6 +207,8 @@ impl Daemon {
         }
         self.schedules.clear();
         drop(self.uploader.take());
+        // One last shipment of what was acknowledged, before the tables close.
+        drop(self.shipper.take());
         drop(self.offsite.take());
         if let Some(recovery) = self.recovery.take() {
             recovery.stop();

@@ -25,7 +25,8 @@ pub fn open_offsite(
 }
 
 /// `recover --from remote`: rebuild the nine tables of `config.data_dir` (missing or empty)
-/// from the newest verified off-site backups, and print what was done.
+/// from the newest verified off-site backups and the change log shipped after them, and
+/// print what was done.
 pub fn recover(config: &DaemonConfig, json: bool) -> ExitCode {
     let Some(remote) = &config.remote else {
         eprintln!("error: recover --from remote needs a [remote] section in the config");
@@ -79,6 +80,15 @@ fn render(report: &RecoverReport) -> String {
             r.backup_id.as_deref().unwrap_or("-"),
             r.records
         ));
+        if r.log_replayed > 0 {
+            out.push_str(&format!(
+                "  {:<18}   + {} change-log groups shipped after it\n",
+                "", r.log_replayed
+            ));
+        }
+        if let Some(gap) = &r.log_unrecovered {
+            out.push_str(&format!("  {:<18}   MISSING {gap}\n", ""));
+        }
         for rejected in &r.rejected {
             out.push_str(&format!(
                 "  {:<18}   skipped {}: {}\n",

@@ -260,6 +260,27 @@ fn render_status(report: &HealthReport) -> String {
                 when(remote.last_failure_at)
             );
         }
+        for log in &remote.logs {
+            let age = log
+                .current_at
+                .and_then(|at| SystemTime::now().duration_since(at).ok());
+            let _ = writeln!(
+                out,
+                "{}: change log shipped through {} of {} ({} behind)",
+                log.table,
+                log.position,
+                log.head,
+                age.map_or_else(|| "never current".to_string(), dur)
+            );
+        }
+        if let Some(error) = &remote.last_ship_error {
+            let _ = writeln!(
+                out,
+                "change-log shipping FAILING since {} ({} failures): {error}",
+                when(remote.last_ship_failure_at),
+                remote.ship_failures
+            );
+        }
     }
     out
 }

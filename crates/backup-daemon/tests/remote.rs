@@ -297,6 +297,11 @@ fn bad_remote_values_are_refused_with_file_line_and_key() {
             "cannot read",
         ),
         (
+            "[remote]\nurl = \"s3://bucket\"\nsync_interval = \"10ms\"\n",
+            "remote.sync_interval",
+            "between 100ms and 1h",
+        ),
+        (
             "[remote]\nurl = \"s3://bucket\"\naccess_key = \"AKIA\"\n",
             "remote.access_key",
             "unknown field",

@@ -122,6 +122,13 @@ impl Compression {
     }
 }
 
+/// Shortest [`RemoteConfig::sync_interval`]: one request per table and interval is the
+/// cost, and a bucket billed per request should not pay more than ten a second.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest [`RemoteConfig::sync_interval`]: past an hour, a lost machine loses more than
+/// an operator expects from "continuous".
+pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Off-site backups to S3-compatible object storage (`[remote]`). Credentials are never
 /// here: they come from the standard AWS environment variables (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), the shared credentials file
@@ -155,6 +162,10 @@ pub struct RemoteConfig {
     /// Upload rate limit in bytes per second (a number or `"20MB"`); 0: unlimited.
     #[serde(with = "byte_size")]
     pub max_upload_rate: u64,
+    /// How often each table's change log is shipped off-site: the recovery point of a
+    /// machine lost whole is about this (plus one upload).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
 }
 
 impl Default for RemoteConfig {
@@ -171,6 +182,7 @@ impl Default for RemoteConfig {
             identity_file: PathBuf::new(),
             timeout: Duration::from_secs(60),
             max_upload_rate: 0,
+            sync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -223,6 +235,17 @@ impl RemoteConfig {
         }
         if self.timeout.is_zero() {
             return Err(("timeout", "must be more than zero".into()));
+        }
+        if !(MIN_SYNC_INTERVAL..=MAX_SYNC_INTERVAL).contains(&self.sync_interval) {
+            return Err((
+                "sync_interval",
+                format!(
+                    "{} is not between {} and {}",
+                    humantime::format_duration(self.sync_interval),
+                    humantime::format_duration(MIN_SYNC_INTERVAL),
+                    humantime::format_duration(MAX_SYNC_INTERVAL)
+                ),
+            ));
         }
         if !(1..=19).contains(&self.compression_level) {
             return Err((

@@ -45,6 +45,9 @@ pub struct Maintainer {
     pub(crate) quarantine_pruned: AtomicU64,
     /// Scrub progress and results (see [`crate::scrub`]).
     pub(crate) scrub: Arc<ScrubState>,
+    /// With off-site shipping, the last change-log group shipped per table: local pruning
+    /// never deletes past it (see [`Maintainer::log_prune_bound`]). None: no shipping.
+    pub(crate) shipped: Mutex<Option<BTreeMap<String, u64>>>,
     /// Test hooks (see [`crate::testing`]).
     #[cfg(feature = "testing")]
     pub(crate) hooks: crate::testing::Hooks,
@@ -70,6 +73,7 @@ impl Maintainer {
             compaction_schedule: Mutex::new(Weak::new()),
             quarantine_pruned: AtomicU64::new(0),
             scrub: Arc::default(),
+            shipped: Mutex::new(None),
             #[cfg(feature = "testing")]
             hooks: crate::testing::Hooks::default(),
         }
@@ -114,6 +118,39 @@ impl Maintainer {
     /// The owner of `table`, if it is one of the nine.
     pub(crate) fn owner_of(&self, table: &str) -> Option<&OwnerHandle> {
         self.stores.owner(table)
+    }
+
+    /// From now on, local change-log pruning keeps every group not shipped off-site yet
+    /// (until [`Maintainer::record_shipped`] says otherwise, nothing is shipped).
+    pub(crate) fn bound_log_pruning(&self) {
+        self.shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(BTreeMap::new);
+    }
+
+    /// Groups up to `position` of `table`'s change log are off-site.
+    pub(crate) fn record_shipped(&self, table: &str, position: u64) {
+        if let Some(shipped) = self
+            .shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            shipped.insert(table.to_string(), position);
+        }
+    }
+
+    /// The last group of `table`'s change log that local pruning may delete as far as
+    /// shipping is concerned: None without shipping, else the last group shipped (0 before
+    /// the shipper knows). Because a segment pruned before it is shipped is lost to a
+    /// recovery from the bucket.
+    pub(crate) fn log_prune_bound(&self, table: &str) -> Option<u64> {
+        self.shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|shipped| shipped.get(table).copied().unwrap_or(0))
     }
 
     /// Call `hook` at every step of every online compaction from now on (see

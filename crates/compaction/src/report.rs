@@ -285,6 +285,38 @@ pub struct RemoteHealth {
     pub upload_failures: u64,
     /// Per table, in [`store_owners::TABLE_NAMES`] order; empty before the first listing.
     pub tables: Vec<RemoteTableStats>,
+    /// Per table with a change log, what of it is off-site (in [`store_owners::TABLE_NAMES`]
+    /// order; a table shows once the shipper knows its position in the bucket).
+    #[serde(default)]
+    pub logs: Vec<ShippedLog>,
+    /// Change-log shipments that failed since start.
+    #[serde(default)]
+    pub ship_failures: u64,
+    /// When the last shipment failed, if no pass has shipped everything since.
+    #[serde(default, with = "humantime_serde")]
+    pub last_ship_failure_at: Option<SystemTime>,
+    /// Why, in that case.
+    #[serde(default)]
+    pub last_ship_error: Option<String>,
+}
+
+/// One table's change log off-site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedLog {
+    /// The table.
+    pub table: String,
+    /// The last group in the bucket.
+    pub position: u64,
+    /// The local log's last group when last seen.
+    pub head: u64,
+    /// When the bucket last held every group acknowledged up to then: a machine lost now
+    /// loses the writes acknowledged after it (the recovery point's age is now minus this).
+    #[serde(default, with = "humantime_serde")]
+    pub current_at: Option<SystemTime>,
+    /// Chunks shipped since start.
+    pub chunks: u64,
+    /// Their bytes in the bucket.
+    pub bytes: u64,
 }
 
 /// How one table's scrub ended.

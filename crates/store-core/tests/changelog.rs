@@ -1,12 +1,13 @@
 //! The change log on its own: groups read back in order across segments, a torn tail is cut
 //! and forgotten, damage stops a reader at the last good group, pruning keeps what a position
-//! needs, and a replay brings a table file to the log's state (or to an instant).
+//! needs, a reader resumes where an earlier one stopped while the log grows, and a replay
+//! brings a table file to the log's state (or to an instant).
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 
 use store_core::changelog::{
-    ChangeLog, LogError, LogOptions, LogReader, ReplayLimit, list_segments, replay,
+    ChangeLog, LogCursor, LogError, LogOptions, LogReader, ReplayLimit, list_segments, replay,
 };
 use store_core::{KeyRange, RedbStore, StoreOptions, TableStore, WriteOp};
 
@@ -152,6 +153,49 @@ fn damage_stops_a_reader_at_the_last_good_group_and_says_where() {
         other => panic!("expected damage, got {other:?}"),
     }
     assert_eq!(results.len() as u64, good + 1, "nothing after the damage");
+}
+
+#[test]
+fn a_reader_resumes_at_its_cursor_while_the_log_grows_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let mut log = ChangeLog::open(&log_dir, small_segments(), 0).unwrap();
+    let mut cursor: Option<LogCursor> = None;
+    let mut seen = Vec::new();
+    for round in 0..12u64 {
+        for i in 1..=7 {
+            log.append(&ops(round * 7 + i)).unwrap();
+        }
+        let mut reader = match cursor {
+            Some(c) => LogReader::resume(&log_dir, c).unwrap(),
+            None => LogReader::open(&log_dir, 0).unwrap(),
+        };
+        for group in reader.by_ref() {
+            let group = group.unwrap();
+            assert_eq!(group.ops, ops(group.seq));
+            seen.push(group.seq);
+        }
+        cursor = reader.cursor();
+        assert_eq!(cursor.map(|c| c.seq), Some(log.head()));
+    }
+    assert_eq!(seen, (1..=84).collect::<Vec<_>>());
+    // A cursor into a pruned segment reads on from its group all the same.
+    let old = cursor.unwrap();
+    for i in 85..=120 {
+        log.append(&ops(i)).unwrap();
+    }
+    log.prune_through(100).unwrap();
+    let stale = LogCursor {
+        segment: 1,
+        offset: 9,
+        seq: 100,
+    };
+    let from_stale: Vec<u64> = LogReader::resume(&log_dir, stale)
+        .unwrap()
+        .map(|g| g.unwrap().seq)
+        .collect();
+    assert_eq!(from_stale, (101..=120).collect::<Vec<_>>());
+    assert!(old.seq < 100);
 }
 
 #[test]

@@ -29,7 +29,7 @@ use crate::loadgen::{LatencyStats, bench_key};
 /// The table uploaded.
 const TABLE: &str = "message_history";
 /// The bucket.
-const BUCKET: &str = "bench-offsite";
+pub(super) const BUCKET: &str = "bench-offsite";
 
 /// The section's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -63,9 +63,10 @@ pub struct OffsiteResult {
 }
 
 /// A `moto_server` child, killed on drop.
-struct Moto {
+pub(super) struct Moto {
     child: Child,
-    port: u16,
+    /// Its port on 127.0.0.1.
+    pub(super) port: u16,
 }
 
 impl Drop for Moto {
@@ -104,7 +105,8 @@ fn http(
     Ok(status)
 }
 
-fn start_moto() -> anyhow::Result<Moto> {
+/// Start `moto_server` on a free port, with [`BUCKET`] created.
+pub(super) fn start_moto() -> anyhow::Result<Moto> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -180,7 +182,7 @@ fn remote_config(moto: &Moto) -> RemoteConfig {
     }
 }
 
-fn credentials() -> Credentials {
+pub(super) fn credentials() -> Credentials {
     Credentials::Static {
         access_key_id: "AKIABENCH".into(),
         secret_access_key: "bench".into(),

@@ -60,7 +60,7 @@ pub(super) fn render(r: &Report) -> String {
     let _ = writeln!(md, "| kernel | {} |\n", m.kernel);
 
     let sections = &r.profile.sections;
-    let renderers: [(u8, Section); 7] = [
+    let renderers: [(u8, Section); 8] = [
         (1, render_stall),
         (2, render_writes),
         (3, render_backup),
@@ -68,6 +68,7 @@ pub(super) fn render(r: &Report) -> String {
         (5, render_startup),
         (6, render_offsite),
         (7, render_changelog),
+        (8, render_ship),
     ];
     for (n, section) in renderers {
         if sections.contains(&n) {
@@ -322,6 +323,11 @@ fn render_offsite(md: &mut String, r: &Report) {
 fn render_changelog(md: &mut String, r: &Report) {
     let _ = writeln!(md);
     super::changelog::render(md, r.changelog.as_ref(), r.changelog_error.as_deref());
+}
+
+/// Section 8: the loss window of a hub lost and recovered from the bucket.
+fn render_ship(md: &mut String, r: &Report) {
+    super::ship::render(md, r.ship.as_ref(), r.ship_error.as_deref());
 }
 
 /// Section 5: start-up.

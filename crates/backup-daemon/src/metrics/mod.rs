@@ -485,4 +485,32 @@ fn render_remote(out: &mut String, health: &RemoteHealth) {
     for (name, kind, help, value) in totals {
         Family::new(out, name, kind, help).value(value);
     }
+    let mut family = Family::new(
+        out,
+        "log_shipped_position",
+        "gauge",
+        "Last change-log group of the table in the bucket.",
+    );
+    for log in &health.logs {
+        family.sample(&[("table", &log.table)], log.position as f64);
+    }
+    let mut family = Family::new(
+        out,
+        "log_shipped_age_seconds",
+        "gauge",
+        "Seconds since the bucket last held every acknowledged write of the table (the recovery point).",
+    );
+    let now = std::time::SystemTime::now();
+    for log in &health.logs {
+        if let Some(age) = log.current_at.and_then(|at| now.duration_since(at).ok()) {
+            family.sample(&[("table", &log.table)], age.as_secs_f64());
+        }
+    }
+    Family::new(
+        out,
+        "log_ship_failures_total",
+        "counter",
+        "Change-log shipments that failed since the daemon started.",
+    )
+    .value(health.ship_failures as f64);
 }

@@ -123,7 +123,8 @@ impl Maintainer {
     }
 
     /// Delete the change-log segments of `table` that no kept backup needs: those before the
-    /// oldest kept backup's log position (a backup without one keeps the whole log).
+    /// oldest kept backup's log position (a backup without one keeps the whole log), and,
+    /// with `[remote]`, shipped off-site already.
     fn prune_change_log(&self, table: &str) {
         let Some(owner) = self.owner_of(table) else {
             return;
@@ -148,6 +149,10 @@ impl Maintainer {
             })
             .min()
             .unwrap_or(0);
+        // With off-site shipping, never past what is shipped.
+        let oldest = self
+            .log_prune_bound(table)
+            .map_or(oldest, |shipped| oldest.min(shipped));
         match owner.prune_log(oldest) {
             Ok(0) => {}
             Ok(freed) => tracing::info!(table, freed, through = oldest, "change log pruned"),

@@ -292,6 +292,73 @@ pub enum RemoteRestoreError {
     /// The verified backup could not be swapped in.
     #[error("{0}")]
     Restore(#[source] RestoreError),
+    /// The shipped change log could not be listed or fetched (a failure of the bucket or of
+    /// the disk: a damaged chunk is a gap, reported, not an error).
+    #[error("shipped change log: {0}")]
+    Log(#[source] ChunkError),
+    /// The fetched backup did not open to apply the shipped change log.
+    #[error("opening {} to apply the shipped change log: {source}", path.display())]
+    OpenFetched {
+        /// The fetched backup.
+        path: PathBuf,
+        /// The store's failure.
+        source: store_core::OpenError,
+    },
+    /// The shipped groups could not be applied to the fetched backup.
+    #[error("applying the shipped change log to {}: {source}", path.display())]
+    Apply {
+        /// The fetched backup.
+        path: PathBuf,
+        /// The store's failure.
+        source: store_core::WriteError,
+    },
+}
+
+/// A change-log chunk could not be shipped, listed or fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// The bucket failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The local change log could not be read (damage included).
+    #[error("reading the local change log: {0}")]
+    Log(#[source] store_core::changelog::LogError),
+    /// Compressing, encrypting, decrypting or decompressing failed.
+    #[error("coding chunk {key}: {source}")]
+    Codec {
+        /// The chunk's key.
+        key: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The chunk is encrypted and its identities do not open it.
+    #[error("decrypting chunk {key}: {source}")]
+    Decrypt {
+        /// The chunk's key.
+        key: String,
+        /// Why.
+        source: age::DecryptError,
+    },
+    /// The chunk is encrypted and no `identity_file` is set.
+    #[error("chunk {0} is encrypted and no identity_file is set")]
+    NoIdentity(String),
+    /// The chunk decodes but does not hold what its name says, or its records are damaged.
+    #[error("chunk {key} is damaged: {detail}")]
+    Damaged {
+        /// The chunk's key.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Writing the chunk as a local segment failed.
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// `recover --from remote` could not rebuild the data dir.

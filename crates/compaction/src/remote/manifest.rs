@@ -47,6 +47,11 @@ pub struct RemoteManifest {
     /// When the upload ended.
     #[serde(with = "humantime_serde")]
     pub uploaded_at: SystemTime,
+    /// The last change-log group the backup holds (the local manifest's): recovery applies
+    /// the shipped groups after it. None for backups taken without a change log, or uploaded
+    /// before positions were recorded.
+    #[serde(default)]
+    pub log_position: Option<u64>,
 }
 
 /// The key of the manifest of backup `id` of `table`.

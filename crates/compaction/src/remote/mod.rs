@@ -12,8 +12,10 @@
 //!
 //! `<prefix>/<table>/<id>.redb[.zst][.age]` (the object) and
 //! `<prefix>/<table>/<id>.manifest.json` ([`RemoteManifest`]: table, id, records, plain size
-//! and blake3, object size and blake3, compression, encryption, format version). A backup
-//! without its manifest does not exist for any reader.
+//! and blake3, object size and blake3, compression, encryption, format version, log
+//! position). A backup without its manifest does not exist for any reader.
+//! `<prefix>/<table>/log/<first:020>-<last:020>.log[.zst][.age]`: the table's change log,
+//! shipped every `sync_interval` by the [`Shipper`], one PUT per chunk.
 //!
 //! # Where things are
 //!
@@ -26,11 +28,15 @@
 //! - `upload.rs`: one backup up. `sync.rs`: an upload pass over the tables
 //!   ([`Offsite::upload_pending`]). `uploader.rs`: the thread running passes after backups.
 //! - `fetch.rs`: one backup down and verified. `list.rs`: `backups --remote` and
-//!   `verify --remote`. `restore.rs`: `restore --from remote` and `recover --from remote`
-//!   ([`recover_data_dir`]). `retention.rs`: remote `keep`.
+//!   `verify --remote`. `restore.rs`: `restore --from remote`. `recover.rs`:
+//!   `recover --from remote` ([`recover_data_dir`]): newest verified backups plus the
+//!   shipped change log after them. `retention.rs`: remote `keep`, backups and chunks.
+//! - `chunks.rs`: change-log chunks in the bucket, `<table>/log/<first>-<last>.log[.zst][.age]`.
+//!   `ship.rs`: [`Offsite::ship_logs`] and the [`Shipper`] thread, every `sync_interval`.
 //! - `error.rs`: the error of each operation.
 
 mod bucket;
+mod chunks;
 mod codec;
 mod error;
 mod fetch;
@@ -38,8 +44,10 @@ mod list;
 mod manifest;
 mod offsite;
 mod profile;
+mod recover;
 mod restore;
 mod retention;
+mod ship;
 mod sync;
 mod upload;
 mod uploader;
@@ -47,12 +55,16 @@ mod uploader;
 pub use self::bucket::Credentials;
 pub use self::codec::Encryption;
 pub use self::error::{
-    OpenRemoteError, RecoverError, RemoteError, RemoteRestoreError, RemoteVerifyError, UploadError,
+    ChunkError, OpenRemoteError, RecoverError, RemoteError, RemoteRestoreError, RemoteVerifyError,
+    UploadError,
 };
 pub use self::list::RemoteBackupInfo;
 pub use self::manifest::{REMOTE_MANIFEST_FORMAT, RemoteManifest};
 pub use self::offsite::{Offsite, ReadingGuard};
-pub use self::restore::{RecoverFailure, RecoverReport, recover_data_dir};
+pub use self::recover::{RecoverFailure, RecoverReport, recover_data_dir};
+pub use self::ship::{ShipFailure, ShipPass, ShippedChunk, Shipper};
 pub use self::sync::UploadPass;
 pub use self::uploader::Uploader;
-pub use crate::report::{RemoteHealth, RemoteTableStats, RemoteUpload, RemoteUploadFailure};
+pub use crate::report::{
+    RemoteHealth, RemoteTableStats, RemoteUpload, RemoteUploadFailure, ShippedLog,
+};

@@ -1,13 +1,15 @@
 //! [`Offsite`]: the façade of off-site backups over a [`Maintainer`]: the bucket, how objects
 //! are encoded, the identities that decode them, the state `/health` and the metrics show,
 //! and the set of backups a verify or restore is reading (which remote retention never
-//! deletes). Its operations are `impl Offsite` blocks in `list.rs`, `restore.rs`, `sync.rs`
-//! and `retention.rs`.
+//! deletes). Its operations are `impl Offsite` blocks in `list.rs`, `restore.rs`,
+//! `recover.rs`, `sync.rs`, `ship.rs` and `retention.rs`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use store_core::changelog::LogCursor;
 
 use super::bucket::{Bucket, Credentials};
 use super::codec::Encoding;
@@ -35,6 +37,9 @@ pub struct Offsite {
     pub(crate) reading: Mutex<BTreeMap<(String, String), usize>>,
     /// One upload pass at a time.
     pub(crate) upload_lock: Mutex<()>,
+    /// One change-log shipping pass at a time; it holds, per table, where the last group
+    /// shipped ends in the local log, so the next pass reads on from there.
+    pub(crate) ship_lock: Mutex<BTreeMap<String, LogCursor>>,
 }
 
 impl std::fmt::Debug for Offsite {
@@ -115,6 +120,8 @@ impl Offsite {
             url: bucket.url().to_string(),
             ..RemoteHealth::default()
         };
+        // From now on local pruning keeps what is not shipped yet.
+        maintainer.bound_log_pruning();
         Ok(Offsite {
             maintainer,
             config: config.clone(),
@@ -128,6 +135,7 @@ impl Offsite {
             status: Mutex::new(status),
             reading: Mutex::new(BTreeMap::new()),
             upload_lock: Mutex::new(()),
+            ship_lock: Mutex::new(BTreeMap::new()),
         })
     }
 

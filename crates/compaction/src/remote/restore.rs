@@ -1,5 +1,5 @@
-//! Restoring from the bucket: one table ([`Offsite::restore`], `restore --from remote`) and a
-//! whole data dir on an empty machine ([`recover_data_dir`], `recover --from remote`).
+//! Restoring one table from the bucket ([`Offsite::restore`], `restore --from remote`); the
+//! fetch it starts with is also the first step of `recover --from remote` (`recover.rs`).
 //!
 //! A restore fetches the chosen backup (the newest that verifies, or the one asked for) into
 //! `<data_dir>/.remote-restore-<table>.tmp` and verifies it fully before anything else
@@ -8,21 +8,30 @@
 //! that is damaged is skipped for an older one; a failure of the bucket or the disk stops the
 //! restore, so it never settles for an older backup because the network hiccuped.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-use store_owners::{Stores, StoresOptions, TABLE_NAMES};
+use store_owners::TABLE_NAMES;
 
-use super::bucket::Credentials;
-use super::error::{RecoverError, RemoteRestoreError, RemoteVerifyError};
+use super::error::{RemoteRestoreError, RemoteVerifyError};
 use super::fetch::fetch_verified;
-use super::manifest::list_table;
-use super::offsite::Offsite;
-use crate::config::{MaintenanceConfig, RemoteConfig};
-use crate::maintainer::Maintainer;
+use super::manifest::{RemoteManifest, list_table};
+use super::offsite::{Offsite, ReadingGuard};
 use crate::recovery::BackupSelector;
 use crate::report::{RecoveryReport, RecoveryTrigger, RejectedBackup};
+
+/// A verified off-site backup fetched into the data dir, not swapped in yet. The backup
+/// stays marked as being read (remote retention leaves it) until this drops.
+pub(crate) struct Fetched<'a> {
+    /// The backup.
+    pub(crate) id: String,
+    /// Its manifest.
+    pub(crate) manifest: RemoteManifest,
+    /// The work file holding exactly the verified bytes.
+    pub(crate) staged: PathBuf,
+    /// The newer backups refused on the way.
+    pub(crate) rejected: Vec<RejectedBackup>,
+    _reading: ReadingGuard<'a>,
+}
 
 impl Offsite {
     /// Restore `table` from an off-site backup (see the module doc). Refused with
@@ -34,10 +43,31 @@ impl Offsite {
         which: BackupSelector,
         trigger: RecoveryTrigger,
     ) -> Result<RecoveryReport, RemoteRestoreError> {
+        let mut fetched = self.fetch_for_restore(table, &which)?;
+        let result = self.maintainer.restore_verified_file(
+            table,
+            &fetched.id,
+            &fetched.staged,
+            fetched.manifest.records,
+            std::mem::take(&mut fetched.rejected),
+            trigger,
+        );
+        let _ = std::fs::remove_file(&fetched.staged);
+        tracing::info!(table, id = %fetched.id, ok = result.is_ok(), "restore from the bucket");
+        result.map_err(RemoteRestoreError::Restore)
+    }
+
+    /// Fetch and verify the backup of `table` that `which` picks (the newest that verifies,
+    /// or the one asked for) into `<data_dir>/.remote-restore-<table>.tmp`.
+    pub(crate) fn fetch_for_restore(
+        &self,
+        table: &str,
+        which: &BackupSelector,
+    ) -> Result<Fetched<'_>, RemoteRestoreError> {
         if !TABLE_NAMES.contains(&table) {
             return Err(RemoteRestoreError::UnknownTable(table.to_string()));
         }
-        let candidates = match &which {
+        let candidates = match which {
             BackupSelector::Id(id) => vec![id.clone()],
             BackupSelector::LatestVerified => {
                 let listing = list_table(&self.bucket, table).map_err(RemoteRestoreError::List)?;
@@ -61,18 +91,13 @@ impl Offsite {
                 self.maintainer.stores().pacer(),
             ) {
                 Ok(manifest) => {
-                    let result = self.maintainer.restore_verified_file(
-                        table,
-                        &id,
-                        &staged,
-                        manifest.records,
+                    return Ok(Fetched {
+                        id,
+                        manifest,
+                        staged,
                         rejected,
-                        trigger,
-                    );
-                    drop(reading);
-                    let _ = std::fs::remove_file(&staged);
-                    tracing::info!(table, id = %id, ok = result.is_ok(), "restore from the bucket");
-                    return result.map_err(RemoteRestoreError::Restore);
+                        _reading: reading,
+                    });
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&staged);
@@ -93,83 +118,4 @@ impl Offsite {
             rejected,
         })
     }
-}
-
-/// A table `recover` could not restore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecoverFailure {
-    /// The table.
-    pub table: String,
-    /// Why.
-    pub error: String,
-}
-
-/// What `recover --from remote` did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecoverReport {
-    /// The rebuilt data dir.
-    pub data_dir: PathBuf,
-    /// The tables restored, in [`TABLE_NAMES`] order.
-    pub restored: Vec<RecoveryReport>,
-    /// The tables that could not be (they are empty in the new data dir).
-    pub failed: Vec<RecoverFailure>,
-}
-
-/// Rebuild all nine tables in `data_dir`, which must be missing or empty, from the newest
-/// verified off-site backup of each: an empty machine with only the config (and the identity
-/// file, if the backups are encrypted) gets its data back. Each backup is verified before it
-/// is put in place; a table whose backups all fail is reported and left empty.
-pub fn recover_data_dir(
-    remote: &RemoteConfig,
-    credentials: &Credentials,
-    data_dir: &Path,
-    maintenance: MaintenanceConfig,
-) -> Result<RecoverReport, RecoverError> {
-    match std::fs::read_dir(data_dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(RecoverError::NotEmpty(data_dir.to_path_buf()));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(RecoverError::Io {
-                path: data_dir.to_path_buf(),
-                source,
-            });
-        }
-    }
-    let stores = Stores::open(data_dir, StoresOptions::default()).map_err(RecoverError::Open)?;
-    let maintainer = Arc::new(Maintainer::new(Arc::new(stores), maintenance));
-    let offsite =
-        Offsite::open_with(maintainer, remote, credentials).map_err(RecoverError::Remote)?;
-    let mut report = RecoverReport {
-        data_dir: data_dir.to_path_buf(),
-        restored: Vec::new(),
-        failed: Vec::new(),
-    };
-    for table in TABLE_NAMES {
-        match offsite.restore(
-            table,
-            BackupSelector::LatestVerified,
-            RecoveryTrigger::Manual,
-        ) {
-            Ok(mut restored) => {
-                // What went to quarantine is the empty table opened above, not user data.
-                if let Some(empty) = restored.quarantined.take() {
-                    let _ = std::fs::remove_file(empty);
-                }
-                report.restored.push(restored);
-            }
-            Err(e) => {
-                tracing::error!(table, error = %e, "table not recovered");
-                report.failed.push(RecoverFailure {
-                    table: table.to_string(),
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(data_dir.join("quarantine"));
-    Ok(report)
 }

@@ -5,8 +5,13 @@
 //! kept; older good ones, bad ones older than the oldest kept good one, and leftovers of
 //! interrupted uploads that old go. A backup a verify or a restore is reading is never
 //! deleted. A manifest is deleted before its object, so no manifest is ever left without
-//! its data.
+//! its data. Shipped change-log chunks whose last group is at or before the oldest kept
+//! backup's log position go too (no recovery can use them); while any kept backup has no
+//! position, all chunks stay.
 
+use std::collections::BTreeMap;
+
+use super::chunks::list_chunks;
 use super::error::RemoteError;
 use super::manifest::{TableListing, list_table, manifest_key, read_manifest};
 use super::offsite::Offsite;
@@ -17,12 +22,16 @@ impl Offsite {
         let keep = self.config.keep.max(1);
         let listing = list_table(&self.bucket, table)?;
         let mut checked = Vec::new();
+        let mut positions = BTreeMap::new();
         for id in &listing.ids {
             let good = match read_manifest(&self.bucket, table, id) {
-                Ok(m) => listing
-                    .objects
-                    .iter()
-                    .any(|o| o.key == m.object && o.bytes == m.object_bytes),
+                Ok(m) => {
+                    positions.insert(id.clone(), m.log_position);
+                    listing
+                        .objects
+                        .iter()
+                        .any(|o| o.key == m.object && o.bytes == m.object_bytes)
+                }
                 Err(super::error::RemoteVerifyError::Remote(e)) => return Err(e),
                 Err(_) => false,
             };
@@ -35,6 +44,7 @@ impl Offsite {
         let mut removed = Vec::new();
         let mut kept_good = 0;
         let mut oldest_kept = None;
+        let mut log_needed_after = u64::MAX;
         for (id, good) in checked {
             let delete = if good {
                 kept_good += 1;
@@ -44,6 +54,10 @@ impl Offsite {
             };
             if !delete {
                 if good {
+                    // The oldest kept backup needs the log after its position; a backup
+                    // without one needs none, but keeps it all (nothing is known).
+                    let position = positions.get(&id).copied().flatten().unwrap_or(0);
+                    log_needed_after = log_needed_after.min(position);
                     oldest_kept = Some(id);
                 }
                 continue;
@@ -65,6 +79,21 @@ impl Offsite {
                 if id < oldest.as_str() && !listing.ids.iter().any(|i| i == id) {
                     self.bucket.delete(&object.key)?;
                     tracing::info!(table, object = %object.key, "leftover of an interrupted upload removed");
+                }
+            }
+        }
+        // Change-log chunks no kept backup needs: every group in them is at or before the
+        // oldest kept backup's position.
+        if log_needed_after > 0 && log_needed_after < u64::MAX {
+            for chunk in list_chunks(&self.bucket, table)? {
+                if chunk.last <= log_needed_after {
+                    self.bucket.delete(&chunk.key)?;
+                    tracing::info!(
+                        table,
+                        first = chunk.first,
+                        last = chunk.last,
+                        "shipped change-log chunk removed by retention"
+                    );
                 }
             }
         }

@@ -107,6 +107,7 @@ pub(crate) fn upload_backup(
         encryption: encoding.encryption(),
         created_at: local.created_at,
         uploaded_at: SystemTime::now(),
+        log_position: local.log_position,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(UploadError::EncodeManifest)?;
     bucket.put(&manifest_key(table, &local.id), Bytes::from(json))?;

@@ -91,6 +91,14 @@ impl Moto {
             .expect("put object");
     }
 
+    /// Delete `key` in `bucket`.
+    pub fn delete(&self, bucket: &str, key: &str) {
+        ureq::delete(&format!("{}/{bucket}/{key}", self.endpoint))
+            .set("Authorization", AUTHORIZATION)
+            .call()
+            .expect("delete object");
+    }
+
     /// Every key in `bucket`.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         let text = ureq::get(&format!("{}/{bucket}?list-type=2", self.endpoint))

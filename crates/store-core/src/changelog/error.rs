@@ -29,6 +29,17 @@ pub enum LogError {
         /// What is wrong.
         detail: String,
     },
+    /// A chunk of groups (a segment's bytes shipped off-site as one object, see
+    /// [`super::decode_chunk`]) does not read back whole.
+    #[error("change-log chunk damaged at byte {offset}: {detail} (last good group {last_good:?})")]
+    BadChunk {
+        /// Byte offset of the record at fault.
+        offset: u64,
+        /// The last group read intact before it, if any.
+        last_good: Option<u64>,
+        /// What is wrong.
+        detail: String,
+    },
     /// The groups wanted are not in the log (pruned, or a segment missing).
     #[error("change log has no group {wanted}: {detail}")]
     Missing {
@@ -49,6 +60,6 @@ impl LogError {
 
     /// True when the log itself is damaged (as opposed to unreadable or incomplete).
     pub fn is_damage(&self) -> bool {
-        matches!(self, LogError::Damaged { .. })
+        matches!(self, LogError::Damaged { .. } | LogError::BadChunk { .. })
     }
 }

@@ -11,6 +11,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::error::LogError;
 use crate::store::WriteOp;
 
 /// The first bytes of every segment file.
@@ -79,6 +80,57 @@ pub(crate) fn encode(group: &LogGroup, out: &mut Vec<u8>) {
     let sum = xxh3_64(body).to_le_bytes();
     out[start..start + 4].copy_from_slice(&len);
     out[start + 4..start + RECORD_HEADER].copy_from_slice(&sum);
+}
+
+/// The bytes of a segment holding `groups`: [`MAGIC`], then their records in order. What
+/// off-site shipping puts in one object (a chunk), and what [`decode_chunk`] reads back.
+pub fn encode_groups(groups: &[LogGroup]) -> Vec<u8> {
+    let len = MAGIC.len() + groups.iter().map(LogGroup::encoded_len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(MAGIC);
+    for group in groups {
+        encode(group, &mut out);
+    }
+    out
+}
+
+/// Read back a chunk written by [`encode_groups`]: every record must be intact and the
+/// groups consecutive. Unlike a live segment a chunk has no torn tail (it was written whole,
+/// in one request), so anything short or wrong is damage: [`LogError::BadChunk`].
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<LogGroup>, LogError> {
+    let bad = |offset: usize, last_good: Option<u64>, detail: String| LogError::BadChunk {
+        offset: offset as u64,
+        last_good,
+        detail,
+    };
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(bad(0, None, "bad chunk header".into()));
+    }
+    let mut groups: Vec<LogGroup> = Vec::new();
+    let mut pos = MAGIC.len();
+    while pos < bytes.len() {
+        let last_good = groups.last().map(|g| g.seq);
+        match decode(&bytes[pos..]) {
+            Decoded::Group(group, len) => {
+                if let Some(last) = last_good
+                    && group.seq != last + 1
+                {
+                    return Err(bad(
+                        pos,
+                        last_good,
+                        format!("group {} where {} was expected", group.seq, last + 1),
+                    ));
+                }
+                groups.push(group);
+                pos += len;
+            }
+            Decoded::Short => {
+                return Err(bad(pos, last_good, "chunk ends inside a record".into()));
+            }
+            Decoded::Bad(detail) => return Err(bad(pos, last_good, detail)),
+        }
+    }
+    Ok(groups)
 }
 
 /// What the bytes at the start of `buf` hold.
@@ -185,5 +237,37 @@ mod tests {
         assert!(matches!(decode(&buf[..buf.len() - 1]), Decoded::Short));
         buf[20] ^= 1;
         assert!(matches!(decode(&buf), Decoded::Bad(_)));
+    }
+
+    #[test]
+    fn a_chunk_reads_back_and_a_cut_or_flipped_one_does_not() {
+        let groups: Vec<LogGroup> = (5..9)
+            .map(|seq| LogGroup {
+                seq,
+                unix_micros: 1_700_000_000_000_000 + seq,
+                ops: vec![WriteOp::put(format!("k{seq}").as_bytes(), b"v")],
+            })
+            .collect();
+        let chunk = encode_groups(&groups);
+        assert_eq!(decode_chunk(&chunk).unwrap(), groups);
+        assert_eq!(decode_chunk(&encode_groups(&[])).unwrap(), Vec::new());
+        assert!(matches!(
+            decode_chunk(&chunk[..chunk.len() - 1]),
+            Err(LogError::BadChunk {
+                last_good: Some(7),
+                ..
+            })
+        ));
+        let mut flipped = chunk.clone();
+        flipped[MAGIC.len() + RECORD_HEADER + 2] ^= 1;
+        assert!(matches!(
+            decode_chunk(&flipped),
+            Err(LogError::BadChunk {
+                last_good: None,
+                ..
+            })
+        ));
+        let skipping = encode_groups(&[groups[0].clone(), groups[2].clone()]);
+        assert!(decode_chunk(&skipping).is_err());
     }
 }

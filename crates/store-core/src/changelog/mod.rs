@@ -9,7 +9,8 @@
 //! the groups after its backup's position, so it loses nothing; a point-in-time restore stops
 //! at the last group committed before the instant asked for.
 //!
-//! - `format.rs`: the bytes of a segment and a record.
+//! - `format.rs`: the bytes of a segment and a record; [`encode_groups`] and
+//!   [`decode_chunk`], a run of groups as one buffer in the segment format (off-site shipping).
 //! - `read.rs`: [`LogReader`], the groups after a position across segments; a torn tail (a
 //!   crash in the middle of an append, never acknowledged) is cut quietly, damage is an error.
 //! - `replay.rs`: applying groups to a [`crate::TableStore`].
@@ -27,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::LogError;
-pub use format::{LogGroup, MAGIC};
-pub use read::{LogReader, Segment, list_segments, segment_name};
+pub use format::{LogGroup, MAGIC, decode_chunk, encode_groups};
+pub use read::{LogCursor, LogReader, Segment, list_segments, segment_name};
 pub use replay::{Replay, ReplayLimit, replay};
 
 use crate::fsutil;
