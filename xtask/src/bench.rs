@@ -30,7 +30,7 @@ mod backup;
 mod changelog;
 mod dets;
 mod health;
-mod offsite;
+pub(crate) mod offsite;
 mod render;
 pub mod ship;
 mod stall;

@@ -110,6 +110,11 @@ pub struct CrashArgs {
     /// file alone, restores roll back to their backup), as before the logs existed.
     #[arg(long)]
     pub no_change_log: bool,
+    /// With `--mode embedded`: the child's daemon also uploads its backups and ships its
+    /// change logs (`sync_interval` 200 ms) to a `moto_server` the campaign starts, so that
+    /// kills land in uploads and shipping passes too.
+    #[arg(long)]
+    pub remote: bool,
 }
 
 /// Arguments of the child (`crash-child`).
@@ -133,6 +138,10 @@ pub struct ChildArgs {
     /// Open the tables without their change logs.
     #[arg(long)]
     pub no_change_log: bool,
+    /// Embedded mode: the port of the campaign's `moto_server` (off-site backups and
+    /// shipping on).
+    #[arg(long)]
+    pub remote_port: Option<u16>,
 }
 
 /// Segment size of the change logs in the campaign: small, so that the children rotate
@@ -178,6 +187,8 @@ struct ChildLog {
     compactions_in_place: u64,
     backups: u64,
     restores: u64,
+    /// Change-log chunks shipped off-site (embedded mode with `--remote`).
+    chunks_shipped: u64,
     /// Restores that ended in an error or without restoring (restore mode).
     failed_restores: u64,
     opened: bool,
@@ -203,6 +214,7 @@ struct Figures {
     compactions_in_place: u64,
     backups: u64,
     restores: u64,
+    chunks_shipped: u64,
     /// Restore mode: restores that failed (the table kept its previous file).
     failed_restores: u64,
     /// Restore mode: kills before the restored table's known set was in place.
@@ -227,6 +239,15 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::project_root().join("target/crash/data"));
     prepare_data_dir(&data_dir, args.wipe)?;
     let exe = std::env::current_exe().context("finding this binary")?;
+    if args.remote && args.mode != Mode::Embedded {
+        bail!("--remote goes with --mode embedded");
+    }
+    // Kept for the whole campaign: the children's bucket.
+    let moto = match args.remote {
+        true => Some(crate::bench::offsite::start_moto()?),
+        false => None,
+    };
+    let remote_port = moto.as_ref().map(|m| m.port);
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut acked: Vec<(String, String)> = Vec::new();
     let mut figures = Figures::default();
@@ -252,11 +273,12 @@ pub fn run(args: &CrashArgs) -> anyhow::Result<()> {
     let change_log = !args.no_change_log;
     for iteration in 0..args.iterations {
         let kill_after = Duration::from_millis(rng.random_range(args.min_kill_ms..=max_kill_ms));
-        let log = run_child(&exe, &data_dir, iteration, args, kill_after)?;
+        let log = run_child(&exe, &data_dir, iteration, args, kill_after, remote_port)?;
         figures.kills += 1;
         figures.compactions_online += log.compactions_online;
         figures.compactions_in_place += log.compactions_in_place;
         figures.backups += log.backups;
+        figures.chunks_shipped += log.chunks_shipped;
         figures.restores += log.restores;
         figures.failed_restores += log.failed_restores;
         figures.killed_before_open += u64::from(!log.opened);
@@ -394,6 +416,12 @@ fn print_figures(figures: &Figures, started: Instant) {
         "  completed in children before a kill:   {} online compactions, {} in-place compactions, {} backups, {} restores",
         figures.compactions_online, figures.compactions_in_place, figures.backups, figures.restores
     );
+    if figures.chunks_shipped > 0 {
+        println!(
+            "  change-log chunks shipped off-site:    {}",
+            figures.chunks_shipped
+        );
+    }
     println!(
         "  time:                                  {:.0} s",
         started.elapsed().as_secs_f64()
@@ -434,6 +462,7 @@ fn run_child(
     iteration: u64,
     args: &CrashArgs,
     kill_after: Duration,
+    remote_port: Option<u16>,
 ) -> anyhow::Result<ChildLog> {
     let stderr_log = data_dir
         .parent()
@@ -454,6 +483,9 @@ fn run_child(
         .arg("--mode")
         .arg(args.mode.name())
         .args(args.no_change_log.then_some("--no-change-log"))
+        .args(remote_port.map(|p| format!("--remote-port={p}")))
+        .env("AWS_ACCESS_KEY_ID", "AKIACRASH")
+        .env("AWS_SECRET_ACCESS_KEY", "crash")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -476,6 +508,9 @@ fn run_child(
                     (Some("compacted"), Some("online"), _) => log.compactions_online += 1,
                     (Some("compacted"), Some("in-place"), _) => log.compactions_in_place += 1,
                     (Some("backup"), _, _) => log.backups += 1,
+                    (Some("shipped"), Some(n), _) => {
+                        log.chunks_shipped += n.parse::<u64>().unwrap_or(0)
+                    }
                     (Some("restored"), _, _) => log.restores += 1,
                     (Some("restore-failed"), _, _) => log.failed_restores += 1,
                     (Some("opened"), _, _) => log.opened = true,

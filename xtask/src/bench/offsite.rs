@@ -29,7 +29,7 @@ use crate::loadgen::{LatencyStats, bench_key};
 /// The table uploaded.
 const TABLE: &str = "message_history";
 /// The bucket.
-pub(super) const BUCKET: &str = "bench-offsite";
+pub(crate) const BUCKET: &str = "bench-offsite";
 
 /// The section's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -63,10 +63,10 @@ pub struct OffsiteResult {
 }
 
 /// A `moto_server` child, killed on drop.
-pub(super) struct Moto {
+pub(crate) struct Moto {
     child: Child,
     /// Its port on 127.0.0.1.
-    pub(super) port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Moto {
@@ -106,7 +106,7 @@ fn http(
 }
 
 /// Start `moto_server` on a free port, with [`BUCKET`] created.
-pub(super) fn start_moto() -> anyhow::Result<Moto> {
+pub(crate) fn start_moto() -> anyhow::Result<Moto> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -27,6 +27,17 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
     config.tables.cache = ByteSize(9 << 20);
     config.changelog.enabled = !args.no_change_log;
     config.changelog.segment_size = ByteSize(super::CAMPAIGN_SEGMENT_BYTES);
+    if let Some(port) = args.remote_port {
+        config.remote = Some(compaction::RemoteConfig {
+            url: format!("s3://{}/crash", crate::bench::offsite::BUCKET),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            region: "us-east-1".into(),
+            allow_http: true,
+            timeout: Duration::from_secs(5),
+            sync_interval: Duration::from_millis(200),
+            ..compaction::RemoteConfig::default()
+        });
+    }
     let daemon = Daemon::start(&config)?;
     let say = line_printer();
     say("opened");
@@ -41,7 +52,8 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
         }
         // The schedules report whole runs; the campaign counts each table's compaction and
         // backup as it completes, so that short-lived children still show what they did.
-        let (say, maintainer, owners) = (&say, daemon.maintainer(), &owners);
+        let (say, maintainer, owners, offsite) =
+            (&say, daemon.maintainer(), &owners, daemon.offsite());
         scope.spawn(move || {
             let mut compacting = [false; 9];
             let mut last_backup: Vec<Option<String>> = vec![None; 9];
@@ -49,7 +61,17 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
                 last_backup[i] = maintainer.last_backup(table).map(|b| b.id);
             }
             let mut round = 0u64;
+            let mut shipped = 0u64;
             while Instant::now() < deadline {
+                if round.is_multiple_of(20)
+                    && let Some(offsite) = offsite
+                {
+                    let now: u64 = offsite.health().logs.iter().map(|l| l.chunks).sum();
+                    if now > shipped {
+                        say(&format!("shipped {}", now - shipped));
+                        shipped = now;
+                    }
+                }
                 for (i, owner) in owners.iter().enumerate() {
                     let now = owner.shared().status() == TableStatus::Compacting;
                     if compacting[i] && !now {
