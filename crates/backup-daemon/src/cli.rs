@@ -102,6 +102,11 @@ enum Command {
         /// Where the backups are: only `remote`.
         #[arg(long, value_name = "WHERE")]
         from: Source,
+        /// Rebuild the tables as they were at this instant, RFC 3339
+        /// (`2026-12-02T10:15:00Z`): each from its newest off-site backup made before it and
+        /// the change log shipped up to it. Default: as of the last shipment.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// The last compaction runs.
     History,
@@ -216,13 +221,24 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Command::Upload => Op::Upload,
-        Command::Recover { from } => {
+        Command::Recover { from, at } => {
             if from != Source::Remote {
                 eprintln!("error: recover takes its backups from the bucket: --from remote");
                 return ExitCode::from(2);
             }
+            let at = match at
+                .as_deref()
+                .map(crate::protocol::parse_instant)
+                .transpose()
+            {
+                Ok(at) => at,
+                Err(e) => {
+                    eprintln!("error: --at: {}", e.message);
+                    return ExitCode::from(2);
+                }
+            };
             logging::init(config.log.format, "warn");
-            return remote::recover(&config, cli.json);
+            return remote::recover(&config, at, cli.json);
         }
         Command::History => Op::History,
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use compaction::Maintainer;
-use compaction::remote::{Credentials, Offsite, RecoverReport, recover_data_dir};
+use compaction::remote::{Credentials, Offsite, RecoverReport, recover_data_dir_at};
 
 use crate::config::DaemonConfig;
 
@@ -24,10 +24,10 @@ pub fn open_offsite(
     Ok(Some(Arc::new(offsite)))
 }
 
-/// `recover --from remote`: rebuild the nine tables of `config.data_dir` (missing or empty)
-/// from the newest verified off-site backups and the change log shipped after them, and
-/// print what was done.
-pub fn recover(config: &DaemonConfig, json: bool) -> ExitCode {
+/// `recover --from remote [--at TIME]`: rebuild the nine tables of `config.data_dir` (missing
+/// or empty) from the newest verified off-site backups and the change log shipped after them
+/// (as of `at`, if given), and print what was done.
+pub fn recover(config: &DaemonConfig, at: Option<std::time::SystemTime>, json: bool) -> ExitCode {
     let Some(remote) = &config.remote else {
         eprintln!("error: recover --from remote needs a [remote] section in the config");
         return ExitCode::from(2);
@@ -36,11 +36,12 @@ pub fn recover(config: &DaemonConfig, json: bool) -> ExitCode {
     maintenance.backup.dir = config.backup_dir();
     let result = {
         let _spinner = crate::progress::Spinner::start("recovering from the bucket");
-        recover_data_dir(
+        recover_data_dir_at(
             remote,
             &Credentials::Environment,
             &config.data_dir,
             maintenance,
+            at,
         )
     };
     match result {

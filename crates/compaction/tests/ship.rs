@@ -11,9 +11,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use compaction::remote::{Credentials, Offsite, recover_data_dir};
+use compaction::remote::{Credentials, Offsite, recover_data_dir, recover_data_dir_at};
 use compaction::{Maintainer, MaintenanceConfig, RemoteConfig};
 use store_owners::{StoresOptions, TABLE_NAMES};
 use support::moto::{ACCESS_KEY, Moto, SECRET_KEY};
@@ -314,4 +314,71 @@ fn a_refusing_bucket_is_counted_and_gets_everything_once_it_answers() {
     let health = offsite.health();
     assert!(health.last_ship_error.is_none());
     assert_eq!(health.ship_failures, 1);
+}
+
+#[test]
+fn a_recovery_as_of_an_instant_holds_exactly_what_was_acknowledged_by_then() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let config = remote_config(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let m = open_logged(&dir.path().join("data"), dir.path());
+    let offsite = offsite(&m, &config);
+    let before_any_backup = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(5));
+    for table in TABLE_NAMES {
+        write_groups(&m, table, 0, 5);
+    }
+    backup_and_upload(&m, &offsite);
+    for table in TABLE_NAMES {
+        write_groups(&m, table, 1000, 10);
+    }
+    assert!(offsite.ship_logs().failures.is_empty());
+    let instant = SystemTime::now();
+    let at_instant: Vec<Contents> = TABLE_NAMES.iter().map(|t| contents(&m, t)).collect();
+    std::thread::sleep(Duration::from_millis(5));
+    // After the instant: shipped too, and a newer backup, both left out of the recovery.
+    for table in TABLE_NAMES {
+        write_groups(&m, table, 2000, 10);
+    }
+    backup_and_upload(&m, &offsite);
+    for table in TABLE_NAMES {
+        write_groups(&m, table, 3000, 4);
+    }
+    assert!(offsite.ship_logs().failures.is_empty());
+    drop(offsite);
+    drop(m);
+
+    let machine = tempfile::tempdir().unwrap();
+    let new_data = machine.path().join("data");
+    let report = recover_data_dir_at(
+        &config,
+        &credentials(),
+        &new_data,
+        maintenance(machine.path()),
+        Some(instant),
+    )
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for r in &report.restored {
+        assert_eq!(r.restored_to, Some(instant));
+        assert_eq!(r.log_unrecovered, None, "{}", r.table);
+    }
+    let m = open_logged(&new_data, machine.path());
+    for (table, expected) in TABLE_NAMES.iter().zip(&at_instant) {
+        assert_eq!(&contents(&m, table), expected, "{table}");
+    }
+    drop(m);
+
+    // Before the oldest backup: nothing to start from, every table reported.
+    let other = tempfile::tempdir().unwrap();
+    let report = recover_data_dir_at(
+        &config,
+        &credentials(),
+        &other.path().join("data"),
+        maintenance(other.path()),
+        Some(before_any_backup),
+    )
+    .unwrap();
+    assert_eq!(report.failed.len(), TABLE_NAMES.len());
 }

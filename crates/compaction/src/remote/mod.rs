@@ -61,7 +61,7 @@ pub use self::error::{
 pub use self::list::RemoteBackupInfo;
 pub use self::manifest::{REMOTE_MANIFEST_FORMAT, RemoteManifest};
 pub use self::offsite::{Offsite, ReadingGuard};
-pub use self::recover::{RecoverFailure, RecoverReport, recover_data_dir};
+pub use self::recover::{RecoverFailure, RecoverReport, recover_data_dir, recover_data_dir_at};
 pub use self::ship::{ShipFailure, ShipPass, ShippedChunk, Shipper};
 pub use self::sync::UploadPass;
 pub use self::uploader::Uploader;

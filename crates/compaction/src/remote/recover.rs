@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use store_core::changelog::{Replay, ReplayLimit, encode_groups, replay, segment_name};
@@ -22,13 +23,14 @@ use store_owners::{LogGap, Stores, StoresOptions, TABLE_NAMES};
 
 use super::bucket::Credentials;
 use super::chunks::{Chunk, fetch_chunk, list_chunks, run_after};
-use super::error::{ChunkError, RecoverError, RemoteRestoreError};
+use super::error::{ChunkError, RecoverError, RemoteRestoreError, RemoteVerifyError};
+use super::manifest::list_table;
 use super::offsite::Offsite;
 use super::restore::Fetched;
 use crate::config::{MaintenanceConfig, RemoteConfig};
 use crate::maintainer::Maintainer;
 use crate::recovery::BackupSelector;
-use crate::report::{RecoveryReport, RecoveryTrigger};
+use crate::report::{RecoveryReport, RecoveryTrigger, RejectedBackup};
 
 /// A table `recover` could not restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,21 @@ pub fn recover_data_dir(
     data_dir: &Path,
     maintenance: MaintenanceConfig,
 ) -> Result<RecoverReport, RecoverError> {
+    recover_data_dir_at(remote, credentials, data_dir, maintenance, None)
+}
+
+/// [`recover_data_dir`] as of the instant `at` (`None`: as of the last shipment): each table
+/// from its newest verified off-site backup made at or before `at`, and the shipped groups
+/// committed at or before it. A table with no such backup is reported failed. The recovered
+/// tables' logs go on after the last group in the bucket, so a daemon on them ships its new
+/// history after the old one.
+pub fn recover_data_dir_at(
+    remote: &RemoteConfig,
+    credentials: &Credentials,
+    data_dir: &Path,
+    maintenance: MaintenanceConfig,
+    at: Option<SystemTime>,
+) -> Result<RecoverReport, RecoverError> {
     match std::fs::read_dir(data_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -87,7 +104,7 @@ pub fn recover_data_dir(
         failed: Vec::new(),
     };
     for table in TABLE_NAMES {
-        match offsite.recover_table(table) {
+        match offsite.recover_table(table, at) {
             Ok(mut restored) => {
                 // What went to quarantine is the empty table opened above, not user data.
                 if let Some(empty) = restored.quarantined.take() {
@@ -122,11 +139,22 @@ struct Applied {
 impl Offsite {
     /// Restore `table` from its newest verified off-site backup and the shipped change log
     /// after it (see the module doc).
-    fn recover_table(&self, table: &str) -> Result<RecoveryReport, RemoteRestoreError> {
-        let mut fetched = self.fetch_for_restore(table, &BackupSelector::LatestVerified)?;
+    fn recover_table(
+        &self,
+        table: &str,
+        at: Option<SystemTime>,
+    ) -> Result<RecoveryReport, RemoteRestoreError> {
+        let mut fetched = match at {
+            None => self.fetch_for_restore(table, &BackupSelector::LatestVerified)?,
+            Some(at) => self.fetch_made_before(table, at)?,
+        };
+        let until_micros = at.map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        });
         let applied = list_chunks(&self.bucket, table)
             .map_err(|e| RemoteRestoreError::Log(e.into()))
-            .and_then(|chunks| self.apply_shipped_log(table, &fetched, &chunks));
+            .and_then(|chunks| self.apply_shipped_log(table, &fetched, &chunks, until_micros));
         let applied = match applied {
             Ok(applied) => applied,
             Err(e) => {
@@ -145,6 +173,7 @@ impl Offsite {
         let _ = std::fs::remove_file(&fetched.staged);
         let mut report = result.map_err(RemoteRestoreError::Restore)?;
         report.log_replayed += applied.groups;
+        report.restored_to = at;
         if let Some(gap) = applied.gap {
             tracing::error!(table, %gap, "shipped change log incomplete");
             report.log_unrecovered = Some(gap);
@@ -153,12 +182,48 @@ impl Offsite {
         Ok(report)
     }
 
-    /// Apply the shipped groups after the fetched backup's log position to its file.
+    /// The newest off-site backup of `table` made at or before `at` that verifies (ids are
+    /// their UTC creation times, so they compare as instants).
+    fn fetch_made_before(
+        &self,
+        table: &str,
+        at: SystemTime,
+    ) -> Result<Fetched<'_>, RemoteRestoreError> {
+        let newest = crate::backup::backup_id_at(at);
+        let listing = list_table(&self.bucket, table).map_err(RemoteRestoreError::List)?;
+        let mut rejected = Vec::new();
+        for id in listing.ids.into_iter().filter(|id| *id <= newest) {
+            match self.fetch_for_restore(table, &BackupSelector::Id(id.clone())) {
+                Ok(mut fetched) => {
+                    fetched.rejected.append(&mut rejected);
+                    return Ok(fetched);
+                }
+                Err(RemoteRestoreError::Verify { id, source })
+                    if source.is_corruption()
+                        || matches!(source, RemoteVerifyError::NotFound { .. }) =>
+                {
+                    rejected.push(RejectedBackup {
+                        id,
+                        reason: source.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RemoteRestoreError::NoVerifiedBackup {
+            table: table.to_string(),
+            rejected,
+        })
+    }
+
+    /// Apply the shipped groups after the fetched backup's log position to its file (those
+    /// committed at or before `until_micros`, if given).
     fn apply_shipped_log(
         &self,
         table: &str,
         fetched: &Fetched<'_>,
         chunks: &[Chunk],
+        until_micros: Option<u64>,
     ) -> Result<Applied, RemoteRestoreError> {
         let through = chunks.iter().map(|c| c.last).max();
         let Some(position) = fetched.manifest.log_position else {
@@ -218,7 +283,7 @@ impl Offsite {
         })();
         let applied = result
             .map_err(RemoteRestoreError::Log)
-            .and_then(|()| replay_into(&fetched.staged, &dir));
+            .and_then(|()| replay_into(&fetched.staged, &dir, until_micros));
         let _ = std::fs::remove_dir_all(&dir);
         let (outcome, records) = applied?;
         if let Some(stopped) = &outcome.stopped
@@ -231,11 +296,15 @@ impl Offsite {
                 detail: stopped.to_string(),
             });
         }
-        if let Some(gap) = &gap {
-            // Past the hole, as an owner's replay does: the recovered table's log goes on
+        let past = gap.as_ref().map(|g| g.through).or_else(|| {
+            // Brought back to an instant: the groups after it stay in the bucket.
+            through.filter(|&t| until_micros.is_some() && outcome.position < t)
+        });
+        if let Some(past) = past {
+            // Past the hole (or the instant), as an owner's replay does: the recovered table's log goes on
             // after the last group in the bucket, so a daemon on it ships after them and a
             // later recovery never applies the old groups beyond the hole to the new history.
-            move_past(&fetched.staged, gap.through)?;
+            move_past(&fetched.staged, past)?;
         }
         Ok(Applied {
             groups: outcome.groups,
@@ -264,18 +333,24 @@ fn move_past(path: &Path, through: u64) -> Result<(), RemoteRestoreError> {
 
 /// Replay the segments in `dir` into the backup file `path`: what the replay did, and the
 /// records in the file after.
-fn replay_into(path: &Path, dir: &Path) -> Result<(Replay, u64), RemoteRestoreError> {
+fn replay_into(
+    path: &Path,
+    dir: &Path,
+    until_micros: Option<u64>,
+) -> Result<(Replay, u64), RemoteRestoreError> {
     let mut store = RedbStore::open(path, &StoreOptions::default()).map_err(|source| {
         RemoteRestoreError::OpenFetched {
             path: path.to_path_buf(),
             source,
         }
     })?;
-    let outcome = replay(&mut store, dir, ReplayLimit::default()).map_err(|source| {
-        RemoteRestoreError::Apply {
-            path: path.to_path_buf(),
-            source,
-        }
+    let limit = ReplayLimit {
+        until_micros,
+        ..ReplayLimit::default()
+    };
+    let outcome = replay(&mut store, dir, limit).map_err(|source| RemoteRestoreError::Apply {
+        path: path.to_path_buf(),
+        source,
     })?;
     let records = store.counters().records;
     drop(store);
