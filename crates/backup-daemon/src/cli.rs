@@ -197,13 +197,13 @@ pub fn main() -> ExitCode {
         Command::Restore {
             table,
             at: Some(at),
-            from: Source::Local,
+            from,
             ..
-        } => Op::RestoreAt { table, at },
-        Command::Restore { at: Some(_), .. } => {
-            eprintln!("error: a point-in-time restore reads the local backups and change log");
-            return ExitCode::from(2);
-        }
+        } => Op::RestoreAt {
+            table,
+            at,
+            remote: from == Source::Remote,
+        },
         Command::Restore {
             table: Some(table),
             backup,

@@ -91,7 +91,31 @@ pub fn execute(
             Ok(OpResult::RemoteBackups(backups))
         }
         Op::Upload => Ok(OpResult::Upload(configured(offsite)?.upload_pending())),
-        Op::RestoreAt { table, at } => {
+        Op::RestoreAt {
+            table,
+            at,
+            remote: true,
+        } => {
+            let at = crate::protocol::parse_instant(at)?;
+            let offsite = configured(offsite)?;
+            let tables: Vec<&str> = match table {
+                Some(t) => vec![t.as_str()],
+                None => store_owners::TABLE_NAMES.to_vec(),
+            };
+            let mut reports = Vec::new();
+            for table in tables {
+                let report = offsite
+                    .restore_at(table, at, RecoveryTrigger::Manual)
+                    .map_err(|e| OpError::new(remote_restore_status(&e), e))?;
+                reports.push(report);
+            }
+            Ok(OpResult::RestoreAt(reports))
+        }
+        Op::RestoreAt {
+            table,
+            at,
+            remote: false,
+        } => {
             let at = crate::protocol::parse_instant(at)?;
             let reports = match table {
                 Some(table) => maintainer

@@ -16,7 +16,7 @@
 //! | `Op::RemoteBackups { verify }`          | `GET /remote/backups?verify={verify}`          |
 //! | `Op::Upload`                            | `POST /remote/upload`                          |
 //! | `Op::RemoteRestore { table, backup }`   | `POST /remote/restore/{table}`, body as above  |
-//! | `Op::RestoreAt { table, at }`           | `POST /restore-at`, body `{"table": t, "at": time}` |
+//! | `Op::RestoreAt { table, at, remote }`   | `POST /restore-at`, body `{"table": t, "at": time, "remote": bool}` |
 //!
 //! The parser also takes what operators send by hand: flags without a value or as `1`/`0`,
 //! `POST /compact?table=T`, `POST /backup/{table}`, `?backup=id` on a restore and a restore
@@ -156,6 +156,8 @@ pub enum Op {
         table: Option<String>,
         /// The instant, RFC 3339 (`2026-12-02T10:15:00Z`).
         at: String,
+        /// From the off-site backups and the shipped change log instead of the local ones.
+        remote: bool,
     },
 }
 
@@ -208,10 +210,11 @@ impl Op {
                 None,
             ),
             Op::Upload => (Method::Post, "/remote/upload".into(), String::new(), None),
-            Op::RestoreAt { table, at } => {
+            Op::RestoreAt { table, at, remote } => {
                 let body = RestoreAtBody {
                     table: table.clone(),
                     at: at.clone(),
+                    remote: *remote,
                 };
                 (
                     Method::Post,
@@ -285,6 +288,7 @@ impl Op {
                 Ok(Op::RestoreAt {
                     table: body.table,
                     at: body.at,
+                    remote: body.remote,
                 })
             }
             // The special routes are here for the methods they do not take.
@@ -354,6 +358,9 @@ struct RestoreAtBody {
     table: Option<String>,
     /// The instant, RFC 3339.
     at: String,
+    /// From the bucket; absent: false (the local backups and change log).
+    #[serde(default)]
+    remote: bool,
 }
 
 /// An instant as operators write it: RFC 3339, `2026-12-02T10:15:00Z` (fractions of a

@@ -53,10 +53,13 @@ fn every_op() -> Vec<Op> {
     }
     ops.push(Op::Upload);
     for table in tables() {
-        ops.push(Op::RestoreAt {
-            table,
-            at: "2026-12-02T10:15:00.250Z".to_string(),
-        });
+        for remote in [false, true] {
+            ops.push(Op::RestoreAt {
+                table: table.clone(),
+                at: "2026-12-02T10:15:00.250Z".to_string(),
+                remote,
+            });
+        }
     }
     ops
 }

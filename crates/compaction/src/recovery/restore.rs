@@ -331,7 +331,8 @@ impl Maintainer {
 
     /// Swap in `staged`, a work file in the data dir already fully verified as backup `id`
     /// holding `records` records (an off-site backup fetched by [`crate::remote`]), after
-    /// `rejected` were refused. Same lock, swap and events as [`Maintainer::restore`].
+    /// `rejected` were refused. Same lock, swap and events as [`Maintainer::restore`]. With
+    /// `as_of`, `staged` is the table as of that instant (the shipped log applied up to it).
     pub(crate) fn restore_verified_file(
         &self,
         table: &str,
@@ -340,6 +341,7 @@ impl Maintainer {
         records: u64,
         rejected: Vec<RejectedBackup>,
         trigger: RecoveryTrigger,
+        as_of: Option<SystemTime>,
     ) -> Result<RecoveryReport, RestoreError> {
         if self.owner_of(table).is_none() {
             return Err(RestoreError::UnknownTable(table.to_string()));
@@ -355,11 +357,14 @@ impl Maintainer {
             started: Instant::now(),
             rejected,
         };
+        // As of an instant, the file is the state wanted: the owner logs the difference
+        // instead of replaying its log after it.
         let result = self
-            .swap_in(table, Some(staged), Some(records), false, true)
+            .swap_in(table, Some(staged), Some(records), false, as_of.is_none())
             .map(|replaced| {
                 let mut report = attempt.replaced(RecoveryOutcome::Restored, replaced);
                 report.backup_id = Some(id.to_string());
+                report.restored_to = as_of;
                 report
             });
         self.publish_restore(&attempt, &result);

@@ -169,6 +169,7 @@ impl Offsite {
             applied.records,
             std::mem::take(&mut fetched.rejected),
             RecoveryTrigger::Manual,
+            None,
         );
         let _ = std::fs::remove_file(&fetched.staged);
         let mut report = result.map_err(RemoteRestoreError::Restore)?;
@@ -179,6 +180,52 @@ impl Offsite {
             report.log_unrecovered = Some(gap);
         }
         tracing::info!(table, id = %fetched.id, groups = applied.groups, "recovered from the bucket");
+        Ok(report)
+    }
+
+    /// Bring `table` of this live data dir back to its state at `at` from the bucket: its
+    /// newest verified off-site backup made at or before `at`, the shipped change log
+    /// applied up to `at`, swapped in as the state wanted (the owner logs the difference, as
+    /// for a local point-in-time restore). A hole in the shipped log before `at` is reported
+    /// in [`RecoveryReport::log_unrecovered`].
+    pub fn restore_at(
+        &self,
+        table: &str,
+        at: SystemTime,
+        trigger: RecoveryTrigger,
+    ) -> Result<RecoveryReport, RemoteRestoreError> {
+        let mut fetched = self.fetch_made_before(table, at)?;
+        let until_micros = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let applied = list_chunks(&self.bucket, table)
+            .map_err(|e| RemoteRestoreError::Log(e.into()))
+            .and_then(|chunks| {
+                self.apply_shipped_log(table, &fetched, &chunks, Some(until_micros))
+            });
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(e) => {
+                let _ = std::fs::remove_file(&fetched.staged);
+                return Err(e);
+            }
+        };
+        let result = self.maintainer.restore_verified_file(
+            table,
+            &fetched.id,
+            &fetched.staged,
+            applied.records,
+            std::mem::take(&mut fetched.rejected),
+            trigger,
+            Some(at),
+        );
+        let _ = std::fs::remove_file(&fetched.staged);
+        let mut report = result.map_err(RemoteRestoreError::Restore)?;
+        report.log_replayed += applied.groups;
+        if let Some(gap) = applied.gap {
+            report.log_unrecovered = Some(gap);
+        }
+        tracing::info!(table, id = %fetched.id, groups = applied.groups, "restored to a point in time from the bucket");
         Ok(report)
     }
 

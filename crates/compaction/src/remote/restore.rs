@@ -51,6 +51,7 @@ impl Offsite {
             fetched.manifest.records,
             std::mem::take(&mut fetched.rejected),
             trigger,
+            None,
         );
         let _ = std::fs::remove_file(&fetched.staged);
         tracing::info!(table, id = %fetched.id, ok = result.is_ok(), "restore from the bucket");
