@@ -33,5 +33,6 @@ mod restore;
 
 pub use self::auto::{AutoRecovery, AutoRecoveryError};
 pub use self::point_in_time::RestorableRange;
+pub(crate) use self::restore::VerifiedFile;
 pub use self::restore::{BackupSelector, RestoreError};
 pub use crate::report::{RecoveryOutcome, RecoveryReport, RecoveryTrigger, RejectedBackup};

@@ -116,6 +116,15 @@ pub enum RestoreError {
     Replay(#[source] store_core::WriteError),
 }
 
+/// A work file in the data dir, fully verified as backup `id` holding `records` records,
+/// after `rejected` were refused: what [`Maintainer::restore_verified_file`] swaps in.
+pub(crate) struct VerifiedFile<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) staged: &'a Path,
+    pub(crate) records: u64,
+    pub(crate) rejected: Vec<RejectedBackup>,
+}
+
 /// One recovery under way: what its report starts from.
 pub(super) struct Attempt {
     pub(super) table: String,
@@ -336,13 +345,16 @@ impl Maintainer {
     pub(crate) fn restore_verified_file(
         &self,
         table: &str,
-        id: &str,
-        staged: &Path,
-        records: u64,
-        rejected: Vec<RejectedBackup>,
+        file: VerifiedFile<'_>,
         trigger: RecoveryTrigger,
         as_of: Option<SystemTime>,
     ) -> Result<RecoveryReport, RestoreError> {
+        let VerifiedFile {
+            id,
+            staged,
+            records,
+            rejected,
+        } = file;
         if self.owner_of(table).is_none() {
             return Err(RestoreError::UnknownTable(table.to_string()));
         }

@@ -164,10 +164,12 @@ impl Offsite {
         };
         let result = self.maintainer.restore_verified_file(
             table,
-            &fetched.id,
-            &fetched.staged,
-            applied.records,
-            std::mem::take(&mut fetched.rejected),
+            crate::recovery::VerifiedFile {
+                id: &fetched.id,
+                staged: &fetched.staged,
+                records: applied.records,
+                rejected: std::mem::take(&mut fetched.rejected),
+            },
             RecoveryTrigger::Manual,
             None,
         );
@@ -212,10 +214,12 @@ impl Offsite {
         };
         let result = self.maintainer.restore_verified_file(
             table,
-            &fetched.id,
-            &fetched.staged,
-            applied.records,
-            std::mem::take(&mut fetched.rejected),
+            crate::recovery::VerifiedFile {
+                id: &fetched.id,
+                staged: &fetched.staged,
+                records: applied.records,
+                rejected: std::mem::take(&mut fetched.rejected),
+            },
             trigger,
             Some(at),
         );

@@ -46,10 +46,12 @@ impl Offsite {
         let mut fetched = self.fetch_for_restore(table, &which)?;
         let result = self.maintainer.restore_verified_file(
             table,
-            &fetched.id,
-            &fetched.staged,
-            fetched.manifest.records,
-            std::mem::take(&mut fetched.rejected),
+            crate::recovery::VerifiedFile {
+                id: &fetched.id,
+                staged: &fetched.staged,
+                records: fetched.manifest.records,
+                rejected: std::mem::take(&mut fetched.rejected),
+            },
             trigger,
             None,
         );
