@@ -123,7 +123,7 @@ const RELEASE_COST: u64 = 64 << 10;
 
 /// Give back the blocks of an unlinked file in small steps (truncating it from the end)
 /// before its last handle closes, so that no single step holds the file system journal for
-/// long; each step is also paced by `pacer`, as [`RELEASE_COST`] bytes moved. Only for files
+/// long; each step is also paced by `pacer`, as `RELEASE_COST` bytes moved. Only for files
 /// nobody reads or writes any more.
 pub fn release_gradually(file: File, pacer: &crate::pace::Pacer) {
     let Ok(mut len) = file.metadata().map(|m| m.len()) else {
