@@ -134,7 +134,7 @@ function card(t, health, samples, remote) {
     <button data-action="verify">verify</button>
     <button data-action="restore">restore</button>
   </div>
-  <div class="result"></div>
+  <div class="result${lastAction[t.table] && lastAction[t.table].error ? " error" : ""}">${esc(lastAction[t.table] ? lastAction[t.table].text : "")}</div>
 </article>`;
 }
 
@@ -207,20 +207,31 @@ function describe(action, table, reply) {
   return `${reply.outcome}${reply.backup_id ? " from " + reply.backup_id : ""}${reply.error ? ": " + reply.error : ""}`;
 }
 
+// The last action's outcome per table, kept apart from the cards: every refresh (the timer's,
+// an event's) re-renders them, and the outcome must survive whichever comes last.
+const lastAction = {};
+
+function showAction(table, text, error) {
+  lastAction[table] = { text, error };
+  const result = document.querySelector(`.card[data-table="${table}"] .result`);
+  if (result) {
+    result.className = "result" + (error ? " error" : "");
+    result.textContent = text;
+  }
+}
+
 async function act(button) {
   const cardEl = button.closest(".card");
   const table = cardEl.dataset.table, action = button.dataset.action;
   const [method, path, question] = ACTIONS[action](table);
   if (!window.confirm(question.replace("%s", table))) return;
-  const result = cardEl.querySelector(".result");
-  result.textContent = action + "…";
+  showAction(table, action + "…", false);
   try {
     const text = describe(action, table, await api(method, path));
+    showAction(table, `${action}: ${text}`, false);
     await refresh();
-    document.querySelector(`.card[data-table="${table}"] .result`).textContent = `${action}: ${text}`;
   } catch (e) {
-    result.className = "result error";
-    result.textContent = `${action} failed: ${e.message}`;
+    showAction(table, `${action} failed: ${e.message}`, true);
   }
 }
 
