@@ -234,7 +234,7 @@ fn replay_brings_a_file_to_the_log_or_to_an_instant() {
     for i in 1..=120 {
         let group = log.append(&ops(i)).unwrap();
         let mut next = models.last().unwrap().clone();
-        apply_model(&mut next, &group.ops);
+        apply_model(&mut next, &ops(i));
         models.push(next);
         times.push(group.unix_micros);
     }

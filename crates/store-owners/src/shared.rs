@@ -94,6 +94,24 @@ pub struct Shared {
     cache_bytes: u64,
     /// The change log, as last published (none without one).
     log: Mutex<Option<LogState>>,
+    /// The figures of `log` that move with every commit, published without a lock.
+    log_progress: LogProgressCells,
+}
+
+/// What a commit changes in a table's change log.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LogProgress {
+    pub(crate) head: u64,
+    pub(crate) disk_bytes: u64,
+    pub(crate) appended: u64,
+}
+
+/// [`LogProgress`] as atomics.
+#[derive(Debug, Default)]
+struct LogProgressCells {
+    head: AtomicU64,
+    disk_bytes: AtomicU64,
+    appended: AtomicU64,
 }
 
 /// A table's change log as its owner last published it (see `store_core::changelog`).
@@ -177,7 +195,12 @@ impl Shared {
 
     /// The table's change log, if it has one.
     pub fn log(&self) -> Option<LogState> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut state = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let cells = &self.log_progress;
+        state.head = cells.head.load(Ordering::Relaxed);
+        state.disk_bytes = cells.disk_bytes.load(Ordering::Relaxed);
+        state.appended = cells.appended.load(Ordering::Relaxed);
+        Some(state)
     }
 }
 
@@ -212,6 +235,7 @@ impl Publisher {
             reopens: AtomicU64::new(0),
             cache_bytes,
             log: Mutex::new(None),
+            log_progress: LogProgressCells::default(),
         };
         Publisher {
             shared: Arc::new(shared),
@@ -241,8 +265,25 @@ impl Publisher {
         s.dead_bytes.store(c.dead_bytes, Ordering::Relaxed);
     }
 
+    /// Publish the whole state of the change log (after a replay, a sync, a prune).
     pub(crate) fn publish_log(&self, state: LogState) {
+        self.publish_log_progress(LogProgress {
+            head: state.head,
+            disk_bytes: state.disk_bytes,
+            appended: state.appended,
+        });
         *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
+    /// Publish what a commit changed in the change log: three stores, no lock, no
+    /// allocation (the owner's commit path).
+    pub(crate) fn publish_log_progress(&self, progress: LogProgress) {
+        let cells = &self.shared.log_progress;
+        cells.head.store(progress.head, Ordering::Relaxed);
+        cells
+            .disk_bytes
+            .store(progress.disk_bytes, Ordering::Relaxed);
+        cells.appended.store(progress.appended, Ordering::Relaxed);
     }
 
     pub(crate) fn count_reopen(&self) {

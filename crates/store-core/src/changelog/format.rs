@@ -54,12 +54,18 @@ fn body_len(ops: &[WriteOp]) -> usize {
 
 /// Append the record of `group` to `out`.
 pub(crate) fn encode(group: &LogGroup, out: &mut Vec<u8>) {
+    encode_parts(group.seq, group.unix_micros, &group.ops, out);
+}
+
+/// Append the record of group `seq`, committed at `unix_micros`, holding `ops`, to `out`
+/// (the writer's path: the ops are borrowed, never copied into a [`LogGroup`]).
+pub(crate) fn encode_parts(seq: u64, unix_micros: u64, ops: &[WriteOp], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER]);
-    out.extend_from_slice(&group.seq.to_le_bytes());
-    out.extend_from_slice(&group.unix_micros.to_le_bytes());
-    out.extend_from_slice(&(group.ops.len() as u32).to_le_bytes());
-    for op in &group.ops {
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&unix_micros.to_le_bytes());
+    out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    for op in ops {
         match op {
             WriteOp::Put { key, value } => {
                 out.push(PUT);

@@ -36,6 +36,15 @@ use crate::fsutil;
 use crate::store::WriteOp;
 use read::scan_segment;
 
+/// A group [`ChangeLog::append`] made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its commit time (microseconds since the Unix epoch; never decreasing).
+    pub unix_micros: u64,
+}
+
 /// How a change log writes.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -173,32 +182,26 @@ impl ChangeLog {
         &self.segments
     }
 
-    /// Append `ops` as the next group and fsync it. Returns the group's sequence number once
-    /// it is durable. On error nothing is appended (the partial record is cut off again).
-    pub fn append(&mut self, ops: &[WriteOp]) -> Result<LogGroup, LogError> {
+    /// Append `ops` as the next group and fsync it. Returns the group's sequence number and
+    /// commit time once it is durable. On error nothing is appended (the partial record is
+    /// cut off again).
+    pub fn append(&mut self, ops: &[WriteOp]) -> Result<Appended, LogError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let group = LogGroup {
+        let appended = Appended {
             seq: self.head + 1,
             unix_micros: now.max(self.last_micros),
-            ops: ops.to_vec(),
         };
-        self.append_group(&group)?;
-        Ok(group)
-    }
-
-    /// Append `group`, which must be the next one, and fsync it.
-    fn append_group(&mut self, group: &LogGroup) -> Result<(), LogError> {
         let rotate = self
             .current
             .as_ref()
             .is_none_or(|c| c.len >= self.options.segment_bytes);
         if rotate {
-            self.start_segment(group.seq)?;
+            self.start_segment(appended.seq)?;
         }
         self.buf.clear();
-        format::encode(group, &mut self.buf);
+        format::encode_parts(appended.seq, appended.unix_micros, ops, &mut self.buf);
         let path = self
             .segments
             .last()
@@ -214,11 +217,11 @@ impl ChangeLog {
             let _ = current.file.sync_data();
             return Err(LogError::io(path, e));
         }
-        self.last_append = Some((group.seq, current.len));
+        self.last_append = Some((appended.seq, current.len));
         current.len += self.buf.len() as u64;
-        self.head = group.seq;
-        self.last_micros = group.unix_micros;
-        Ok(())
+        self.head = appended.seq;
+        self.last_micros = appended.unix_micros;
+        Ok(appended)
     }
 
     /// Take back the group just appended (`seq`, the head), whose table commit failed, so

@@ -142,10 +142,10 @@ impl<S: TableStore> TableFile<S> {
         Some((store, self.journal.as_mut()))
     }
 
-    /// Publish the change log's state (after a commit).
-    pub(super) fn publish_log(&self) {
+    /// Publish what a commit changed in the change log (no lock, no allocation).
+    pub(super) fn publish_log_progress(&self) {
         if let Some(journal) = &self.journal {
-            self.publisher.publish_log(journal.state());
+            self.publisher.publish_log_progress(journal.progress());
         }
     }
 
@@ -356,10 +356,10 @@ impl<S: TableStore> TableFile<S> {
         let logged = journal.log_difference(live, &mut fresh);
         let closed = fresh.close();
         match logged {
-            Ok(group) => {
+            Ok((group, n_ops)) => {
                 tracing::info!(
                     table = self.table,
-                    n_ops = group.ops.len(),
+                    n_ops,
                     seq = group.seq,
                     "point-in-time restore logged as writes"
                 );

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use store_core::changelog::{ChangeLog, LogError, LogGroup, LogOptions, ReplayLimit, replay};
+use store_core::changelog::{Appended, ChangeLog, LogError, LogOptions, ReplayLimit, replay};
 use store_core::{KeyRange, TableStore, WriteBatch, WriteError, WriteOp};
 
-use crate::shared::{LogGap, LogState};
+use crate::shared::{LogGap, LogProgress, LogState};
 
 /// Longest a table file's commits stay lazy (in the log only) before the owner makes them
 /// durable in the file too: bounds the replay at open and keeps redb reusing pages.
@@ -121,7 +121,7 @@ impl Journal {
     }
 
     /// Append a committed group's writes; durable when this returns.
-    pub(super) fn append(&mut self, ops: &[WriteOp]) -> Result<LogGroup, LogError> {
+    pub(super) fn append(&mut self, ops: &[WriteOp]) -> Result<Appended, LogError> {
         let group = self.log.append(ops)?;
         self.appended += 1;
         Ok(group)
@@ -162,6 +162,15 @@ impl Journal {
             .prune_through(keep_after.min(self.durable_position))
     }
 
+    /// What a commit changed, to publish on the commit path.
+    pub(super) fn progress(&self) -> LogProgress {
+        LogProgress {
+            head: self.log.head(),
+            disk_bytes: self.log.disk_bytes(),
+            appended: self.appended,
+        }
+    }
+
     /// The state to publish.
     pub(super) fn state(&self) -> LogState {
         LogState {
@@ -186,7 +195,7 @@ impl Journal {
         &mut self,
         live: &S,
         fresh: &mut S,
-    ) -> Result<LogGroup, DifferenceError> {
+    ) -> Result<(Appended, usize), DifferenceError> {
         let ops = difference(live, fresh)?;
         let group = self.append(&ops).map_err(DifferenceError::Log)?;
         let mut batch = fresh.begin_batch()?;
@@ -195,7 +204,7 @@ impl Journal {
             self.retract(group.seq);
             return Err(e.into());
         }
-        Ok(group)
+        Ok((group, ops.len()))
     }
 }
 

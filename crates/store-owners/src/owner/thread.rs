@@ -298,7 +298,7 @@ impl<S: TableStore> OwnerThread<S> {
         match &outcome {
             Ok(()) => {
                 self.file.publish_counters();
-                self.file.publish_log();
+                self.file.publish_log_progress();
             }
             Err(CallError::Corrupted(detail)) => {
                 self.file.report_corruption(detail.clone());
