@@ -144,8 +144,10 @@ impl<S: TableStore> TableFile<S> {
 
     /// Publish what a commit changed in the change log (no lock, no allocation).
     pub(super) fn publish_log_progress(&self) {
-        if let Some(journal) = &self.journal {
-            self.publisher.publish_log_progress(journal.progress());
+        match &self.journal {
+            Some(journal) if journal.first_changed() => self.publisher.publish_log(journal.state()),
+            Some(journal) => self.publisher.publish_log_progress(journal.progress()),
+            None => {}
         }
     }
 

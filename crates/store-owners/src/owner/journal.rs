@@ -38,6 +38,9 @@ pub(super) struct Journal {
     appended: u64,
     replayed: u64,
     unrecovered: Option<LogGap>,
+    /// The first group as last published in the whole state: when the log's first group
+    /// changes (its first segment started), the whole state is published again.
+    published_first: std::cell::Cell<Option<u64>>,
 }
 
 /// What bringing a file up to the log did.
@@ -63,6 +66,7 @@ impl Journal {
             appended: 0,
             replayed: 0,
             unrecovered: None,
+            published_first: std::cell::Cell::new(None),
         })
     }
 
@@ -162,6 +166,12 @@ impl Journal {
             .prune_through(keep_after.min(self.durable_position))
     }
 
+    /// Whether a commit changed more than [`Journal::progress`] says (the log's first group:
+    /// its first segment was started), so that the whole state must be published.
+    pub(super) fn first_changed(&self) -> bool {
+        self.log.first() != self.published_first.get()
+    }
+
     /// What a commit changed, to publish on the commit path.
     pub(super) fn progress(&self) -> LogProgress {
         LogProgress {
@@ -173,6 +183,7 @@ impl Journal {
 
     /// The state to publish.
     pub(super) fn state(&self) -> LogState {
+        self.published_first.set(self.log.first());
         LogState {
             dir: self.log.dir().to_path_buf(),
             head: self.log.head(),
