@@ -104,7 +104,7 @@ pub fn recover_data_dir_at(
         failed: Vec::new(),
     };
     for table in TABLE_NAMES {
-        match offsite.recover_table(table, at) {
+        match offsite.restore_with_log(table, at, RecoveryTrigger::Manual) {
             Ok(mut restored) => {
                 // What went to quarantine is the empty table opened above, not user data.
                 if let Some(empty) = restored.quarantined.take() {
@@ -137,12 +137,28 @@ struct Applied {
 }
 
 impl Offsite {
-    /// Restore `table` from its newest verified off-site backup and the shipped change log
-    /// after it (see the module doc).
-    fn recover_table(
+    /// Bring `table` of this live data dir back to its state at `at` from the bucket: its
+    /// newest verified off-site backup made at or before `at`, the shipped change log
+    /// applied up to `at`, swapped in as the state wanted (the owner logs the difference, as
+    /// for a local point-in-time restore). A hole in the shipped log before `at` is reported
+    /// in [`RecoveryReport::log_unrecovered`].
+    pub fn restore_at(
+        &self,
+        table: &str,
+        at: SystemTime,
+        trigger: RecoveryTrigger,
+    ) -> Result<RecoveryReport, RemoteRestoreError> {
+        self.restore_with_log(table, Some(at), trigger)
+    }
+
+    /// Restore `table` from its newest verified off-site backup (made at or before `at`, if
+    /// given) and the shipped change log after it (up to `at`): what [`recover_data_dir`]
+    /// does for each table, and [`Offsite::restore_at`] for one.
+    fn restore_with_log(
         &self,
         table: &str,
         at: Option<SystemTime>,
+        trigger: RecoveryTrigger,
     ) -> Result<RecoveryReport, RemoteRestoreError> {
         let mut fetched = match at {
             None => self.fetch_for_restore(table, &BackupSelector::LatestVerified)?,
@@ -170,66 +186,17 @@ impl Offsite {
                 records: applied.records,
                 rejected: std::mem::take(&mut fetched.rejected),
             },
-            RecoveryTrigger::Manual,
-            None,
+            trigger,
+            at,
         );
         let _ = std::fs::remove_file(&fetched.staged);
         let mut report = result.map_err(RemoteRestoreError::Restore)?;
         report.log_replayed += applied.groups;
-        report.restored_to = at;
         if let Some(gap) = applied.gap {
             tracing::error!(table, %gap, "shipped change log incomplete");
             report.log_unrecovered = Some(gap);
         }
-        tracing::info!(table, id = %fetched.id, groups = applied.groups, "recovered from the bucket");
-        Ok(report)
-    }
-
-    /// Bring `table` of this live data dir back to its state at `at` from the bucket: its
-    /// newest verified off-site backup made at or before `at`, the shipped change log
-    /// applied up to `at`, swapped in as the state wanted (the owner logs the difference, as
-    /// for a local point-in-time restore). A hole in the shipped log before `at` is reported
-    /// in [`RecoveryReport::log_unrecovered`].
-    pub fn restore_at(
-        &self,
-        table: &str,
-        at: SystemTime,
-        trigger: RecoveryTrigger,
-    ) -> Result<RecoveryReport, RemoteRestoreError> {
-        let mut fetched = self.fetch_made_before(table, at)?;
-        let until_micros = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        let applied = list_chunks(&self.bucket, table)
-            .map_err(|e| RemoteRestoreError::Log(e.into()))
-            .and_then(|chunks| {
-                self.apply_shipped_log(table, &fetched, &chunks, Some(until_micros))
-            });
-        let applied = match applied {
-            Ok(applied) => applied,
-            Err(e) => {
-                let _ = std::fs::remove_file(&fetched.staged);
-                return Err(e);
-            }
-        };
-        let result = self.maintainer.restore_verified_file(
-            table,
-            crate::recovery::VerifiedFile {
-                id: &fetched.id,
-                staged: &fetched.staged,
-                records: applied.records,
-                rejected: std::mem::take(&mut fetched.rejected),
-            },
-            trigger,
-            Some(at),
-        );
-        let _ = std::fs::remove_file(&fetched.staged);
-        let mut report = result.map_err(RemoteRestoreError::Restore)?;
-        report.log_replayed += applied.groups;
-        if let Some(gap) = applied.gap {
-            report.log_unrecovered = Some(gap);
-        }
-        tracing::info!(table, id = %fetched.id, groups = applied.groups, "restored to a point in time from the bucket");
+        tracing::info!(table, id = %fetched.id, groups = applied.groups, "restored from the bucket");
         Ok(report)
     }
 
