@@ -144,10 +144,8 @@ impl<S: TableStore> TableFile<S> {
 
     /// Publish what a commit changed in the change log (no lock, no allocation).
     pub(super) fn publish_log_progress(&self) {
-        match &self.journal {
-            Some(journal) if journal.first_changed() => self.publisher.publish_log(journal.state()),
-            Some(journal) => self.publisher.publish_log_progress(journal.progress()),
-            None => {}
+        if let Some(journal) = &self.journal {
+            journal.publish_commit(&self.publisher);
         }
     }
 

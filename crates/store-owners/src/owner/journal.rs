@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use store_core::changelog::{Appended, ChangeLog, LogError, LogOptions, ReplayLimit, replay};
 use store_core::{KeyRange, TableStore, WriteBatch, WriteError, WriteOp};
 
-use crate::shared::{LogGap, LogProgress, LogState};
+use crate::shared::{LogGap, LogProgress, LogState, Publisher};
 
 /// Longest a table file's commits stay lazy (in the log only) before the owner makes them
 /// durable in the file too: bounds the replay at open and keeps redb reusing pages.
@@ -166,18 +166,17 @@ impl Journal {
             .prune_through(keep_after.min(self.durable_position))
     }
 
-    /// Whether a commit changed more than [`Journal::progress`] says (the log's first group:
-    /// its first segment was started), so that the whole state must be published.
-    pub(super) fn first_changed(&self) -> bool {
-        self.log.first() != self.published_first.get()
-    }
-
-    /// What a commit changed, to publish on the commit path.
-    pub(super) fn progress(&self) -> LogProgress {
-        LogProgress {
-            head: self.log.head(),
-            disk_bytes: self.log.disk_bytes(),
-            appended: self.appended,
+    /// Publish what a commit changed: three counters, without a lock; the whole state only
+    /// when the log's first group changed too (its first segment was started).
+    pub(super) fn publish_commit(&self, publisher: &Publisher) {
+        if self.log.first() != self.published_first.get() {
+            publisher.publish_log(self.state());
+        } else {
+            publisher.publish_log_progress(LogProgress {
+                head: self.log.head(),
+                disk_bytes: self.log.disk_bytes(),
+                appended: self.appended,
+            });
         }
     }
 
