@@ -51,6 +51,7 @@ mod ship;
 mod sync;
 mod upload;
 mod uploader;
+mod worker;
 
 pub use self::bucket::Credentials;
 pub use self::codec::Encryption;

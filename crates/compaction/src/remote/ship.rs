@@ -15,10 +15,9 @@
 //! ([`crate::Maintainer::log_prune_bound`]).
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, select};
 use serde::{Deserialize, Serialize};
 use store_core::changelog::{LogCursor, LogGroup, LogReader};
 use store_owners::TABLE_NAMES;
@@ -26,14 +25,12 @@ use store_owners::TABLE_NAMES;
 use super::chunks::{Chunk, list_chunks, put_chunk};
 use super::error::ChunkError;
 use super::offsite::Offsite;
+use super::worker::Worker;
 use crate::report::ShippedLog;
 
 /// Encoded bytes of groups past which a chunk is closed and another started, so that a
 /// long backlog (a first start, a bucket back after an outage) goes up in bounded pieces.
 const CHUNK_BYTES: usize = 8 << 20;
-
-/// How long a dropped [`Shipper`] waits for its last pass.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// One chunk shipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,45 +285,18 @@ impl Offsite {
     }
 }
 
-/// The shipping thread; dropping it runs one last pass (a few seconds at most) and stops.
+/// The shipping thread; dropping it runs one last pass (a few seconds at most, see
+/// [`Worker`]) and stops.
 #[derive(Debug)]
 pub struct Shipper {
-    /// Dropped to tell the thread to stop.
-    stop: Option<Sender<()>>,
-    /// Closed by the thread when it ends.
-    ended: Receiver<()>,
-    /// The thread, joined when it ends within [`STOP_GRACE`].
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 impl Shipper {
     /// Start shipping `offsite`'s change logs every `sync_interval`.
     pub fn start(offsite: Arc<Offsite>) -> std::io::Result<Shipper> {
-        let (stop_tx, stop_rx) = bounded::<()>(0);
-        let (ended_tx, ended_rx) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("remote-ship".into())
-            .spawn(move || {
-                run(&offsite, &stop_rx);
-                drop(ended_tx);
-            })?;
-        Ok(Shipper {
-            stop: Some(stop_tx),
-            ended: ended_rx,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Shipper {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        let _ = self.ended.recv_timeout(STOP_GRACE);
-        if let Some(thread) = self.thread.take()
-            && thread.is_finished()
-        {
-            let _ = thread.join();
-        }
+        let worker = Worker::spawn("remote-ship", move |stop| run(&offsite, stop))?;
+        Ok(Shipper { _worker: worker })
     }
 }
 

@@ -8,57 +8,25 @@
 //! its pass, then abandoned (an upload cut short leaves no manifest, so nothing visible).
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded, select};
+use crossbeam_channel::{Receiver, select};
 
 use super::offsite::Offsite;
+use super::worker::Worker;
 use crate::events::{Envelope, Event};
 
-/// How long a dropped [`Uploader`] waits for its thread.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// The upload thread; dropping it stops the thread.
+/// The upload thread; dropping it stops the thread (see [`Worker`]).
 #[derive(Debug)]
 pub struct Uploader {
-    /// Dropped to tell the thread to stop.
-    stop: Option<Sender<()>>,
-    /// Closed by the thread when it ends.
-    ended: Receiver<()>,
-    /// The thread, joined when it ends within [`STOP_GRACE`].
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 impl Uploader {
     /// Start the upload thread of `offsite`.
     pub fn start(offsite: Arc<Offsite>) -> std::io::Result<Uploader> {
         let events = offsite.maintainer().events().subscribe();
-        let (stop_tx, stop_rx) = bounded::<()>(0);
-        let (ended_tx, ended_rx) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("remote-upload".into())
-            .spawn(move || {
-                run(&offsite, &events, &stop_rx);
-                drop(ended_tx);
-            })?;
-        Ok(Uploader {
-            stop: Some(stop_tx),
-            ended: ended_rx,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Uploader {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        let _ = self.ended.recv_timeout(STOP_GRACE);
-        if let Some(thread) = self.thread.take()
-            && thread.is_finished()
-        {
-            let _ = thread.join();
-        }
+        let worker = Worker::spawn("remote-upload", move |stop| run(&offsite, &events, stop))?;
+        Ok(Uploader { _worker: worker })
     }
 }
 
