@@ -286,7 +286,7 @@ impl Offsite {
 }
 
 /// The shipping thread; dropping it runs one last pass (a few seconds at most, see
-/// [`Worker`]) and stops.
+/// `worker.rs`) and stops.
 #[derive(Debug)]
 pub struct Shipper {
     _worker: Worker,

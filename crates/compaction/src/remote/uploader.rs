@@ -15,7 +15,7 @@ use super::offsite::Offsite;
 use super::worker::Worker;
 use crate::events::{Envelope, Event};
 
-/// The upload thread; dropping it stops the thread (see [`Worker`]).
+/// The upload thread; dropping it stops the thread (given a few seconds, then abandoned).
 #[derive(Debug)]
 pub struct Uploader {
     _worker: Worker,
