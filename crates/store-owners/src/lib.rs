@@ -9,6 +9,8 @@
 //! - [`report`]: what maintenance commands are asked and answer.
 //! - [`shared`]: counters and status an owner publishes without a round trip; only the owner
 //!   writes them.
+//! - [`latency`]: the histogram of each table's group-commit latencies, published in its
+//!   [`Shared`] state (counted here, exposed as Prometheus metrics by the daemon).
 //! - [`tables`]: the nine table specs and their typed handles (mailbox, history, channels,
 //!   config, threads, tasks).
 //! - [`stores`]: [`Stores::open`], which opens all nine tables of a data dir under a lock.
@@ -84,6 +86,7 @@
 //! keeps, is in `ARCHITECTURE.md` at the root of the workspace.
 
 pub mod error;
+pub mod latency;
 pub mod online;
 pub mod owner;
 pub mod report;
@@ -92,6 +95,7 @@ pub mod stores;
 pub mod tables;
 
 pub use error::{CallError, MaintenanceError, OpenStoresError, panic_text};
+pub use latency::{COMMIT_LATENCY_BOUNDS, CommitLatency, LatencySnapshot};
 pub use online::OnlineConfig;
 #[cfg(feature = "testing")]
 pub use online::{Step, StepHook};

@@ -10,6 +10,8 @@ use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use store_core::{TableCounters, TableMetrics};
 
+use crate::latency::{CommitLatency, LatencySnapshot};
+
 /// The health of one table as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "snake_case")]
@@ -76,8 +78,8 @@ impl TableStatus {
     }
 }
 
-/// Published by an owner after every commit; read by anyone. Only the owner writes it,
-/// through its `Publisher`.
+/// Published by an owner after every commit; read by anyone. Only the owner thread writes
+/// it: through its `Publisher`, and the commit latencies straight after each commit.
 #[derive(Debug)]
 pub struct Shared {
     /// The table's name.
@@ -96,6 +98,8 @@ pub struct Shared {
     log: Mutex<Option<LogState>>,
     /// The figures of `log` that move with every commit, published without a lock.
     log_progress: LogProgressCells,
+    /// The latencies of the durable group commits, counted by the owner thread.
+    commit_latency: CommitLatency,
 }
 
 /// What a commit changes in a table's change log.
@@ -202,6 +206,17 @@ impl Shared {
         state.appended = cells.appended.load(Ordering::Relaxed);
         Some(state)
     }
+
+    /// The latencies of the table's durable group commits since its owner started.
+    pub fn commit_latency(&self) -> LatencySnapshot {
+        self.commit_latency.snapshot()
+    }
+
+    /// Count a durable group commit of `latency`. Called by the owner thread only, after
+    /// each commit (lock-free: no publisher needed on the commit path).
+    pub(crate) fn count_commit(&self, latency: std::time::Duration) {
+        self.commit_latency.observe(latency);
+    }
 }
 
 /// The writing side of a table's [`Shared`] state: its status, counters and reopen count,
@@ -236,6 +251,7 @@ impl Publisher {
             cache_bytes,
             log: Mutex::new(None),
             log_progress: LogProgressCells::default(),
+            commit_latency: CommitLatency::default(),
         };
         Publisher {
             shared: Arc::new(shared),

@@ -293,7 +293,9 @@ impl<S: TableStore> OwnerThread<S> {
             None => Err(self.file.unavailable()),
         };
         if outcome.is_ok() {
-            self.pacer.observe_commit(started.elapsed());
+            let latency = started.elapsed();
+            self.pacer.observe_commit(latency);
+            self.file.shared().count_commit(latency);
         }
         match &outcome {
             Ok(()) => {
