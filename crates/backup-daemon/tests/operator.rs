@@ -90,7 +90,7 @@ fn head_metrics_answers_200_without_a_body_and_without_a_token() {
     assert!(
         response
             .header("Content-Type")
-            .is_some_and(|t| t.starts_with("text/plain")),
+            .is_some_and(|t| t.starts_with("application/openmetrics-text; version=1.0.0")),
         "{:?}",
         response.header("Content-Type")
     );

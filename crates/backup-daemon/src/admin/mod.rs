@@ -41,7 +41,7 @@ use compaction::remote::Offsite;
 use tiny_http::{Header, Request, Response, Server};
 
 use crate::dashboard::{Asset, Samples};
-use crate::metrics::Tracker;
+use crate::metrics::Metrics;
 use crate::notify::NotifyStats;
 use crate::protocol::{Op, OpError, Special};
 
@@ -87,13 +87,11 @@ struct Ctx {
     shutdown: Arc<AtomicBool>,
     /// The SSE client threads, given [`STREAMS_STOP`] to end at shutdown.
     streams: Mutex<Vec<JoinHandle<()>>>,
-    /// Last compaction, backup and restore per table, for /metrics.
-    tracker: Tracker,
+    /// The registry /metrics encodes, and the tracker of the last runs that feeds it.
+    metrics: Metrics,
     /// Set once the daemon has started everything (tables open, automatic recovery running):
     /// `/readyz` answers 503 before.
     started: AtomicBool,
-    /// The webhook notifier's counters, when `[notify]` is configured, for /metrics.
-    notify: Option<Arc<NotifyStats>>,
     /// The dashboard's samples, taken on the tracker's thread.
     samples: Samples,
 }
@@ -144,7 +142,7 @@ impl AdminServer {
             .server_addr()
             .to_ip()
             .context("the admin server has no IP address")?;
-        let tracker = Tracker::seeded(&maintainer);
+        let metrics = Metrics::new(maintainer.clone(), offsite.clone(), notify);
         let ctx = Arc::new(Ctx {
             server,
             token,
@@ -152,9 +150,8 @@ impl AdminServer {
             offsite,
             shutdown: Arc::new(AtomicBool::new(false)),
             streams: Mutex::new(Vec::new()),
-            tracker,
+            metrics,
             started: AtomicBool::new(false),
-            notify,
             samples: Samples::default(),
         });
         // From here on, an early return drops `admin`, which stops what was started.
@@ -170,7 +167,7 @@ impl AdminServer {
             .name("metrics-tracker".into())
             .spawn(move || {
                 while !ctx.shutdown.load(Ordering::SeqCst) {
-                    ctx.tracker.catch_up();
+                    ctx.metrics.catch_up();
                     ctx.samples.sample_if_due(&ctx.maintainer);
                     std::thread::sleep(POLL);
                 }
@@ -337,20 +334,15 @@ fn handle(ctx: &Arc<Ctx>, mut request: Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let special = Special::from_request(method.as_str(), path);
     if special == Some(Special::Metrics) {
-        let text = crate::metrics::render(
-            &ctx.maintainer,
-            ctx.offsite.as_deref(),
-            ctx.notify.as_deref(),
-            &ctx.tracker,
-        );
-        respond(
-            request,
-            Reply {
+        let reply = match ctx.metrics.render() {
+            Ok(text) => Reply {
                 status: 200,
-                content_type: "text/plain; version=0.0.4",
+                content_type: crate::metrics::CONTENT_TYPE,
                 body: text.into_bytes(),
             },
-        );
+            Err(e) => Reply::error(500, format!("encoding the metrics: {e}")),
+        };
+        respond(request, reply);
         return;
     }
     if method.as_str() == "GET"

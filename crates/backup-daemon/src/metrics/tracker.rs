@@ -1,6 +1,8 @@
 //! [`Tracker`]: the last compaction, backup, restore and upload of each table, and the
 //! compaction failures in a row, fed by the "backups" topic and seeded from the compaction
-//! history and the backups on disk at start.
+//! history and the backups on disk at start; and the compaction pause and backup duration
+//! histograms, fed by the same events (only those of this daemon's run: a histogram counts
+//! from the start, as Prometheus expects of it).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,6 +11,9 @@ use std::time::{Duration, SystemTime};
 use compaction::history::TableOutcome;
 use compaction::{Envelope, Event, Maintainer};
 use crossbeam_channel::Receiver;
+use prometheus_client::registry::Registry;
+
+use super::histograms::TableHistograms;
 
 /// The last run of one kind (compaction or backup) on one table.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +48,8 @@ pub struct Tracker {
     events: Mutex<Receiver<Envelope>>,
     /// When the tracker, and so the admin API, started.
     started: SystemTime,
+    /// Compaction pauses and backup durations since the start.
+    histograms: TableHistograms,
 }
 
 impl Tracker {
@@ -53,6 +60,9 @@ impl Tracker {
             tables: Mutex::new(BTreeMap::new()),
             events: Mutex::new(maintainer.events().subscribe()),
             started: SystemTime::now(),
+            histograms: TableHistograms::new(
+                maintainer.stores().owners().iter().map(|o| o.table()),
+            ),
         };
         for run in maintainer.history() {
             tracker.record_compaction(&run);
@@ -77,6 +87,11 @@ impl Tracker {
     /// When the tracker started (with the admin API, at the daemon's start).
     pub fn started(&self) -> SystemTime {
         self.started
+    }
+
+    /// Add the histograms the tracker feeds to `registry`.
+    pub(super) fn register_histograms(&self, registry: &mut Registry) {
+        self.histograms.register(registry);
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Track>> {
@@ -118,8 +133,18 @@ impl Tracker {
     /// Take an event of the "backups" topic into account.
     fn record(&self, event: &Event) {
         match event {
-            Event::CompactionComplete { run } => self.record_compaction(run),
+            Event::CompactionComplete { run } => {
+                for r in &run.results {
+                    if matches!(r.outcome, TableOutcome::Compacted) {
+                        self.histograms.observe_pause(&r.table, r.max_pause);
+                    }
+                }
+                self.record_compaction(run);
+            }
             Event::BackupComplete { run } => {
+                for b in &run.backups {
+                    self.histograms.observe_backup(&b.table, b.duration);
+                }
                 let ended = run.started_at + run.duration;
                 let mut tables = self.lock();
                 for b in &run.backups {
@@ -175,6 +200,7 @@ mod tests {
     use compaction::history::{CompactionRun, TableOutcome, TableResult};
 
     use super::Tracker;
+    use crate::metrics::histograms::TableHistograms;
 
     fn run(outcome: TableOutcome) -> CompactionRun {
         CompactionRun {
@@ -203,6 +229,7 @@ mod tests {
             tables: Default::default(),
             events: std::sync::Mutex::new(rx),
             started: SystemTime::now(),
+            histograms: TableHistograms::new(["task_queue"]),
         };
         let in_a_row = || tracker.lock()["task_queue"].compaction_failures_in_a_row;
         tracker.record_compaction(&run(TableOutcome::Failed("disk".into())));
@@ -212,5 +239,41 @@ mod tests {
         assert_eq!(in_a_row(), 2);
         tracker.record_compaction(&run(TableOutcome::Compacted));
         assert_eq!(in_a_row(), 0);
+    }
+
+    /// A compaction event counts the longest pause of each table it compacted, and only those;
+    /// the history the tracker is seeded from counts nothing (it is from before the start).
+    #[test]
+    fn a_compaction_event_counts_the_pauses_of_the_tables_it_compacted() {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let tracker = Tracker {
+            tables: Default::default(),
+            events: std::sync::Mutex::new(rx),
+            started: SystemTime::now(),
+            histograms: TableHistograms::new(["task_queue"]),
+        };
+        let mut compacted = run(TableOutcome::Compacted);
+        compacted.results[0].max_pause = Duration::from_millis(3);
+        tracker.record_compaction(&compacted);
+        let mut registry = prometheus_client::registry::Registry::default();
+        tracker.register_histograms(&mut registry);
+        let pauses = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            let sample = |name: &str| {
+                let prefix = format!("compaction_pause_seconds_{name}{{table=\"task_queue\"}} ");
+                let line = text.lines().find_map(|l| l.strip_prefix(&prefix));
+                line.unwrap_or_else(|| panic!("{prefix} missing from\n{text}"))
+                    .parse::<f64>()
+                    .unwrap()
+            };
+            (sample("count"), sample("sum"))
+        };
+        assert_eq!(pauses(), (0.0, 0.0));
+        tracker.record(&compaction::Event::CompactionComplete { run: compacted });
+        tracker.record(&compaction::Event::CompactionComplete {
+            run: run(TableOutcome::Skipped("under threshold".into())),
+        });
+        assert_eq!(pauses(), (1.0, 0.003));
     }
 }
