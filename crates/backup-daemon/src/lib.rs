@@ -53,7 +53,7 @@
 //!   human-readable output), `logging`, `progress` (the terminal spinner).
 //! - `protocol`: the one typed protocol of the verbs and the admin API; `ops`: `execute`,
 //!   running an operation, behind both; `admin`: the admin HTTP API (bearer token, JSON
-//!   errors, SSE, metrics); `metrics`: the Prometheus text exposition; `files`:
+//!   errors, SSE, metrics); `metrics`: the OpenMetrics exposition (prometheus-client); `files`:
 //!   `admin.token` and `daemon.json`; `remote`: opening the off-site backups of `[remote]`,
 //!   and `recover --from remote`.
 //! - `dashboard`: the operator's page at `/` (assets compiled in) and its samples.

@@ -36,7 +36,7 @@ use prometheus_client::registry::Registry;
 
 use crate::notify::NotifyStats;
 
-pub use self::tracker::Tracker;
+use self::tracker::Tracker;
 
 /// Prefix of every metric name.
 const PREFIX: &str = "agentcom_store";
@@ -111,6 +111,23 @@ fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in samples {
         family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// A counter family: its descriptor, then one sample per label set. `name` is without
+/// `_total`, which the encoder appends to each sample.
+fn counters<L: EncodeLabelSet, V: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, V, u64>(&value, None)?;
     }
     Ok(())
 }

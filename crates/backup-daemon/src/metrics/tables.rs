@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use compaction::Maintainer;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 use store_core::TableMetrics;
 use store_owners::TableStatus;
 
 use super::tracker::{Last, Track, Tracker};
-use super::{gauges, seconds_since_epoch};
+use super::{counters, gauges, seconds_since_epoch};
 
 /// Reads the per-table families at encode time.
 #[derive(Debug)]
@@ -116,18 +115,14 @@ impl Collector for TableCollector {
                 .iter()
                 .map(|o| ([("table", o.table())], o.shared().cache_bytes())),
         )?;
-        let mut reopens = e.encode_descriptor(
+        counters(
+            e,
             "table_reopens",
             "Times the table file was closed and reopened after an I/O error.",
-            None,
-            MetricType::Counter,
+            owners
+                .iter()
+                .map(|o| ([("table", o.table())], o.shared().reopens())),
         )?;
-        for owner in &owners {
-            reopens
-                .encode_family(&[("table", owner.table())])?
-                .encode_counter::<NoLabelSet, u64, u64>(&owner.shared().reopens(), None)?;
-        }
-        drop(reopens);
 
         let scrubs: Vec<_> = owners
             .iter()
