@@ -92,7 +92,12 @@ struct Entry {
 impl Operations {
     /// Register an operation of `kind` on `table` beginning now, in `phase`; it is listed
     /// until the guard is dropped.
-    pub(crate) fn begin(&self, kind: OperationKind, table: &str, phase: &'static str) -> OperationGuard {
+    pub(crate) fn begin(
+        &self,
+        kind: OperationKind,
+        table: &str,
+        phase: &'static str,
+    ) -> OperationGuard {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let progress = Progress::new(phase);
         self.lock().insert(
@@ -131,10 +136,7 @@ impl Operations {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -56,11 +56,11 @@ fn watch(
 /// The readings of one operation: same id throughout, done never down nor past the total,
 /// and done seen growing.
 fn check_readings(seen: &[OperationInfo]) {
+    assert!(seen.len() >= 2, "the operation was seen running: {seen:?}");
     assert!(
-        seen.len() >= 2,
-        "the operation was seen running: {seen:?}"
+        seen.iter()
+            .all(|op| op.id == seen[0].id && op.table == TABLE)
     );
-    assert!(seen.iter().all(|op| op.id == seen[0].id && op.table == TABLE));
     for pair in seen.windows(2) {
         assert!(pair[1].bytes_done >= pair[0].bytes_done, "{pair:?}");
     }

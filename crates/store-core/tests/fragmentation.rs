@@ -92,7 +92,12 @@ fn three_behaviours(random_order: bool) {
     let snapshot = store.snapshot().unwrap();
     let progress = store_core::Progress::new("copy");
     let copied = snapshot
-        .copy_to_file(&fresh_path, &|_| true, &Pacer::new(IoRate::Unlimited), &progress)
+        .copy_to_file(
+            &fresh_path,
+            &|_| true,
+            &Pacer::new(IoRate::Unlimited),
+            &progress,
+        )
         .unwrap();
     drop(snapshot);
     assert_eq!(copied.records, N_RECORDS / 2);

@@ -223,8 +223,7 @@ impl Maintainer {
                 move |source| BackupError::Io { what, source }
             };
             progress.set_phase("hash");
-            let (blake3, bytes) =
-                hash_file(&tmp, None, pacer, progress).map_err(io("hashing"))?;
+            let (blake3, bytes) = hash_file(&tmp, None, pacer, progress).map_err(io("hashing"))?;
             fsutil::sync_file(&tmp).map_err(io("fsync of"))?;
             // Written, checked and hashed: nothing reads it again soon, its pages go first.
             if let Ok(file) = std::fs::File::open(&tmp) {

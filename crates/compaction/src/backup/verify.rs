@@ -275,9 +275,9 @@ impl Maintainer {
         operation.progress().set_total(manifest.bytes);
         let (actual, _) = hash_file(&found.file, None, self.stores.pacer(), operation.progress())
             .map_err(|source| VerifyError::Io {
-                what: format!("reading {}", found.file.display()),
-                source,
-            })?;
+            what: format!("reading {}", found.file.display()),
+            source,
+        })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
                 expected: manifest.blake3,
@@ -313,12 +313,13 @@ impl Maintainer {
         let _ = std::fs::remove_file(work);
         progress.set_total(progress.read().bytes_done + 2 * manifest.bytes);
         progress.set_phase("hash");
-        let (actual, _) = hash_file(&found.file, Some(work), pacer, progress).map_err(|source| {
-            VerifyError::Io {
-                what: format!("copying {} to {}", found.file.display(), work.display()),
-                source,
-            }
-        })?;
+        let (actual, _) =
+            hash_file(&found.file, Some(work), pacer, progress).map_err(|source| {
+                VerifyError::Io {
+                    what: format!("copying {} to {}", found.file.display(), work.display()),
+                    source,
+                }
+            })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
                 expected: manifest.blake3,

@@ -86,10 +86,10 @@ impl Offsite {
             .data_dir()
             .join(format!(".remote-restore-{table}.tmp"));
         let mut rejected = Vec::new();
-        let operation =
-            self.maintainer
-                .operations
-                .begin(OperationKind::Restore, table, "download");
+        let operation = self
+            .maintainer
+            .operations
+            .begin(OperationKind::Restore, table, "download");
         for id in candidates {
             let reading = self.reading(table, &id);
             match fetch_verified(

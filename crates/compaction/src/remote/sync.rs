@@ -101,11 +101,10 @@ impl Offsite {
             return Ok(());
         }
         for (path, manifest) in pending {
-            let operation = self.maintainer.operations.begin(
-                OperationKind::Upload,
-                table,
-                "upload",
-            );
+            let operation =
+                self.maintainer
+                    .operations
+                    .begin(OperationKind::Upload, table, "upload");
             let uploaded = upload_backup(
                 &self.bucket,
                 &self.encoding,
