@@ -331,7 +331,8 @@ impl Op {
         })
     }
 
-    /// What a spinner says while the operation runs; `None` for quick operations.
+    /// What the progress display says while the operation runs and no byte-moving step of it
+    /// is listed; `None` for quick operations, which draw nothing.
     pub fn progress_label(&self) -> Option<&'static str> {
         match self {
             Op::Status | Op::History | Op::Operations | Op::Backups { verify: false } => None,
