@@ -123,6 +123,7 @@ fn draw(label: &str, mut source: Source, done: &AtomicBool) {
                     let bar = ProgressBar::new(op.bytes_total)
                         .with_style(bar_style())
                         .with_prefix(op.kind.name())
+                        .with_message(message(op))
                         .with_elapsed(op.elapsed);
                     multi.add(bar)
                 });
