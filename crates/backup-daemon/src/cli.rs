@@ -46,6 +46,9 @@ enum Command {
     },
     /// Health of the nine tables: size, records, fragmentation, last compaction and backup.
     Status,
+    /// The compactions, backups, verifications, restores and uploads running now, with the
+    /// bytes each has moved.
+    Operations,
     /// Compact every table over the threshold, or one table.
     Compact {
         /// Only this table.
@@ -188,6 +191,7 @@ pub fn main() -> ExitCode {
             action: ConfigAction::Show,
         } => return print_config(&config, cli.json),
         Command::Status => Op::Status,
+        Command::Operations => Op::Operations,
         Command::Compact { table, force } => Op::Compact { table, force },
         Command::Backup { table } => Op::Backup { table },
         Command::Backups { remote: false } => Op::Backups { verify: false },

@@ -14,7 +14,7 @@ use store_owners::{OpenStoresError, Stores, StoresOptions};
 use crate::config::DaemonConfig;
 use crate::files::{self, DaemonFile};
 use crate::ops;
-use crate::progress::Spinner;
+use crate::progress::{self, Bars};
 use crate::protocol::{Op, OpError, OpResult};
 
 /// How long a quick request may take before the daemon is considered unresponsive.
@@ -43,10 +43,7 @@ impl From<anyhow::Error> for VerbError {
 
 /// Run `op` and print its result; the exit code says whether it went well.
 pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
-    let result = {
-        let _spinner = op.progress_label().map(Spinner::start);
-        execute(config, op)
-    };
+    let result = execute(config, op, progress::draws_here(json));
     // With `--json`, the result is the JSON the admin API answers; one that cannot be
     // encoded is an error, as the API's 500 is.
     let result = result.and_then(|result| {
@@ -91,11 +88,12 @@ pub fn run_verb(config: &DaemonConfig, op: &Op, json: bool) -> ExitCode {
     }
 }
 
-fn execute(config: &DaemonConfig, op: &Op) -> Result<OpResult, VerbError> {
+/// Run `op` through the daemon or directly; with `draw`, progress bars while it runs.
+fn execute(config: &DaemonConfig, op: &Op, draw: bool) -> Result<OpResult, VerbError> {
     let data_dir = &config.data_dir;
     let daemon = DaemonFile::read(data_dir).filter(DaemonFile::pid_alive);
     if let Some(daemon) = &daemon {
-        match via_daemon(daemon, op) {
+        match via_daemon(daemon, op, draw) {
             Ok(result) => return Ok(result),
             Err(Remote::Unreachable(e)) => {
                 tracing::warn!(admin = %daemon.admin, error = %e, "daemon.json names a daemon that does not answer");
@@ -103,7 +101,7 @@ fn execute(config: &DaemonConfig, op: &Op) -> Result<OpResult, VerbError> {
             Err(Remote::Failed(e)) => return Err(e),
         }
     }
-    direct(config, op, daemon.as_ref())
+    direct(config, op, daemon.as_ref(), draw)
 }
 
 /// A request to the daemon did not work.
@@ -114,8 +112,14 @@ enum Remote {
     Failed(VerbError),
 }
 
-fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<OpResult, Remote> {
+fn via_daemon(daemon: &DaemonFile, op: &Op, draw: bool) -> Result<OpResult, Remote> {
     let token = files::read_token(&daemon.token_file).map_err(|e| Remote::Failed(e.into()))?;
+    // The bars poll the daemon on a connection of their own while this request waits (the
+    // admin API answers on several workers).
+    let _bars = op
+        .progress_label()
+        .filter(|_| draw)
+        .map(|label| Bars::start(label, poll_operations(daemon, &token)));
     let route = op.route();
     let method = route.method.as_str();
     let url = format!("http://{}{}", daemon.admin, route.path_and_query());
@@ -157,10 +161,41 @@ fn via_daemon(daemon: &DaemonFile, op: &Op) -> Result<OpResult, Remote> {
     }
 }
 
+/// The running operations of the daemon, read with `GET /operations`.
+fn poll_operations(daemon: &DaemonFile, token: &str) -> progress::Source {
+    let op = Op::Operations;
+    let url = format!("http://{}{}", daemon.admin, op.route().path_and_query());
+    let auth = format!("Bearer {token}");
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(CONNECT_TIMEOUT)
+        .build();
+    Box::new(move || {
+        let json = agent
+            .get(&url)
+            .set("Authorization", &auth)
+            .call()
+            .ok()?
+            .into_json::<Value>()
+            .ok()?;
+        match op.read_result(json).ok()? {
+            OpResult::Operations(running) => Some(running),
+            _ => None,
+        }
+    })
+}
+
+/// The running operations of this process's `maintainer`.
+fn in_process(maintainer: &Arc<Maintainer>) -> progress::Source {
+    let maintainer = Arc::clone(maintainer);
+    Box::new(move || Some(maintainer.operations()))
+}
+
 fn direct(
     config: &DaemonConfig,
     op: &Op,
     stale: Option<&DaemonFile>,
+    draw: bool,
 ) -> Result<OpResult, VerbError> {
     // Verbs that only read files open no table (and so take no lock).
     match op {
@@ -179,12 +214,18 @@ fn direct(
     let stores = open_stores(config, stale)?;
     let maintainer = Arc::new(Maintainer::new(Arc::new(stores), config.maintenance()));
     let offsite = crate::remote::open_offsite(config, &maintainer)?;
-    let result = ops::execute(&maintainer, offsite.as_deref(), op)?;
+    let result = {
+        let _bars = op
+            .progress_label()
+            .filter(|_| draw)
+            .map(|label| Bars::start(label, in_process(&maintainer)));
+        ops::execute(&maintainer, offsite.as_deref(), op)?
+    };
     // Without a daemon there is no upload thread nor shipper: a backup goes off-site before
     // the verb ends, with the change logs up to now. A failure is reported, never the
     // backup's: the local backups are made (and the local logs keep what is not shipped).
     if let (Op::Backup { .. }, Some(offsite)) = (op, &offsite) {
-        let _spinner = Spinner::start("uploading");
+        let _bars = draw.then(|| Bars::start("uploading", in_process(&maintainer)));
         for failure in offsite.ship_logs().failures {
             eprintln!(
                 "warning: change log of {} not shipped (shipped by the daemon when it runs): {}",

@@ -50,7 +50,8 @@
 //! - [`config`]: the TOML config, its defaults and its errors (file, line, key).
 //! - [`cli`]: the command line; `daemon` (the `run` verb: banner, signals), `client` (the
 //!   verbs, through the running daemon's API or directly on the data dir), `render` (their
-//!   human-readable output), `logging`, `progress` (the terminal spinner).
+//!   human-readable output), `logging`, [`progress`] (the progress bars of a long verb, from
+//!   the running operations; [`progress::draws`] decides whether to draw them).
 //! - `protocol`: the one typed protocol of the verbs and the admin API; `ops`: `execute`,
 //!   running an operation, behind both; `admin`: the admin HTTP API (bearer token, JSON
 //!   errors, SSE, metrics); `metrics`: the OpenMetrics exposition (prometheus-client); `files`:
@@ -71,7 +72,7 @@ mod logging;
 mod metrics;
 pub mod notify;
 mod ops;
-mod progress;
+pub mod progress;
 mod protocol;
 mod remote;
 mod render;

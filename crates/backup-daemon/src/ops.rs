@@ -26,6 +26,7 @@ pub fn execute(
             Ok(OpResult::Health(Box::new(report)))
         }
         Op::History => Ok(OpResult::History(maintainer.history())),
+        Op::Operations => Ok(OpResult::Operations(maintainer.operations())),
         Op::Backups { verify } => {
             let backups = maintainer.list_backups(*verify).map_err(|e| match e {
                 ListBackupsError::UnknownTable(_) => OpError::new(404, e),
@@ -210,6 +211,7 @@ mod tests {
                 backup: None,
             },
             Op::History,
+            Op::Operations,
             Op::Status,
         ];
         let Ok(OpResult::Backup(run)) = execute(

@@ -35,7 +35,8 @@ pub fn recover(config: &DaemonConfig, at: Option<std::time::SystemTime>, json: b
     let mut maintenance = config.maintenance();
     maintenance.backup.dir = config.backup_dir();
     let result = {
-        let _spinner = crate::progress::Spinner::start("recovering from the bucket");
+        let _spinner = crate::progress::draws_here(json)
+            .then(|| crate::progress::Bars::spinner("recovering from the bucket"));
         recover_data_dir_at(
             remote,
             &Credentials::Environment,

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use compaction::recovery::RecoveryOutcome;
 use compaction::{
-    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, PacingReport, RecoveryReport,
-    TableOutcome,
+    BackupInfo, BackupRun, BackupState, CompactionRun, HealthReport, OperationInfo, PacingReport,
+    RecoveryReport, TableOutcome,
 };
 
 use compaction::remote::{Encryption, RemoteBackupInfo, UploadPass};
@@ -20,6 +20,7 @@ pub fn render(result: &OpResult) -> String {
     match result {
         OpResult::Health(report) => render_status(report),
         OpResult::History(runs) => render_history(runs),
+        OpResult::Operations(running) => render_operations(running),
         OpResult::Backups(all) => render_backups(all),
         OpResult::Compaction(run) => render_compaction_run(run),
         OpResult::Backup(run) => render_backup_run(run),
@@ -56,7 +57,7 @@ pub fn has_failures(op: &Op, result: &OpResult) -> bool {
                     .any(|b| matches!(b.state, BackupState::Corrupt(_)))
         }
         OpResult::Upload(pass) => !pass.failures.is_empty(),
-        OpResult::Health(_) | OpResult::History(_) => false,
+        OpResult::Health(_) | OpResult::History(_) | OpResult::Operations(_) => false,
     }
 }
 
@@ -231,6 +232,9 @@ fn render_status(report: &HealthReport) -> String {
     if report.pacing.active {
         let _ = writeln!(out, "{}", pacing(&report.pacing));
     }
+    if !report.operations.is_empty() {
+        out.push_str(&render_operations(&report.operations));
+    }
     if let Some(p) = &report.scrub_in_progress {
         let _ = writeln!(
             out,
@@ -283,6 +287,39 @@ fn render_status(report: &HealthReport) -> String {
         }
     }
     out
+}
+
+/// The running operations, one line each; a line saying there are none.
+fn render_operations(running: &[OperationInfo]) -> String {
+    if running.is_empty() {
+        return "no operation running\n".into();
+    }
+    let rows: Vec<Vec<String>> = running
+        .iter()
+        .map(|op| {
+            let total = match (op.bytes_total, op.total_estimated) {
+                (0, _) => "?".to_string(),
+                (n, false) => bytes(n),
+                (n, true) => format!("~{} (estimate)", bytes(n)),
+            };
+            let percent = match op.bytes_total {
+                0 => "-".to_string(),
+                n => format!("{:.0}%", op.bytes_done as f64 * 100.0 / n as f64),
+            };
+            vec![
+                op.kind.name().to_string(),
+                op.table.clone(),
+                op.phase.clone(),
+                format!("{} / {total}", bytes(op.bytes_done)),
+                percent,
+                dur(op.elapsed),
+            ]
+        })
+        .collect();
+    table(
+        &["OPERATION", "TABLE", "PHASE", "BYTES", "DONE", "ELAPSED"],
+        &rows,
+    )
 }
 
 /// The pacer's line in `status`, while a maintenance job moves bytes.

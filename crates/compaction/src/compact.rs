@@ -26,6 +26,7 @@ use store_owners::{MaintenanceError, OnlineConfig, OwnerHandle, TableStatus};
 use crate::config::Strategy;
 use crate::events::Event;
 use crate::maintainer::Maintainer;
+use crate::operations::OperationKind;
 pub use crate::report::Trigger;
 use crate::report::{CompactionRun, TableOutcome, TableResult};
 
@@ -199,7 +200,17 @@ impl Maintainer {
             result.duration = started.elapsed();
             return result;
         }
-        let online = self.online_config();
+        // Listed while it runs. The copy moves the live bytes of the snapshot, about those
+        // counted now (writes may come in between).
+        let operation = self
+            .operations
+            .begin(OperationKind::Compaction, owner.table(), "copy");
+        let progress = operation.progress();
+        progress.estimate_total(metrics.live_bytes);
+        let online = OnlineConfig {
+            progress: progress.clone(),
+            ..self.online_config()
+        };
         let attempt = || match config.strategy {
             Strategy::Online => owner.compact_online(online.clone()),
             Strategy::InPlace => owner.compact_in_place(),
@@ -210,6 +221,9 @@ impl Maintainer {
         {
             tracing::warn!(table = owner.table(), error = %e, "compaction failed; retrying once");
             result.retried = true;
+            // The second copy comes on top of what the first one moved.
+            progress.set_phase("copy, retried");
+            progress.estimate_total(progress.read().bytes_done + shared.metrics().live_bytes);
             outcome = attempt();
         }
         match outcome {

@@ -124,6 +124,10 @@ pub struct HealthReport {
     /// The scrub in progress, if any.
     #[serde(default)]
     pub scrub_in_progress: Option<ScrubProgress>,
+    /// The compactions, backups, verifications, restores and uploads running now
+    /// ([`Maintainer::operations`]).
+    #[serde(default)]
+    pub operations: Vec<crate::operations::OperationInfo>,
     /// When the scrub schedule runs next.
     #[serde(default, with = "humantime_serde")]
     pub next_scrub: Option<SystemTime>,
@@ -225,6 +229,7 @@ impl Maintainer {
             history,
             pacing: PacingReport::of(self.stores.pacer()),
             scrub_in_progress: self.scrub_progress(),
+            operations: self.operations(),
             next_scrub: self.next_scrub(),
             remote: None,
         }

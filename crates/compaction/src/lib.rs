@@ -22,6 +22,8 @@
 //!
 //! - [`scheduler`]: [`Schedule`], a job on a fixed interval that never piles runs up.
 //! - [`report`]: what runs are started by ([`Trigger`]) and what they report.
+//! - [`operations`]: the running operations and their progress
+//!   ([`Maintainer::operations`]), each listed exactly while it runs.
 //! - [`events`]: the "backups" topic (publish/subscribe, never blocking maintenance).
 //! - [`history`]: the last 20 compaction runs, persisted in the data dir.
 //! - [`config`]: compaction, backup and quarantine settings.
@@ -106,6 +108,7 @@ pub mod health;
 pub mod history;
 mod lock;
 pub mod maintainer;
+pub mod operations;
 pub mod quarantine;
 pub mod recovery;
 pub mod remote;
@@ -126,6 +129,7 @@ pub use events::{Envelope, Event, EventBus};
 pub use health::{HealthReport, HealthStatus, PacingReport, TableHealth};
 pub use history::{History, SaveHistoryError};
 pub use maintainer::Maintainer;
+pub use operations::{OperationInfo, OperationKind};
 pub use quarantine::QuarantinedFile;
 pub use recovery::{BackupSelector, RestoreError};
 pub use report::{

@@ -7,8 +7,8 @@
 //! listing, verification, retention), [`crate::recovery`] (restores, automatic recovery),
 //! [`crate::quarantine`], [`crate::health`], [`crate::scrub`] (background checksum walks)
 //! and [`crate::schedules`] (the compaction and backup schedules).
-//! This module needs only the leaves: config, events, history, lock, scheduler state and,
-//! with the `testing` feature, the test hooks.
+//! This module needs only the leaves: config, events, history, lock, operations, scheduler
+//! state and, with the `testing` feature, the test hooks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use crate::config::MaintenanceConfig;
 use crate::events::EventBus;
 use crate::history::History;
 use crate::lock::OpLock;
+use crate::operations::{OperationInfo, Operations};
 use crate::report::{ScrubProgress, ScrubResult};
 use crate::scheduler::ScheduleState;
 
@@ -48,6 +49,8 @@ pub struct Maintainer {
     /// With off-site shipping, the last change-log group shipped per table: local pruning
     /// never deletes past it (see [`Maintainer::log_prune_bound`]). None: no shipping.
     pub(crate) shipped: Mutex<Option<BTreeMap<String, u64>>>,
+    /// The operations moving bytes now (see [`crate::operations`]).
+    pub(crate) operations: Operations,
     /// Test hooks (see [`crate::testing`]).
     #[cfg(feature = "testing")]
     pub(crate) hooks: crate::testing::Hooks,
@@ -74,6 +77,7 @@ impl Maintainer {
             quarantine_pruned: AtomicU64::new(0),
             scrub: Arc::default(),
             shipped: Mutex::new(None),
+            operations: Operations::default(),
             #[cfg(feature = "testing")]
             hooks: crate::testing::Hooks::default(),
         }
@@ -113,6 +117,13 @@ impl Maintainer {
     /// running now. Never waits.
     pub fn operation_running(&self) -> bool {
         self.op_lock.is_held()
+    }
+
+    /// The compactions, backups, verifications, restores and uploads running now, oldest
+    /// first, with the bytes each has moved. An operation is listed exactly while it runs:
+    /// it registers itself as it begins and is removed as it ends, however it ends.
+    pub fn operations(&self) -> Vec<OperationInfo> {
+        self.operations.list()
     }
 
     /// The owner of `table`, if it is one of the nine.

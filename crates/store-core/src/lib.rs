@@ -13,6 +13,8 @@
 //! - [`changelog`]: a table's change log, where a write becomes durable, and its replay.
 //! - [`pace`]: the one I/O pacer of the maintenance jobs (a fixed rate, or `auto`: by the
 //!   owners' commit latency).
+//! - [`progress`]: [`Progress`], how far a job moving a table's bytes has come (advanced where
+//!   the job pays its bytes to the pacer, read by whoever shows it).
 //! - [`fault`]: a `StorageBackend` that fails a chosen write or fsync, for tests.
 //! - [`fsutil`]: the durable file-system steps (fsync of a directory, atomic replace).
 //!
@@ -42,6 +44,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod metrics;
 pub mod pace;
+pub mod progress;
 pub mod redb_store;
 pub mod store;
 
@@ -53,6 +56,7 @@ pub use error::{
 pub use fault::{FaultBackend, FaultPlan};
 pub use metrics::{TableCounters, TableMetrics};
 pub use pace::{IoRate, Pacer, PacerStats};
+pub use progress::{Progress, ProgressReading};
 pub use redb_store::{RedbReplaced, RedbSnapshot, RedbStore};
 pub use store::{
     KeyRange, OnRead, ReadView, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot,

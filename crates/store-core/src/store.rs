@@ -10,6 +10,7 @@ use crate::error::{
 };
 use crate::metrics::{TableCounters, TableMetrics};
 use crate::pace::Pacer;
+use crate::progress::Progress;
 
 /// One key/value pair as stored.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -242,12 +243,14 @@ pub trait StoreSnapshot: Send + Sync + 'static {
     fn scrub(&self, on_read: OnRead) -> Result<ScrubStats, ScrubError>;
     /// Copy every record into a new table file at `dest` (which must not exist), committing
     /// durably at the end. `keep_going` is polled between chunks; returning false cancels.
-    /// Each chunk written is paced by `pacer`.
+    /// Each chunk written is paced by `pacer` and its live bytes advance `progress` (whose
+    /// total is the caller's to set: the copy may be one step of a longer job).
     fn copy_to_file(
         &self,
         dest: &Path,
         keep_going: &dyn Fn(u64) -> bool,
         pacer: &Pacer,
+        progress: &Progress,
     ) -> Result<CopyStats, CopyError>;
 }
 

@@ -299,6 +299,7 @@ fn a_copy_of_a_snapshot_keeps_the_log_position() {
             &dir.path().join("copy.redb"),
             &|_| true,
             &store_core::Pacer::default(),
+            &store_core::Progress::new("copy"),
         )
         .unwrap();
     drop(snapshot);

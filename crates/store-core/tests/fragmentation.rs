@@ -90,11 +90,19 @@ fn three_behaviours(random_order: bool) {
 
     let fresh_path = dir.path().join("t.redb.compact");
     let snapshot = store.snapshot().unwrap();
+    let progress = store_core::Progress::new("copy");
     let copied = snapshot
-        .copy_to_file(&fresh_path, &|_| true, &Pacer::new(IoRate::Unlimited))
+        .copy_to_file(
+            &fresh_path,
+            &|_| true,
+            &Pacer::new(IoRate::Unlimited),
+            &progress,
+        )
         .unwrap();
     drop(snapshot);
     assert_eq!(copied.records, N_RECORDS / 2);
+    // Every live byte copied advanced the progress, the last chunk's too.
+    assert_eq!(progress.read().bytes_done, copied.live_bytes);
     let fresh = RedbStore::open(&fresh_path, &options).unwrap();
     store
         .swap_in(fresh)

@@ -69,7 +69,12 @@ fn contents(owner: &OwnerHandle) -> Model {
 fn backup(owner: &OwnerHandle, dest: &Path) -> u64 {
     let snapshot = owner.snapshot().unwrap();
     snapshot
-        .copy_to_file(dest, &|_| true, &store_core::Pacer::default())
+        .copy_to_file(
+            dest,
+            &|_| true,
+            &store_core::Pacer::default(),
+            &store_core::Progress::new("copy"),
+        )
         .unwrap();
     snapshot.log_position()
 }

@@ -345,7 +345,12 @@ fn leftover_compaction_files_are_removed_at_the_next_open() {
     let snapshot = owner.snapshot().unwrap();
     let complete = dir.path().join(format!("{TABLE}.redb.compact-1"));
     snapshot
-        .copy_to_file(&complete, &|_| true, &store_core::Pacer::default())
+        .copy_to_file(
+            &complete,
+            &|_| true,
+            &store_core::Pacer::default(),
+            &store_core::Progress::new("copy"),
+        )
         .unwrap();
     drop(snapshot);
     let half = dir.path().join(format!("{TABLE}.redb.compact-2"));

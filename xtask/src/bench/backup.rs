@@ -89,7 +89,8 @@ pub fn run(profile: &Profile, n: u64, scratch: &Path, out: &Path) -> anyhow::Res
         let dest = scratch.join("snapshot-copy.redb");
         let started = Instant::now();
         let snapshot = owner.snapshot()?;
-        snapshot.copy_to_file(&dest, &|_| true, &Pacer::new(IoRate::Unlimited))?;
+        let progress = store_core::Progress::new("copy");
+        snapshot.copy_to_file(&dest, &|_| true, &Pacer::new(IoRate::Unlimited), &progress)?;
         drop(snapshot);
         let elapsed = started.elapsed();
         let _ = std::fs::remove_file(&dest);

@@ -115,6 +115,7 @@ fn measure_replay(profile: &Profile, dir: &Path) -> anyhow::Result<ReplayResult>
         &backup,
         &|_| true,
         &store_core::Pacer::new(store_core::IoRate::Unlimited),
+        &store_core::Progress::new("copy"),
     )?;
     let position = snapshot.log_position();
     drop(snapshot);

@@ -91,6 +91,16 @@ function sparkline(points, max, threshold) {
 
 // ---- rendering
 
+// The operations running on table `t` (from `operations` in /health), each a bar of its bytes.
+function operationLines(t, health) {
+  return (health.operations || []).filter((op) => op.table === t.table).map((op) => {
+    const share = op.bytes_total ? Math.min(100, 100 * op.bytes_done / op.bytes_total) : 0;
+    const total = op.bytes_total ? (op.total_estimated ? "~" : "") + bytes(op.bytes_total) : "?";
+    return `<dt>${esc(op.kind)} running</dt><dd class="operation">${esc(op.phase)}, ${bytes(op.bytes_done)} of ${total}
+      <div class="bar"><span style="width:${share}%"></span></div></dd>`;
+  }).join("");
+}
+
 function card(t, health, samples, remote) {
   const threshold = samples.threshold;
   const interval = samples.backup_interval_seconds;
@@ -115,6 +125,7 @@ function card(t, health, samples, remote) {
   <h3>${esc(t.table)} <span class="state">${esc(t.status)}</span></h3>
   ${t.status_detail ? `<div class="error">${esc(t.status_detail)}</div>` : ""}
   <dl>
+    ${operationLines(t, health)}
     <dt>file size</dt><dd class="file-size">${bytes(t.file_bytes)}</dd>
     <dt>records</dt><dd class="records">${t.records.toLocaleString("en")}</dd>
     <dt>fragmentation</dt><dd class="fragmentation ${fragOver ? "warn" : ""}">${pct(t.fragmentation_ratio)} of threshold ${pct(threshold)}
@@ -167,6 +178,9 @@ function renderBackups(backups) {
   }).join("");
 }
 
+// While an operation runs, the cards are refreshed every second for its progress bar.
+let operationsTimer = null;
+
 async function refresh() {
   try {
     const [health, samples, backups] = await Promise.all([
@@ -176,6 +190,8 @@ async function refresh() {
     $("cards").innerHTML = health.tables.map((t) => card(t, health, samples, health.remote)).join("");
     renderHistory(health.history || []);
     renderBackups(backups);
+    clearTimeout(operationsTimer);
+    if ((health.operations || []).length) operationsTimer = setTimeout(refresh, 1000);
   } catch (e) {
     if (e.message !== "unauthorized") $("summary").innerHTML = `<span class="bad">${esc(e.message)}</span>`;
   }
@@ -226,6 +242,8 @@ async function act(button) {
   const [method, path, question] = ACTIONS[action](table);
   if (!window.confirm(question.replace("%s", table))) return;
   showAction(table, action + "…", false);
+  // The operation's bar, once it is listed (the request below waits for its end).
+  setTimeout(refresh, 500);
   try {
     const text = describe(action, table, await api(method, path));
     showAction(table, `${action}: ${text}`, false);

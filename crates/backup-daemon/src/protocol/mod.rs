@@ -7,6 +7,7 @@
 //! |-----------------------------------------|------------------------------------------------|
 //! | `Op::Status`                            | `GET /health`                                  |
 //! | `Op::History`                           | `GET /history`                                 |
+//! | `Op::Operations`                        | `GET /operations`                              |
 //! | `Op::Backups { verify }`                | `GET /backups?verify={verify}`                 |
 //! | `Op::Compact { table: None, force }`    | `POST /compact?force={force}`                  |
 //! | `Op::Compact { table: Some(t), force }` | `POST /compact/{t}?force={force}`              |
@@ -112,6 +113,9 @@ pub enum Op {
     Status,
     /// The last compaction runs.
     History,
+    /// The compactions, backups, verifications, restores and uploads running now, with the
+    /// bytes each has moved (what the CLI's progress bars poll).
+    Operations,
     /// The backups; with `verify`, each fully verified.
     Backups {
         /// Read and check every backup file.
@@ -167,6 +171,7 @@ impl Op {
         let (method, path, query, body) = match self {
             Op::Status => (Method::Get, "/health".into(), String::new(), None),
             Op::History => (Method::Get, "/history".into(), String::new(), None),
+            Op::Operations => (Method::Get, "/operations".into(), String::new(), None),
             Op::Backups { verify } => (
                 Method::Get,
                 "/backups".into(),
@@ -252,6 +257,7 @@ impl Op {
         match (method, segments.as_slice()) {
             ("GET", ["health"]) => Ok(Op::Status),
             ("GET", ["history"]) => Ok(Op::History),
+            ("GET", ["operations"]) => Ok(Op::Operations),
             ("GET", ["backups"]) => Ok(Op::Backups {
                 verify: params.flag("verify")?,
             }),
@@ -292,7 +298,7 @@ impl Op {
                 })
             }
             // The special routes are here for the methods they do not take.
-            (_, ["health" | "history" | "backups" | "events" | "metrics"])
+            (_, ["health" | "history" | "operations" | "backups" | "events" | "metrics"])
             | (_, ["compact" | "backup"] | ["compact" | "backup", _])
             | (_, ["restore", _] | ["restore-at"])
             | (_, ["remote", "backups" | "upload"])
@@ -312,6 +318,7 @@ impl Op {
         Ok(match self {
             Op::Status => OpResult::Health(Box::new(serde_json::from_value(json)?)),
             Op::History => OpResult::History(serde_json::from_value(json)?),
+            Op::Operations => OpResult::Operations(serde_json::from_value(json)?),
             Op::Backups { .. } => OpResult::Backups(serde_json::from_value(json)?),
             Op::Compact { .. } => OpResult::Compaction(serde_json::from_value(json)?),
             Op::Backup { .. } => OpResult::Backup(serde_json::from_value(json)?),
@@ -324,10 +331,11 @@ impl Op {
         })
     }
 
-    /// What a spinner says while the operation runs; `None` for quick operations.
+    /// What the progress display says while the operation runs and no byte-moving step of it
+    /// is listed; `None` for quick operations, which draw nothing.
     pub fn progress_label(&self) -> Option<&'static str> {
         match self {
-            Op::Status | Op::History | Op::Backups { verify: false } => None,
+            Op::Status | Op::History | Op::Operations | Op::Backups { verify: false } => None,
             Op::Backups { verify: true } => Some("verifying backups"),
             Op::Compact { .. } => Some("compacting"),
             Op::Backup { .. } => Some("backing up"),

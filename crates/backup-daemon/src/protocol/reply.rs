@@ -3,7 +3,9 @@
 //! `{"error": message}` with its status).
 
 use compaction::remote::{RemoteBackupInfo, UploadPass};
-use compaction::{BackupInfo, BackupRun, CompactionRun, HealthReport, RecoveryReport};
+use compaction::{
+    BackupInfo, BackupRun, CompactionRun, HealthReport, OperationInfo, RecoveryReport,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,6 +18,8 @@ pub enum OpResult {
     Health(Box<HealthReport>),
     /// Of `Op::History`, oldest run first.
     History(Vec<CompactionRun>),
+    /// Of `Op::Operations`, oldest first.
+    Operations(Vec<OperationInfo>),
     /// Of `Op::Backups`.
     Backups(Vec<BackupInfo>),
     /// Of `Op::Compact`.

@@ -28,7 +28,7 @@ fn every_op() -> Vec<Op> {
             .map(|t| Some(t.to_string()))
             .chain([None])
     };
-    let mut ops = vec![Op::Status, Op::History];
+    let mut ops = vec![Op::Status, Op::History, Op::Operations];
     for verify in [false, true] {
         ops.push(Op::Backups { verify });
     }
@@ -86,9 +86,10 @@ fn every_op_reads_back_from_its_request() {
         Op::Upload => 7,
         Op::RemoteRestore { .. } => 8,
         Op::RestoreAt { .. } => 9,
+        Op::Operations => 10,
     };
     let kinds: std::collections::BTreeSet<u8> = ops.iter().map(kind).collect();
-    assert_eq!(kinds.len(), 10, "every kind of operation is made");
+    assert_eq!(kinds.len(), 11, "every kind of operation is made");
 }
 
 /// The table in the module doc.
@@ -99,6 +100,7 @@ fn the_requests_are_the_documented_ones() {
     for (op, request) in [
         (Op::Status, "GET /health"),
         (Op::History, "GET /history"),
+        (Op::Operations, "GET /operations"),
         (Op::Backups { verify }, "GET /backups?verify=true"),
         (
             Op::Compact { table: None, force },

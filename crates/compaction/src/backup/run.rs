@@ -27,6 +27,7 @@ use super::manifest::{BackupManifest, MANIFEST_FORMAT, backup_id_at};
 use super::verify::{hash_file, integrity_and_count};
 use crate::events::Event;
 use crate::maintainer::Maintainer;
+use crate::operations::OperationKind;
 use crate::report::{BackupFailure, BackupRun, BackupTrigger, TableBackup};
 
 /// How a backup run is requested.
@@ -192,16 +193,25 @@ impl Maintainer {
         let manifest_path = dir.join(format!("{id}.json"));
 
         let pacer = self.stores.pacer();
+        // Listed while it runs. Its bytes: the copy (the live bytes), then the check and the
+        // hash (the copy's file, each): estimated from the live bytes until the copy's size
+        // is known.
+        let operation = self.operations.begin(OperationKind::Backup, table, "copy");
+        let progress = operation.progress();
+        progress.estimate_total(3 * owner.shared().counters().live_bytes);
         let result = (|| {
             let stats = snapshot
-                .copy_to_file(&tmp, &|_| true, pacer)
+                .copy_to_file(&tmp, &|_| true, pacer, progress)
                 .map_err(|e| match e {
                     CopyError::Corrupted(d) => BackupError::Corrupted(d),
                     other => BackupError::Copy(other),
                 })?;
             // Release the snapshot promptly: it holds back page reuse in the live file.
             drop(snapshot);
-            let records = integrity_and_count(&tmp, pacer).map_err(BackupError::Verify)?;
+            progress.set_total(progress.read().bytes_done + 2 * stats.file_bytes);
+            progress.set_phase("check");
+            let records =
+                integrity_and_count(&tmp, pacer, progress).map_err(BackupError::Verify)?;
             if records != stats.records {
                 return Err(BackupError::CountMismatch {
                     copied: stats.records,
@@ -212,7 +222,8 @@ impl Maintainer {
                 let what = format!("{what} {}", tmp.display());
                 move |source| BackupError::Io { what, source }
             };
-            let (blake3, bytes) = hash_file(&tmp, None, pacer).map_err(io("hashing"))?;
+            progress.set_phase("hash");
+            let (blake3, bytes) = hash_file(&tmp, None, pacer, progress).map_err(io("hashing"))?;
             fsutil::sync_file(&tmp).map_err(io("fsync of"))?;
             // Written, checked and hashed: nothing reads it again soon, its pages go first.
             if let Ok(file) = std::fs::File::open(&tmp) {

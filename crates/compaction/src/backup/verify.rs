@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use store_core::{OpenError, Pacer, RedbStore, StoreOptions, TableStore};
+use store_core::{OpenError, Pacer, Progress, RedbStore, StoreOptions, TableStore};
 use store_owners::TABLE_NAMES;
 
 use super::error::{ListBackupsError, VerifyError};
@@ -23,6 +23,7 @@ use super::manifest::{
     read_manifest,
 };
 use crate::maintainer::Maintainer;
+use crate::operations::OperationKind;
 
 /// What is known about one backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,13 +77,15 @@ fn last_verified(
 }
 
 /// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given,
-/// paced by `pacer` (bytes read, plus bytes written when copying); `src`'s pages are then
+/// paced by `pacer` (bytes read, plus bytes written when copying) and advancing `progress` by
+/// the bytes read; `src`'s pages are then
 /// dropped from the page cache (a backup is read once in a while, the tables all the time).
 /// Returns the hex checksum and the number of bytes read.
 pub(super) fn hash_file(
     src: &Path,
     copy: Option<&Path>,
     pacer: &Pacer,
+    progress: &Progress,
 ) -> io::Result<(String, u64)> {
     let mut input = File::open(src)?;
     let mut output = match copy {
@@ -113,6 +116,7 @@ pub(super) fn hash_file(
         }
         total += n as u64;
         pacer.pace(moved);
+        progress.advance(n as u64);
     }
     if let Some(out) = output {
         out.sync_all()?;
@@ -124,8 +128,12 @@ pub(super) fn hash_file(
 /// Open `path` (a copy nobody else uses) with redb's integrity check and return its record
 /// count. The check commits to the file. redb reads the whole file in one call, which cannot
 /// be paced from outside: the file's size is paid to `pacer` after it, so that the job's
-/// average rate still holds.
-pub(crate) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, VerifyError> {
+/// average rate still holds, and to `progress` likewise.
+pub(crate) fn integrity_and_count(
+    path: &Path,
+    pacer: &Pacer,
+    progress: &Progress,
+) -> Result<u64, VerifyError> {
     let options = StoreOptions {
         check_integrity_on_open: true,
         cache_bytes: 16 << 20,
@@ -142,7 +150,9 @@ pub(crate) fn integrity_and_count(path: &Path, pacer: &Pacer) -> Result<u64, Ver
     })?;
     let records = store.counters().records;
     store.close().map_err(VerifyError::Close)?;
-    pacer.pace(std::fs::metadata(path).map_or(0, |m| m.len()));
+    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    pacer.pace(bytes);
+    progress.advance(bytes);
     Ok(records)
 }
 
@@ -254,18 +264,19 @@ impl Maintainer {
     }
 
     /// Shallow check plus checksum; used by retention (see [`super::retention`] for why that
-    /// is enough there).
+    /// is enough there). Listed as a verification while it reads.
     pub(super) fn checksum_check(
         &self,
         table: &str,
         found: &BackupFiles,
     ) -> Result<BackupManifest, VerifyError> {
         let manifest = shallow_check(table, found)?;
-        let (actual, _) = hash_file(&found.file, None, self.stores.pacer()).map_err(|source| {
-            VerifyError::Io {
-                what: format!("reading {}", found.file.display()),
-                source,
-            }
+        let operation = self.operations.begin(OperationKind::Verify, table, "hash");
+        operation.progress().set_total(manifest.bytes);
+        let (actual, _) = hash_file(&found.file, None, self.stores.pacer(), operation.progress())
+            .map_err(|source| VerifyError::Io {
+            what: format!("reading {}", found.file.display()),
+            source,
         })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
@@ -278,13 +289,15 @@ impl Maintainer {
 
     /// Full verification of one found backup, through a work copy at `work` (created here;
     /// the caller removes it, or uses it: it holds exactly the verified bytes, as checked).
-    /// Its reads and writes are paced by `pacer`.
+    /// Its reads and writes are paced by `pacer`; `progress` is set to the bytes it reads (the
+    /// backup file's, twice: the copy and hash, then the integrity check of the copy).
     pub(crate) fn verify_found_into(
         &self,
         table: &str,
         id: &str,
         work: &Path,
         pacer: &Pacer,
+        progress: &Progress,
     ) -> Result<BackupManifest, VerifyError> {
         if !is_valid_backup_id(id) {
             return Err(VerifyError::InvalidBackupId(id.to_string()));
@@ -298,10 +311,14 @@ impl Maintainer {
         }
         let manifest = shallow_check(table, &found)?;
         let _ = std::fs::remove_file(work);
+        progress.set_total(progress.read().bytes_done + 2 * manifest.bytes);
+        progress.set_phase("hash");
         let (actual, _) =
-            hash_file(&found.file, Some(work), pacer).map_err(|source| VerifyError::Io {
-                what: format!("copying {} to {}", found.file.display(), work.display()),
-                source,
+            hash_file(&found.file, Some(work), pacer, progress).map_err(|source| {
+                VerifyError::Io {
+                    what: format!("copying {} to {}", found.file.display(), work.display()),
+                    source,
+                }
             })?;
         if actual != manifest.blake3 {
             return Err(VerifyError::ChecksumMismatch {
@@ -309,7 +326,8 @@ impl Maintainer {
                 actual,
             });
         }
-        let records = integrity_and_count(work, pacer)?;
+        progress.set_phase("check");
+        let records = integrity_and_count(work, pacer, progress)?;
         if records != manifest.records {
             return Err(VerifyError::RecordCountMismatch {
                 expected: manifest.records,
@@ -331,7 +349,10 @@ impl Maintainer {
         let work = self
             .table_backup_dir(table)
             .join(format!(".verify-{id}.tmp"));
-        let result = self.verify_found_into(table, id, &work, self.stores.pacer());
+        let operation = self.operations.begin(OperationKind::Verify, table, "hash");
+        let result =
+            self.verify_found_into(table, id, &work, self.stores.pacer(), operation.progress());
+        drop(operation);
         let _ = std::fs::remove_file(&work);
         let manifest = result?;
         let now = std::time::SystemTime::now();

@@ -14,6 +14,7 @@ use store_owners::{LogState, TABLE_NAMES};
 use super::restore::{Attempt, RestoreError};
 use crate::backup::BackupManifest;
 use crate::maintainer::Maintainer;
+use crate::operations::OperationKind;
 use crate::report::{RecoveryOutcome, RecoveryReport, RecoveryTrigger, RejectedBackup};
 
 /// The instants a table can be brought back to.
@@ -123,9 +124,12 @@ impl Maintainer {
             .map_or(0, |d| d.as_micros() as u64);
         // Not paced, like every restore: the sooner the table serves again, the better.
         let unpaced = store_core::Pacer::new(store_core::IoRate::Unlimited);
+        // Listed until the restore ends, replay and swap included.
+        let operation = self.operations.begin(OperationKind::Restore, table, "hash");
         for manifest in usable.into_iter().filter(|m| m.created_at <= at) {
             let id = manifest.id.clone();
-            if let Err(e) = self.verify_found_into(table, &id, &staged, &unpaced) {
+            let progress = operation.progress();
+            if let Err(e) = self.verify_found_into(table, &id, &staged, &unpaced, progress) {
                 let _ = std::fs::remove_file(&staged);
                 tracing::warn!(table, id = %id, error = %e, "backup refused for a point-in-time restore");
                 attempt.rejected.push(RejectedBackup {

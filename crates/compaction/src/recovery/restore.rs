@@ -16,6 +16,7 @@ use crate::backup::{
 };
 use crate::events::Event;
 use crate::maintainer::Maintainer;
+use crate::operations::OperationKind;
 use crate::report::{RecoveryOutcome, RecoveryReport, RecoveryTrigger, RejectedBackup};
 
 /// Which backup to restore.
@@ -301,8 +302,10 @@ impl Maintainer {
         let mut chosen: Option<(String, BackupManifest)> = None;
         // Not paced: a restore brings a table back into service, and the sooner the better.
         let unpaced = Pacer::new(IoRate::Unlimited);
+        // Listed until the restore ends, swap included.
+        let operation = self.operations.begin(OperationKind::Restore, table, "hash");
         for id in candidates {
-            match self.verify_found_into(table, &id, &staged, &unpaced) {
+            match self.verify_found_into(table, &id, &staged, &unpaced, operation.progress()) {
                 Ok(manifest) => {
                     chosen = Some((id, manifest));
                     break;

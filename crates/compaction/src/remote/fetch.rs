@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use store_core::Pacer;
+use store_core::{Pacer, Progress};
 
 use super::bucket::{Bucket, stream_failure};
 use super::codec::{DecodeError, HashingReader, decode};
@@ -27,14 +27,18 @@ use crate::backup::{FILE_MODE, VerifyError, integrity_and_count, is_valid_backup
 #[error(transparent)]
 struct LocalWriteFailure(io::Error);
 
-/// The work file, whose write errors are marked as local.
-struct WorkFile(File);
+/// The work file, whose write errors are marked as local; what is written advances the
+/// progress.
+struct WorkFile<'a>(File, &'a Progress);
 
-impl Write for WorkFile {
+impl Write for WorkFile<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
+        let n = self
+            .0
             .write(buf)
-            .map_err(|e| io::Error::other(LocalWriteFailure(e)))
+            .map_err(|e| io::Error::other(LocalWriteFailure(e)))?;
+        self.1.advance(n as u64);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -72,7 +76,8 @@ fn mismatch(
 }
 
 /// Fetch backup `id` of `table` into `work` (created here; the caller removes or uses it) and
-/// verify it; see the module doc.
+/// verify it; see the module doc. `progress` is set to the bytes it moves: the backup's
+/// plain bytes twice (written into `work`, then read by the integrity check).
 pub(crate) fn fetch_verified(
     bucket: &Bucket,
     table: &str,
@@ -80,6 +85,7 @@ pub(crate) fn fetch_verified(
     identities: &[Box<dyn age::Identity + Send + Sync>],
     work: &Path,
     pacer: &Pacer,
+    progress: &Progress,
 ) -> Result<RemoteManifest, RemoteVerifyError> {
     if !is_valid_backup_id(id) {
         return Err(RemoteVerifyError::InvalidBackupId(id.to_string()));
@@ -93,6 +99,8 @@ pub(crate) fn fetch_verified(
         Err(e) => return Err(RemoteVerifyError::Remote(e)),
     };
     let _ = std::fs::remove_file(work);
+    progress.set_total(progress.read().bytes_done + 2 * manifest.plain_bytes);
+    progress.set_phase("download");
     let local_io = |what: &str| {
         let what = format!("{what} {}", work.display());
         move |source| RemoteVerifyError::Io { what, source }
@@ -103,7 +111,7 @@ pub(crate) fn fetch_verified(
         .mode(FILE_MODE)
         .open(work)
         .map_err(local_io("creating"))?;
-    let mut output = WorkFile(file);
+    let mut output = WorkFile(file, progress);
     let mut input = HashingReader::new(reader);
     let plain = decode(
         &mut input,
@@ -140,7 +148,8 @@ pub(crate) fn fetch_verified(
     }
     output.0.sync_all().map_err(local_io("fsync of"))?;
     drop(output);
-    let records = integrity_and_count(work, pacer).map_err(RemoteVerifyError::Backup)?;
+    progress.set_phase("check");
+    let records = integrity_and_count(work, pacer, progress).map_err(RemoteVerifyError::Backup)?;
     if records != manifest.records {
         return Err(RemoteVerifyError::Backup(
             VerifyError::RecordCountMismatch {

@@ -11,6 +11,7 @@ use super::fetch::fetch_verified;
 use super::manifest::{TableListing, list_table, read_manifest};
 use super::offsite::Offsite;
 use crate::backup::BackupState;
+use crate::operations::OperationKind;
 use crate::report::RemoteTableStats;
 
 /// One off-site backup as listed.
@@ -91,6 +92,10 @@ impl Offsite {
             return Err(RemoteVerifyError::UnknownTable(table.to_string()));
         }
         let _reading = self.reading(table, id);
+        let operation = self
+            .maintainer
+            .operations
+            .begin(OperationKind::Verify, table, "download");
         let work = self
             .maintainer
             .data_dir()
@@ -102,6 +107,7 @@ impl Offsite {
             &self.identities,
             &work,
             self.maintainer.stores().pacer(),
+            operation.progress(),
         );
         let _ = std::fs::remove_file(&work);
         result

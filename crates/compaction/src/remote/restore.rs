@@ -16,6 +16,7 @@ use super::error::{RemoteRestoreError, RemoteVerifyError};
 use super::fetch::fetch_verified;
 use super::manifest::{RemoteManifest, list_table};
 use super::offsite::{Offsite, ReadingGuard};
+use crate::operations::{OperationGuard, OperationKind};
 use crate::recovery::BackupSelector;
 use crate::report::{RecoveryReport, RecoveryTrigger, RejectedBackup};
 
@@ -31,6 +32,8 @@ pub(crate) struct Fetched<'a> {
     /// The newer backups refused on the way.
     pub(crate) rejected: Vec<RejectedBackup>,
     _reading: ReadingGuard<'a>,
+    /// The restore, listed among the running operations until this is dropped.
+    _operation: OperationGuard,
 }
 
 impl Offsite {
@@ -83,6 +86,10 @@ impl Offsite {
             .data_dir()
             .join(format!(".remote-restore-{table}.tmp"));
         let mut rejected = Vec::new();
+        let operation = self
+            .maintainer
+            .operations
+            .begin(OperationKind::Restore, table, "download");
         for id in candidates {
             let reading = self.reading(table, &id);
             match fetch_verified(
@@ -92,6 +99,7 @@ impl Offsite {
                 &self.identities,
                 &staged,
                 self.maintainer.stores().pacer(),
+                operation.progress(),
             ) {
                 Ok(manifest) => {
                     return Ok(Fetched {
@@ -100,6 +108,7 @@ impl Offsite {
                         staged,
                         rejected,
                         _reading: reading,
+                        _operation: operation,
                     });
                 }
                 Err(e) => {

@@ -17,6 +17,7 @@ use super::offsite::Offsite;
 use super::upload::upload_backup;
 use crate::backup::BackupState;
 use crate::events::Event;
+use crate::operations::OperationKind;
 use crate::report::{RemoteUpload, RemoteUploadFailure};
 
 /// What one upload pass did.
@@ -100,16 +101,21 @@ impl Offsite {
             return Ok(());
         }
         for (path, manifest) in pending {
+            let operation =
+                self.maintainer
+                    .operations
+                    .begin(OperationKind::Upload, table, "upload");
             let uploaded = upload_backup(
                 &self.bucket,
                 &self.encoding,
                 self.config.max_upload_rate,
                 self.maintainer.stores().pacer(),
-                table,
+                operation.progress(),
                 &path,
                 &manifest,
             )
             .map_err(|e| Box::new((Some(manifest.id.clone()), e)))?;
+            drop(operation);
             tracing::info!(table, id = %manifest.id, bytes = uploaded.manifest.object_bytes, "backup uploaded");
             done.push(RemoteUpload {
                 table: table.to_string(),

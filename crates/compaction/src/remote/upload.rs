@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use store_core::Pacer;
+use store_core::{Pacer, Progress};
 
 use super::bucket::{Bucket, stream_failure};
 use super::codec::{Encoding, HashingWriter, encode};
@@ -32,16 +32,18 @@ pub(crate) struct Uploaded {
     pub(crate) duration: Duration,
 }
 
-/// A reader whose every read is paid to the pacer.
+/// A reader whose every read is paid to the pacer and advances the upload's progress.
 struct PacedReader<'a, R> {
     inner: R,
     pacer: &'a Pacer,
+    progress: &'a Progress,
 }
 
 impl<R: Read> Read for PacedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.pacer.pace(n as u64);
+        self.progress.advance(n as u64);
         Ok(n)
     }
 }
@@ -57,23 +59,30 @@ fn upload_io(what: &str, e: io::Error) -> UploadError {
     }
 }
 
-/// Upload the backup file `path` of `table`, described by `local`, reading it through
-/// `pacer` (see the module doc).
+/// Upload the backup file `path` of the table `local.table`, described by `local`, reading it
+/// through `pacer` (see the module doc); `progress` is set to the file's bytes and advanced by
+/// those read.
 pub(crate) fn upload_backup(
     bucket: &Bucket,
     encoding: &Encoding,
     max_rate: u64,
     pacer: &Pacer,
-    table: &str,
+    progress: &Progress,
     path: &Path,
     local: &BackupManifest,
 ) -> Result<Uploaded, UploadError> {
     let started = Instant::now();
+    let table = local.table.as_str();
+    progress.set_total(local.bytes);
     let file = File::open(path).map_err(|source| UploadError::Io {
         what: format!("opening {}", path.display()),
         source,
     })?;
-    let mut file = PacedReader { inner: file, pacer };
+    let mut file = PacedReader {
+        inner: file,
+        pacer,
+        progress,
+    };
     let object = format!("{table}/{}{}", local.id, encoding.suffix());
     let writer = HashingWriter::new(bucket.writer(&object, max_rate));
     let (writer, plain) =

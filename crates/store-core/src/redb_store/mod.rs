@@ -26,6 +26,7 @@ use crate::fault::{FaultBackend, FaultPlan};
 use crate::fsutil;
 use crate::metrics::TableCounters;
 use crate::pace::Pacer;
+use crate::progress::Progress;
 use crate::store::{
     KeyRange, OnRead, Record, ReplacedFile, ScrubStats, StoreOptions, StoreSnapshot, TableStore,
     WriteBatch,
@@ -436,6 +437,7 @@ impl StoreSnapshot for RedbSnapshot {
         dest: &Path,
         keep_going: &dyn Fn(u64) -> bool,
         pacer: &Pacer,
+        progress: &Progress,
     ) -> Result<CopyStats, CopyError> {
         let started = Instant::now();
         let options = StoreOptions {
@@ -482,6 +484,7 @@ impl StoreSnapshot for RedbSnapshot {
                     meta.insert(META_LOG_POSITION, self.log_position)?;
                 }
                 txn.commit()?;
+                progress.advance(counters.live_bytes - bytes_before);
                 break;
             }
             txn.set_durability(Durability::None)
@@ -492,7 +495,9 @@ impl StoreSnapshot for RedbSnapshot {
             // journal). Only pacing: durability comes from the final commit, so a failure
             // here is of no consequence.
             let _ = fsutil::sync_file(dest);
-            pacer.pace(counters.live_bytes - bytes_before);
+            let copied = counters.live_bytes - bytes_before;
+            pacer.pace(copied);
+            progress.advance(copied);
         }
         target
             .db

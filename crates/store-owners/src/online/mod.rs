@@ -59,6 +59,9 @@ pub struct OnlineConfig {
     pub final_keys: usize,
     /// Catch-up rounds stop after this many, whatever is left.
     pub max_rounds: u32,
+    /// Advanced by the live bytes of the snapshot copy, read by whoever shows the compaction's
+    /// progress (its total is theirs to set).
+    pub progress: store_core::Progress,
     /// Test hook (`testing` feature only): called at each [`Step`]; an `Err` makes that step
     /// fail (the attempt is abandoned safely, as with a real I/O failure there).
     #[cfg(feature = "testing")]
@@ -71,6 +74,7 @@ impl Default for OnlineConfig {
             pause_limit: Duration::from_secs(1),
             final_keys: 512,
             max_rounds: 16,
+            progress: store_core::Progress::new("copy"),
             #[cfg(feature = "testing")]
             hook: None,
         }
@@ -168,6 +172,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             cancel: cancel.clone(),
             hooks: hooks.clone(),
             pacer: pacer.clone(),
+            progress: config.progress.clone(),
         };
         let worker = std::thread::Builder::new()
             .name(format!("compact-{table}"))

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use store_core::{
-    CopyError, CopyStats, Pacer, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
+    CopyError, CopyStats, Pacer, Progress, StoreOptions, StoreSnapshot, TableStore, WriteBatch,
 };
 
 use super::hook::{Hooks, Step};
@@ -42,6 +42,8 @@ pub(super) struct WorkerJob {
     pub(super) hooks: Hooks,
     /// Paces the copy and the catch-up rounds.
     pub(super) pacer: Arc<Pacer>,
+    /// Advanced by the snapshot copy.
+    pub(super) progress: Progress,
 }
 
 /// The worker thread: copy the snapshot, then apply catch-up rounds, then hand the file over.
@@ -57,6 +59,7 @@ pub(super) fn run<S: TableStore>(
         cancel,
         hooks,
         pacer,
+        progress,
     } = job;
     let injected = std::sync::Mutex::new(None);
     let keep_going = |records: u64| {
@@ -71,7 +74,7 @@ pub(super) fn run<S: TableStore>(
             }
         }
     };
-    let copied = snapshot.copy_to_file(&fresh_path, &keep_going, &pacer);
+    let copied = snapshot.copy_to_file(&fresh_path, &keep_going, &pacer, &progress);
     drop(snapshot);
     let copied = match copied {
         Ok(stats) => hooks.at(Step::Copied).map(|()| stats),
