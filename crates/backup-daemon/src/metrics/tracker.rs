@@ -220,17 +220,24 @@ mod tests {
         }
     }
 
-    /// What the "compaction failed twice in a row" alert reads: failures count up, a skipped
-    /// run leaves the count, a compaction resets it.
-    #[test]
-    fn compaction_failures_in_a_row_count_up_and_reset_on_success() {
-        let (_tx, rx) = crossbeam_channel::bounded(1);
+    /// A tracker of the one table `task_queue`, fed by nothing yet; the sender keeps its
+    /// event queue open.
+    fn task_queue_tracker() -> (crossbeam_channel::Sender<compaction::Envelope>, Tracker) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
         let tracker = Tracker {
             tables: Default::default(),
             events: std::sync::Mutex::new(rx),
             started: SystemTime::now(),
             histograms: TableHistograms::new(["task_queue"]),
         };
+        (tx, tracker)
+    }
+
+    /// What the "compaction failed twice in a row" alert reads: failures count up, a skipped
+    /// run leaves the count, a compaction resets it.
+    #[test]
+    fn compaction_failures_in_a_row_count_up_and_reset_on_success() {
+        let (_events, tracker) = task_queue_tracker();
         let in_a_row = || tracker.lock()["task_queue"].compaction_failures_in_a_row;
         tracker.record_compaction(&run(TableOutcome::Failed("disk".into())));
         assert_eq!(in_a_row(), 1);
@@ -245,13 +252,7 @@ mod tests {
     /// the history the tracker is seeded from counts nothing (it is from before the start).
     #[test]
     fn a_compaction_event_counts_the_pauses_of_the_tables_it_compacted() {
-        let (_tx, rx) = crossbeam_channel::bounded(1);
-        let tracker = Tracker {
-            tables: Default::default(),
-            events: std::sync::Mutex::new(rx),
-            started: SystemTime::now(),
-            histograms: TableHistograms::new(["task_queue"]),
-        };
+        let (_events, tracker) = task_queue_tracker();
         let mut compacted = run(TableOutcome::Compacted);
         compacted.results[0].max_pause = Duration::from_millis(3);
         tracker.record_compaction(&compacted);
