@@ -237,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn last_io_is_the_last_point_that_moved_bytes() {
+        let point = |ms: u64, bytes_moved: u64| PacePoint {
+            at: Duration::from_millis(ms),
+            rate: None,
+            bytes_moved,
+        };
+        let points = [point(0, 0), point(50, 10), point(100, 30), point(150, 30)];
+        assert_eq!(last_io(&points), Some(Duration::from_millis(100)));
+        assert_eq!(last_io(&points[..1]), None);
+        assert_eq!(last_io(&[point(0, 5), point(50, 5)]), None);
+    }
+
+    #[test]
     fn keys_are_distinct_and_values_sized() {
         let keys: std::collections::BTreeSet<_> = (0..10_000).map(bench_key).collect();
         assert_eq!(keys.len(), 10_000);
@@ -252,6 +265,18 @@ pub struct PacePoint {
     pub at: Duration,
     /// Bytes per second; `None` when unpaced.
     pub rate: Option<u64>,
+    /// Bytes moved through the pacer so far.
+    pub bytes_moved: u64,
+}
+
+/// The last instant at which the pacer had moved bytes since the point before: when the
+/// maintenance I/O (the copy, the freeing of a replaced file) ended, as far as `points` see.
+pub fn last_io(points: &[PacePoint]) -> Option<Duration> {
+    points
+        .windows(2)
+        .rev()
+        .find(|w| w[1].bytes_moved > w[0].bytes_moved)
+        .map(|w| w[1].at)
 }
 
 /// Every [`PACE_PERIOD`] while `f` runs, what `pacer` paces at.
@@ -265,9 +290,11 @@ pub fn record_pace<R>(
         let sampler = scope.spawn(|| {
             let mut points = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let stats = pacer.stats();
                 points.push(PacePoint {
                     at: start.elapsed(),
-                    rate: pacer.stats().rate_bytes_per_s,
+                    rate: stats.rate_bytes_per_s,
+                    bytes_moved: stats.bytes_moved,
                 });
                 std::thread::sleep(PACE_PERIOD);
             }

@@ -22,6 +22,45 @@ pub struct Span {
     pub color: RGBColor,
 }
 
+/// An instant of the run marked by a vertical line (the end of a compaction's copy, its pause).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// When, since the load started.
+    pub at: Duration,
+    /// Legend text.
+    pub label: &'static str,
+    /// Line colour.
+    pub color: RGBColor,
+}
+
+/// The end of an online compaction's snapshot copy (its catch-up rounds follow).
+pub fn copied_mark(at: Duration) -> Mark {
+    Mark {
+        at,
+        label: "snapshot copied",
+        color: RGBColor(0, 150, 0),
+    }
+}
+
+/// The final pause of an online compaction (the swap).
+pub fn pause_mark(at: Duration) -> Mark {
+    Mark {
+        at,
+        label: "final pause (swap)",
+        color: RGBColor(170, 0, 170),
+    }
+}
+
+/// The last instant the maintenance I/O pacer moved bytes (the end of the copy, or of the
+/// freeing of the file a compaction replaced).
+pub fn io_end_mark(at: Duration) -> Mark {
+    Mark {
+        at,
+        label: "last maintenance I/O",
+        color: RGBColor(120, 120, 120),
+    }
+}
+
 /// The compaction (or backup) window, shaded orange.
 pub fn busy_span(window: (Duration, Duration), label: &'static str) -> Span {
     Span {
@@ -49,15 +88,16 @@ pub fn baseline_span(window: (Duration, Duration)) -> Span {
     }
 }
 
-/// Plot the worst latency per time bucket of `samples` (log scale), with `spans` shaded and,
-/// when given, the I/O pacer's rate over time (`pace`, MiB/s on the right axis; unpaced
-/// instants are left out).
+/// Plot the worst latency per time bucket of `samples` (log scale), with `spans` shaded,
+/// `marks` as vertical lines and, when given, the I/O pacer's rate over time (`pace`, MiB/s on
+/// the right axis; unpaced instants are left out).
 pub fn latency_over_time(
     path: &Path,
     title: &str,
     samples: &[Sample],
     pace: &[PacePoint],
     spans: &[Span],
+    marks: &[Mark],
 ) -> anyhow::Result<()> {
     let end = samples
         .last()
@@ -110,6 +150,17 @@ pub fn latency_over_time(
             )))?
             .label(span.label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+    }
+    for mark in marks {
+        let at = mark.at.as_secs_f64();
+        let color = mark.color;
+        chart
+            .draw_series(LineSeries::new(
+                [(at, floor), (at, top)],
+                color.stroke_width(2),
+            ))?
+            .label(mark.label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
     }
     chart
         .draw_series(LineSeries::new(points, &BLUE))?

@@ -233,6 +233,8 @@ impl Maintainer {
                     bytes_before = report.bytes_before,
                     bytes_after = report.bytes_after,
                     max_pause_us = report.max_pause.as_micros() as u64,
+                    copy_ms = report.copy.as_millis() as u64,
+                    paused_at_ms = report.paused_at.as_millis() as u64,
                     "table compacted"
                 );
                 result.bytes_before = report.bytes_before;

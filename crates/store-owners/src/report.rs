@@ -22,6 +22,13 @@ pub struct CompactReport {
     pub max_pause: Duration,
     /// Catch-up rounds run (online only).
     pub catch_up_rounds: u32,
+    /// Time from the start to the end of the snapshot copy (online only; zero in place).
+    #[serde(with = "duration_micros", default)]
+    pub copy: Duration,
+    /// Time from the start to the final pause (online only: the copy and the catch-up
+    /// rounds; zero in place). The pause follows, [`CompactReport::max_pause`] long.
+    #[serde(with = "duration_micros", default)]
+    pub paused_at: Duration,
 }
 
 /// Replace the table file with another file (restore from a backup, or an empty table).

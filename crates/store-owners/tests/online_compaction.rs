@@ -182,6 +182,13 @@ fn concurrent_readers_and_writers_lose_nothing_and_read_nothing_stale() {
     let report = owner.compact_online(config).unwrap();
     // The hook wrote 40 keys after the copy: at least one catch-up round ran.
     assert!(report.catch_up_rounds >= 1, "{report:?}");
+    // The phases are in order: the copy, its catch-up rounds, then the pause, within the run.
+    assert!(report.copy > std::time::Duration::ZERO, "{report:?}");
+    assert!(report.copy <= report.paused_at, "{report:?}");
+    assert!(
+        report.paused_at + report.max_pause <= report.duration,
+        "{report:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     for t in writers.into_iter().chain(readers) {
         t.join().unwrap();

@@ -184,6 +184,10 @@ fn backup_row(
             plot::settle_span((to, windows.during.1)),
             plot::baseline_span(windows.baseline),
         ],
+        &crate::loadgen::last_io(&pace)
+            .map(plot::io_end_mark)
+            .into_iter()
+            .collect::<Vec<_>>(),
     )?;
     Ok(BackupRow {
         name: name.to_string(),

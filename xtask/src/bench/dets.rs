@@ -99,7 +99,7 @@ pub fn stall_row(profile: &Profile, n: u64, dir: &Path, out: &Path) -> anyhow::R
         during: (us(report.compact_from_us), us(report.settled_us)),
         baseline: (us(report.settled_us), us(report.baseline_to_us)),
     };
-    let row = finish_row("dets", n, windows, &samples, &[], out)?;
+    let row = finish_row("dets", n, windows, &samples, &[], &[], out)?;
     Ok(StallRow {
         bytes_before: Some(report.bytes_before),
         bytes_after: Some(report.bytes_after),

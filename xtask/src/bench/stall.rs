@@ -328,7 +328,14 @@ fn owner_row(
         });
     owner.close();
     let report = report?;
-    let row = finish_row(&kind.name(), n, windows, &samples, &pace, out)?;
+    let from = windows.busy.0;
+    let mut marks = Vec::new();
+    if matches!(kind, Kind::Online(_)) {
+        marks.push(plot::copied_mark(from + report.copy));
+        marks.push(plot::pause_mark(from + report.paused_at));
+    }
+    marks.extend(crate::loadgen::last_io(&pace).map(plot::io_end_mark));
+    let row = finish_row(&kind.name(), n, windows, &samples, &pace, &marks, out)?;
     Ok(StallRow {
         compaction_s: Some(report.duration.as_secs_f64()),
         bytes_before: Some(report.bytes_before),
@@ -397,6 +404,7 @@ pub fn finish_row(
     windows: Windows,
     samples: &[Sample],
     pace: &[PacePoint],
+    marks: &[plot::Mark],
     out: &Path,
 ) -> anyhow::Result<StallRow> {
     let (from, to) = windows.busy;
@@ -413,6 +421,7 @@ pub fn finish_row(
             plot::settle_span((to, windows.during.1)),
             plot::baseline_span(windows.baseline),
         ],
+        marks,
     )?;
     Ok(StallRow {
         status: "ok".into(),

@@ -259,7 +259,7 @@ impl Maintainer {
             })
         })();
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = store_core::fsutil::remove_file_gradually(&tmp, self.stores.pacer());
             if !manifest_path.exists() {
                 let _ = std::fs::remove_file(&final_path);
             }

@@ -353,7 +353,7 @@ impl Maintainer {
         let result =
             self.verify_found_into(table, id, &work, self.stores.pacer(), operation.progress());
         drop(operation);
-        let _ = std::fs::remove_file(&work);
+        let _ = store_core::fsutil::remove_file_gradually(&work, self.stores.pacer());
         let manifest = result?;
         let now = std::time::SystemTime::now();
         let marker = verified_marker(&self.table_backup_dir(table), id);

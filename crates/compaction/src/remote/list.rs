@@ -109,7 +109,7 @@ impl Offsite {
             self.maintainer.stores().pacer(),
             operation.progress(),
         );
-        let _ = std::fs::remove_file(&work);
+        let _ = store_core::fsutil::remove_file_gradually(&work, self.maintainer.stores().pacer());
         result
     }
 

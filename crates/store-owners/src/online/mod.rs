@@ -121,6 +121,8 @@ pub(crate) struct OnlineCompaction<S: TableStore> {
     /// Paces the worker's copy and the freeing of the file a swap replaced.
     pacer: Arc<Pacer>,
     started: Instant,
+    /// When the snapshot copy ended, once it has.
+    copied: Option<Instant>,
     bytes_before: u64,
     rounds: u32,
 }
@@ -192,6 +194,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             worker,
             pacer,
             started: Instant::now(),
+            copied: None,
             rounds: 0,
         })
     }
@@ -222,6 +225,7 @@ impl<S: TableStore> OnlineCompaction<S> {
                     ms = stats.duration.as_millis() as u64,
                     "snapshot copied"
                 );
+                self.copied = Some(Instant::now());
                 self.next_round(store.as_deref())
             }
             Ok(WorkerEvent::CaughtUp(Ok(n))) => {
@@ -316,6 +320,8 @@ impl<S: TableStore> OnlineCompaction<S> {
             duration: self.started.elapsed(),
             max_pause: pause,
             catch_up_rounds: self.rounds,
+            copy: self.copied.map_or(Duration::ZERO, |at| at - self.started),
+            paused_at: paused - self.started,
         }))
     }
 
@@ -339,6 +345,7 @@ impl<S: TableStore> OnlineCompaction<S> {
             fresh_path,
             cancel,
             worker,
+            pacer,
             ..
         } = self;
         cancel.store(true, Ordering::Relaxed);
@@ -349,7 +356,7 @@ impl<S: TableStore> OnlineCompaction<S> {
         drop(events);
         let _ = worker.join();
         if !swapped {
-            let _ = std::fs::remove_file(&fresh_path);
+            remove_off_thread(&fresh_path, &pacer);
         }
     }
 }
@@ -362,6 +369,19 @@ fn release_off_thread<R: ReplacedFile>(replaced: R, pacer: Arc<Pacer>) {
     let _ = std::thread::Builder::new()
         .name("close-replaced".into())
         .spawn(move || replaced.release(&pacer));
+}
+
+/// Remove the fresh file of an abandoned attempt: its name at once, its blocks (up to the
+/// whole table's worth) on a `remove-fresh` thread, paced by `pacer`, as the replaced file
+/// of a swap is.
+fn remove_off_thread(path: &Path, pacer: &Arc<Pacer>) {
+    let Ok(Some(file)) = store_core::fsutil::unlink_for_release(path) else {
+        return;
+    };
+    let pacer = pacer.clone();
+    let _ = std::thread::Builder::new()
+        .name("remove-fresh".into())
+        .spawn(move || store_core::fsutil::release_gradually(file, &pacer));
 }
 
 /// The fresh file takes over the live file's change-log position: the last group it holds

@@ -90,7 +90,7 @@ pub(super) fn run<S: TableStore>(
     let failed = copied.is_err();
     let _ = events.send(WorkerEvent::Copied(copied));
     if failed {
-        let _ = std::fs::remove_file(&fresh_path);
+        super::remove_off_thread(&fresh_path, &pacer);
         return;
     }
     let mut fresh = match S::open(&fresh_path, &options) {
@@ -99,7 +99,7 @@ pub(super) fn run<S: TableStore>(
             let _ = events.send(WorkerEvent::CaughtUp(Err(MaintenanceError::Storage(
                 Arc::new(e),
             ))));
-            let _ = std::fs::remove_file(&fresh_path);
+            super::remove_off_thread(&fresh_path, &pacer);
             return;
         }
     };
@@ -127,7 +127,7 @@ pub(super) fn run<S: TableStore>(
     }
     // Cancelled, or a round failed: the fresh file is of no use.
     drop(fresh);
-    let _ = std::fs::remove_file(&fresh_path);
+    super::remove_off_thread(&fresh_path, &pacer);
 }
 
 /// Bring `keys` of `fresh` to their values in `source`, in one commit. Returns the key and

@@ -396,6 +396,8 @@ impl<S: TableStore> OwnerThread<S> {
             duration,
             max_pause: duration,
             catch_up_rounds: 0,
+            copy: Duration::ZERO,
+            paused_at: Duration::ZERO,
         })
     }
 
