@@ -168,7 +168,7 @@ fn backup_row(
         open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
             probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
             record_pace(pacer, probe.start, || {
-                busy_then_baseline(probe.start, backup)
+                busy_then_baseline(probe.start, Some(pacer), backup)
             })
         });
     let backup_bytes = backup_bytes?;

@@ -247,7 +247,7 @@ pub fn run(profile: &Profile, scratch: &Path) -> anyhow::Result<OffsiteResult> {
     let ((windows, pass), samples) =
         crate::loadgen::open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
             probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
-            busy_then_baseline(probe.start, || offsite.upload_pending())
+            busy_then_baseline(probe.start, None, || offsite.upload_pending())
         });
     if let Some(failure) = pass.failures.first() {
         bail!("the upload of {} failed: {}", failure.table, failure.error);

@@ -88,8 +88,9 @@ fn render_stall(md: &mut String, r: &Report) {
          {put_every} a durable put, the others gets, of random keys); latency is measured from each operation's \
          scheduled time, so a stall counts against every operation it delayed. After a warm-up (at least \
          {warmup} s, and until the client keeps its schedule, at most {max_warmup} s) the table is compacted. \"During\" is the \
-         compaction plus a settling period as long as it ({min_settle} to {max_settle} s: the backlog a stall \
-         leaves, closing the old file); \"without\" is the window of the same length (at least {min_base} s) \
+         compaction plus a settling period as long as it, and until the maintenance I/O pacer has moved no \
+         bytes for a second ({min_settle} to {max_settle} s: the backlog a stall leaves, closing and freeing \
+         the old file); \"without\" is the window of the same length (at least {min_base} s) \
          that follows. Each operation counts in the window it was scheduled in. Online and in-place rows run \
          the same fragmented file through one owner (default settings: 64 MiB cache); the DETS row is \
          `xtask/dets/dets_stall.escript` (`dets:close`, then `dets:open_file` with `{{repair, force}}`, \

@@ -6,7 +6,7 @@
 //! Each row starts from a copy of the same fragmented file (copied while closed). The client
 //! runs through a warm-up (at least `profile.warmup`, and until it keeps its schedule), then
 //! the compaction, then a settling period as long as the compaction (from [`MIN_SETTLE`] to
-//! [`MAX_SETTLE`]) in which what the compaction left behind (a backlog, closing the old file)
+//! [`MAX_SETTLE`]), and until the pacer has moved no bytes for a second, in which what the compaction left behind (a backlog, closing the old file)
 //! plays out, then a baseline window as long as those two together (at least
 //! [`MIN_BASELINE`]). "During" is the compaction plus its settling period, "without" is the
 //! baseline window; each operation counts in the window it was scheduled in.
@@ -318,12 +318,16 @@ fn owner_row(
         open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
             probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
             record_pace(&pacer, probe.start, || {
-                busy_then_baseline(probe.start, || -> anyhow::Result<CompactReport> {
-                    Ok(match kind {
-                        Kind::Online(_) => owner.compact_online(OnlineConfig::default())?,
-                        Kind::InPlace => owner.compact_in_place()?,
-                    })
-                })
+                busy_then_baseline(
+                    probe.start,
+                    Some(&pacer),
+                    || -> anyhow::Result<CompactReport> {
+                        Ok(match kind {
+                            Kind::Online(_) => owner.compact_online(OnlineConfig::default())?,
+                            Kind::InPlace => owner.compact_in_place()?,
+                        })
+                    },
+                )
             })
         });
     owner.close();
@@ -381,12 +385,22 @@ pub fn settle_len(busy: Duration) -> Duration {
     busy.clamp(MIN_SETTLE, MAX_SETTLE)
 }
 
-/// Run `busy` now, then wait through the settling period and the baseline window.
-pub fn busy_then_baseline<R>(start: Instant, busy: impl FnOnce() -> R) -> (Windows, R) {
+/// Run `busy` now, then wait through the settling period and the baseline window. The
+/// settling period also lasts until `pacer` (when given) has moved no bytes for a second (the
+/// freeing of a file a compaction replaced runs past the compaction), at most [`MAX_SETTLE`],
+/// so that the baseline window sees no maintenance I/O.
+pub fn busy_then_baseline<R>(
+    start: Instant,
+    pacer: Option<&Pacer>,
+    busy: impl FnOnce() -> R,
+) -> (Windows, R) {
     let from = start.elapsed();
     let result = busy();
     let to = start.elapsed();
     std::thread::sleep(settle_len(to - from));
+    while pacer.is_some_and(|p| p.stats().active) && start.elapsed() - to < MAX_SETTLE {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let settled = start.elapsed();
     std::thread::sleep((settled - from).max(MIN_BASELINE));
     let windows = Windows {
