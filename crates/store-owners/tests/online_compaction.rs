@@ -366,14 +366,30 @@ fn leftover_compaction_files_are_removed_at_the_next_open() {
     // Another table's leftover is that table's business.
     let other = dir.path().join("task_queue.redb.compact-3");
     std::fs::write(&other, b"not ours").unwrap();
+    // A large one: its blocks are given back in paced steps on another thread.
+    let large = dir.path().join(format!("{TABLE}.redb.compact-4"));
+    std::fs::write(&large, vec![7u8; 12 << 20]).unwrap();
     owner.close();
-    assert_eq!(leftovers(dir.path()).len(), 3);
-    let owner = start(dir.path());
+    assert_eq!(leftovers(dir.path()).len(), 4);
+    let pacer = Arc::new(store_core::Pacer::new(store_core::IoRate::Unlimited));
+    let config = OwnerConfig {
+        pacer: pacer.clone(),
+        ..OwnerConfig::default()
+    };
+    let owner = OwnerHandle::start::<RedbStore>(TABLE, &table_path(dir.path()), config);
     assert_eq!(
         leftovers(dir.path()),
         vec!["task_queue.redb.compact-3".to_string()]
     );
     check(&owner, &acked);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pacer.stats().bytes_moved == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        pacer.stats().bytes_moved > 0,
+        "the large leftover was not freed through the pacer"
+    );
 }
 
 /// The child side of [`killed_between_steps_keeps_every_acknowledged_write`]: run in a

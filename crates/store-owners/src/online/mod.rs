@@ -129,8 +129,10 @@ pub(crate) struct OnlineCompaction<S: TableStore> {
 
 const FRESH_MARKER: &str = ".compact-";
 
-/// Remove fresh files a crashed compaction left beside `table_path`.
-pub fn remove_leftovers(table_path: &Path) {
+/// Remove fresh files a crashed compaction left beside `table_path`: their names at once,
+/// their blocks (up to a table's worth) freed on a `remove-fresh` thread, paced by `pacer`,
+/// so that the other tables' fsyncs are not held up while this one opens.
+pub fn remove_leftovers(table_path: &Path, pacer: &Arc<Pacer>) {
     let (Some(dir), Some(name)) = (table_path.parent(), table_path.file_name()) else {
         return;
     };
@@ -141,7 +143,7 @@ pub fn remove_leftovers(table_path: &Path) {
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             tracing::info!(file = %entry.path().display(), "removing a leftover compaction file");
-            let _ = std::fs::remove_file(entry.path());
+            remove_off_thread(&entry.path(), pacer);
         }
     }
 }
@@ -371,9 +373,9 @@ fn release_off_thread<R: ReplacedFile>(replaced: R, pacer: Arc<Pacer>) {
         .spawn(move || replaced.release(&pacer));
 }
 
-/// Remove the fresh file of an abandoned attempt: its name at once, its blocks (up to the
-/// whole table's worth) on a `remove-fresh` thread, paced by `pacer`, as the replaced file
-/// of a swap is.
+/// Remove a fresh file (an abandoned attempt's, or a leftover of a crash): its name at once,
+/// its blocks (up to the whole table's worth) on a `remove-fresh` thread, paced by `pacer`,
+/// as the replaced file of a swap is.
 fn remove_off_thread(path: &Path, pacer: &Arc<Pacer>) {
     let Ok(Some(file)) = store_core::fsutil::unlink_for_release(path) else {
         return;

@@ -81,7 +81,7 @@ impl OwnerHandle {
         path: &Path,
         config: OwnerConfig,
     ) -> OwnerHandle {
-        remove_leftovers(path);
+        remove_leftovers(path, &config.pacer);
         let opened = S::open(path, &config.store);
         Self::spawn(table, path, config, opened)
     }
