@@ -48,7 +48,7 @@ impl Maintainer {
                 kept_good >= keep.min(n_good)
             };
             if delete {
-                let _ = store_core::fsutil::remove_file_gradually(&f.file, self.stores.pacer());
+                let _ = fsutil::remove_file_gradually(&f.file, self.stores.pacer());
                 let _ = std::fs::remove_file(&f.manifest);
                 let _ = std::fs::remove_file(super::verify::verified_marker(
                     &self.table_backup_dir(table),

@@ -40,8 +40,9 @@ pub struct BackupOptions {
     pub wait: bool,
 }
 
-/// Remove the dot-files a crashed backup or verification left in a table's backup dir.
-fn remove_work_files(dir: &std::path::Path) {
+/// Remove the dot-files a crashed backup or verification left in a table's backup dir (each
+/// up to a table's size: given back gradually, paced by `pacer`).
+fn remove_work_files(dir: &std::path::Path, pacer: &store_core::Pacer) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -49,7 +50,7 @@ fn remove_work_files(dir: &std::path::Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.ends_with(".tmp") {
             tracing::info!(file = %entry.path().display(), "removing a leftover backup work file");
-            let _ = std::fs::remove_file(entry.path());
+            let _ = fsutil::remove_file_gradually(&entry.path(), pacer);
         }
     }
 }
@@ -174,7 +175,7 @@ impl Maintainer {
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
-        remove_work_files(&dir);
+        remove_work_files(&dir, self.stores.pacer());
 
         let snapshot = owner.snapshot().map_err(|e| match e {
             MaintenanceError::Corrupted(d) => BackupError::Corrupted(d),
@@ -259,9 +260,9 @@ impl Maintainer {
             })
         })();
         if result.is_err() {
-            let _ = store_core::fsutil::remove_file_gradually(&tmp, self.stores.pacer());
+            let _ = fsutil::remove_file_gradually(&tmp, self.stores.pacer());
             if !manifest_path.exists() {
-                let _ = std::fs::remove_file(&final_path);
+                let _ = fsutil::remove_file_gradually(&final_path, self.stores.pacer());
             }
         }
         result

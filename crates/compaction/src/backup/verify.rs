@@ -310,7 +310,7 @@ impl Maintainer {
             });
         }
         let manifest = shallow_check(table, &found)?;
-        let _ = std::fs::remove_file(work);
+        let _ = store_core::fsutil::remove_file_gradually(work, pacer);
         progress.set_total(progress.read().bytes_done + 2 * manifest.bytes);
         progress.set_phase("hash");
         let (actual, _) =

@@ -98,7 +98,7 @@ pub(crate) fn fetch_verified(
         }
         Err(e) => return Err(RemoteVerifyError::Remote(e)),
     };
-    let _ = std::fs::remove_file(work);
+    let _ = store_core::fsutil::remove_file_gradually(work, pacer);
     progress.set_total(progress.read().bytes_done + 2 * manifest.plain_bytes);
     progress.set_phase("download");
     let local_io = |what: &str| {
