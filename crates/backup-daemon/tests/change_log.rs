@@ -12,8 +12,7 @@ mod support;
 use backup_daemon::config::ByteSize;
 use backup_daemon::{Daemon, DaemonConfig};
 use store_core::KeyRange;
-use store_owners::NewTask;
-use support::{cli, cli_json};
+use support::{cli, cli_json, submit_tasks};
 
 fn config(data_dir: &Path) -> DaemonConfig {
     let mut config = DaemonConfig {
@@ -38,21 +37,6 @@ fn contents(daemon: &Daemon, table: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-fn submit(daemon: &Daemon, range: std::ops::Range<u64>) {
-    for i in range {
-        daemon
-            .stores()
-            .task_queue
-            .submit(NewTask {
-                kind: "index".into(),
-                payload: format!("doc-{i}").into_bytes(),
-                max_retries: 3,
-                submitted_at_ms: i,
-            })
-            .unwrap();
-    }
-}
-
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
@@ -67,10 +51,10 @@ fn restores_lose_no_acknowledged_write_and_go_back_to_any_instant_kept() {
     let backed_up = cli_json(&data, &["backup"]);
     assert_eq!(backed_up["backups"].as_array().unwrap().len(), 9);
 
-    submit(&daemon, 0..30);
+    submit_tasks(&daemon, 0..30);
     let at_30 = contents(&daemon, "task_queue");
     let instant = SystemTime::now();
-    submit(&daemon, 30..50);
+    submit_tasks(&daemon, 30..50);
     let at_50 = contents(&daemon, "task_queue");
 
     // A plain restore replays the log after the backup: nothing acknowledged is lost.

@@ -11,7 +11,7 @@ use std::path::Path;
 mod support;
 
 use backup_daemon::{Daemon, DaemonConfig};
-use store_owners::{NewTask, TABLE_NAMES};
+use store_owners::TABLE_NAMES;
 
 /// One histogram series as read from the exposition.
 #[derive(Debug, Default)]
@@ -148,18 +148,7 @@ fn commit_latency_compaction_pause_and_backup_duration_histograms_count_what_was
     }
 
     const N_WRITES: u64 = 40;
-    for i in 0..N_WRITES {
-        daemon
-            .stores()
-            .task_queue
-            .submit(NewTask {
-                kind: "index".into(),
-                payload: format!("doc-{i}").into_bytes(),
-                max_retries: 1,
-                submitted_at_ms: i,
-            })
-            .unwrap();
-    }
+    support::submit_tasks(&daemon, 0..N_WRITES);
     let (status, run) = support::call("POST", &url("/compact?force=true"), Some(token), None);
     assert_eq!(status, 200, "{run}");
     let n_compacted = run["results"]

@@ -199,3 +199,20 @@ pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
 }
+
+/// Submit tasks `doc-<i>` for every `i` of `range` to `task_queue` (through the daemon's own
+/// stores, so each is an acknowledged durable write).
+pub fn submit_tasks(daemon: &backup_daemon::Daemon, range: std::ops::Range<u64>) {
+    for i in range {
+        daemon
+            .stores()
+            .task_queue
+            .submit(store_owners::NewTask {
+                kind: "index".into(),
+                payload: format!("doc-{i}").into_bytes(),
+                max_retries: 3,
+                submitted_at_ms: i,
+            })
+            .unwrap();
+    }
+}
