@@ -51,6 +51,17 @@ pub fn pause_mark(at: Duration) -> Mark {
     }
 }
 
+/// The start of a backup's step (`check`, `hash`), or the end of its file work
+/// (`written`: retention and the change log's pruning follow).
+pub fn phase_mark(at: Duration, phase: &str) -> Mark {
+    let (label, color) = match phase {
+        "check" => ("integrity check begins", RGBColor(0, 150, 0)),
+        "hash" => ("hash begins", RGBColor(0, 120, 200)),
+        _ => ("backup file written", RGBColor(170, 0, 170)),
+    };
+    Mark { at, label, color }
+}
+
 /// The last instant the maintenance I/O pacer moved bytes (the end of the copy, or of the
 /// freeing of the file a compaction replaced).
 pub fn io_end_mark(at: Duration) -> Mark {
@@ -181,7 +192,7 @@ pub fn latency_over_time(
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerLeft)
         .draw()?;
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;

@@ -8,7 +8,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use compaction::{BackupConfig, BackupOptions, Maintainer, MaintenanceConfig, PacingConfig};
@@ -164,11 +165,13 @@ fn backup_row(
             .context("the backup run made no backup")
     };
     let op = |i: u64| client_op(owner, n, i);
-    let (((windows, backup_bytes), pace), samples) =
+    let ((((windows, backup_bytes), pace), phases), samples) =
         open_loop(profile.rate, N_CLIENT_WORKERS, &op, |probe| {
             probe.warm_up(profile.warmup, CAUGHT_UP, MAX_WARMUP);
-            record_pace(pacer, probe.start, || {
-                busy_then_baseline(probe.start, Some(pacer), backup)
+            record_phases(&maintainer, probe.start, || {
+                record_pace(pacer, probe.start, || {
+                    busy_then_baseline(probe.start, Some(pacer), backup)
+                })
             })
         });
     let backup_bytes = backup_bytes?;
@@ -184,9 +187,10 @@ fn backup_row(
             plot::settle_span((to, windows.during.1)),
             plot::baseline_span(windows.baseline),
         ],
-        &crate::loadgen::last_io(&pace)
-            .map(plot::io_end_mark)
-            .into_iter()
+        &phases
+            .iter()
+            .map(|(at, phase)| plot::phase_mark(*at, phase))
+            .chain(crate::loadgen::last_io(&pace).map(plot::io_end_mark))
             .collect::<Vec<_>>(),
     )?;
     Ok(BackupRow {
@@ -206,6 +210,45 @@ fn backup_row(
         )),
         paced_wait_s: Some((pacer.stats().waited - waited_before).as_secs_f64()),
         plot: Some(plot_file),
+    })
+}
+
+/// Run `f` while sampling `maintainer`'s running operation every few milliseconds: when each
+/// step after the first began (`check`, `hash`), and when the operation ended (`written`),
+/// since `start`.
+fn record_phases<R>(
+    maintainer: &Maintainer,
+    start: Instant,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<(Duration, String)>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut phases: Vec<(Duration, String)> = Vec::new();
+            let mut current: Option<String> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let now = maintainer.operations().first().map(|op| op.phase.clone());
+                match (&current, &now) {
+                    (Some(was), Some(is)) if was != is => {
+                        phases.push((start.elapsed(), is.clone()))
+                    }
+                    (Some(_), None) => phases.push((start.elapsed(), "written".into())),
+                    _ => {}
+                }
+                if now.is_some() || current.is_none() {
+                    current = now.or(current);
+                }
+                if current.is_some() && phases.last().is_some_and(|(_, p)| p == "written") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            phases
+        });
+        let result = f();
+        stop.store(true, Ordering::Relaxed);
+        let phases = sampler.join().unwrap_or_default();
+        (result, phases)
     })
 }
 

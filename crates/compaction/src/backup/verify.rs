@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use store_core::{OpenError, Pacer, Progress, RedbStore, StoreOptions, TableStore};
@@ -126,12 +127,11 @@ pub(super) fn hash_file(
 }
 
 /// Open `path` (a copy nobody else uses) with redb's integrity check and return its record
-/// count. The check commits to the file. redb reads the whole file in one call, which cannot
-/// be paced from outside: the file's size is paid to `pacer` after it, so that the job's
-/// average rate still holds, and to `progress` likewise.
+/// count. The check reads the whole file and commits to it, every byte paid to `pacer` as it
+/// goes; `progress` advances by the file's size once it is done.
 pub(crate) fn integrity_and_count(
     path: &Path,
-    pacer: &Pacer,
+    pacer: &Arc<Pacer>,
     progress: &Progress,
 ) -> Result<u64, VerifyError> {
     let options = StoreOptions {
@@ -139,7 +139,7 @@ pub(crate) fn integrity_and_count(
         cache_bytes: 16 << 20,
         ..StoreOptions::default()
     };
-    let store = RedbStore::open(path, &options).map_err(|e| match e {
+    let store = RedbStore::open_paced(path, &options, pacer.clone()).map_err(|e| match e {
         OpenError::Corrupted { detail, .. } => VerifyError::Corrupted(detail),
         // Not classified as damage: most likely the environment (a full disk: the check
         // commits). Never reason enough to call a backup corrupt.
@@ -150,9 +150,7 @@ pub(crate) fn integrity_and_count(
     })?;
     let records = store.counters().records;
     store.close().map_err(VerifyError::Close)?;
-    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-    pacer.pace(bytes);
-    progress.advance(bytes);
+    progress.advance(std::fs::metadata(path).map_or(0, |m| m.len()));
     Ok(records)
 }
 
@@ -296,7 +294,7 @@ impl Maintainer {
         table: &str,
         id: &str,
         work: &Path,
-        pacer: &Pacer,
+        pacer: &Arc<Pacer>,
         progress: &Progress,
     ) -> Result<BackupManifest, VerifyError> {
         if !is_valid_backup_id(id) {

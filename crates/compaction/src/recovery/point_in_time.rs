@@ -123,7 +123,7 @@ impl Maintainer {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         // Not paced, like every restore: the sooner the table serves again, the better.
-        let unpaced = store_core::Pacer::new(store_core::IoRate::Unlimited);
+        let unpaced = std::sync::Arc::new(store_core::Pacer::new(store_core::IoRate::Unlimited));
         // Listed until the restore ends, replay and swap included.
         let operation = self.operations.begin(OperationKind::Restore, table, "hash");
         for manifest in usable.into_iter().filter(|m| m.created_at <= at) {

@@ -301,7 +301,7 @@ impl Maintainer {
         let staged = self.data_dir().join(format!(".restore-{table}.tmp"));
         let mut chosen: Option<(String, BackupManifest)> = None;
         // Not paced: a restore brings a table back into service, and the sooner the better.
-        let unpaced = Pacer::new(IoRate::Unlimited);
+        let unpaced = std::sync::Arc::new(Pacer::new(IoRate::Unlimited));
         // Listed until the restore ends, swap included.
         let operation = self.operations.begin(OperationKind::Restore, table, "hash");
         for id in candidates {

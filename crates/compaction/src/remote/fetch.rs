@@ -84,7 +84,7 @@ pub(crate) fn fetch_verified(
     id: &str,
     identities: &[Box<dyn age::Identity + Send + Sync>],
     work: &Path,
-    pacer: &Pacer,
+    pacer: &std::sync::Arc<Pacer>,
     progress: &Progress,
 ) -> Result<RemoteManifest, RemoteVerifyError> {
     if !is_valid_backup_id(id) {

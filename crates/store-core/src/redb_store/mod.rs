@@ -4,6 +4,7 @@
 //! their copy into a fresh, packed file. The file layout is in `schema.rs`.
 
 mod batch;
+mod paced;
 mod schema;
 mod scrub;
 
