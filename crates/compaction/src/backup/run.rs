@@ -226,10 +226,6 @@ impl Maintainer {
             progress.set_phase("hash");
             let (blake3, bytes) = hash_file(&tmp, None, pacer, progress).map_err(io("hashing"))?;
             fsutil::sync_file(&tmp).map_err(io("fsync of"))?;
-            // Written, checked and hashed: nothing reads it again soon, its pages go first.
-            if let Ok(file) = std::fs::File::open(&tmp) {
-                store_core::pace::drop_cached(&file);
-            }
             fsutil::replace_file(&tmp, &final_path).map_err(io("renaming"))?;
             let manifest = BackupManifest {
                 format: MANIFEST_FORMAT,

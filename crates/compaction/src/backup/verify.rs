@@ -79,9 +79,7 @@ fn last_verified(
 
 /// Stream `src` into blake3, and into `copy` (created new, mode 0600, fsynced) when given,
 /// paced by `pacer` (bytes read, plus bytes written when copying) and advancing `progress` by
-/// the bytes read; `src`'s pages are then
-/// dropped from the page cache (a backup is read once in a while, the tables all the time).
-/// Returns the hex checksum and the number of bytes read.
+/// the bytes read. Returns the hex checksum and the number of bytes read.
 pub(super) fn hash_file(
     src: &Path,
     copy: Option<&Path>,
@@ -122,7 +120,6 @@ pub(super) fn hash_file(
     if let Some(out) = output {
         out.sync_all()?;
     }
-    store_core::pace::drop_cached(&input);
     Ok((hasher.finalize().to_hex().to_string(), total))
 }
 

@@ -87,8 +87,6 @@ pub(crate) fn upload_backup(
     let writer = HashingWriter::new(bucket.writer(&object, max_rate));
     let (writer, plain) =
         encode(&mut file, writer, encoding).map_err(|e| upload_io("encoding the backup", e))?;
-    // Read once: its pages go before the tables'.
-    store_core::pace::drop_cached(&file.inner);
     let (writer, digest) = writer.into_parts();
     let actual = plain.hex();
     if actual != local.blake3 || plain.bytes != local.bytes {

@@ -20,7 +20,6 @@
 //! ```
 
 mod auto;
-mod os;
 mod rate;
 #[cfg(test)]
 mod tests;
@@ -30,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use auto::AutoTuner;
-pub use os::drop_cached;
 pub use rate::{IoRate, IoRateError, format_bytes, parse_bytes};
 
 /// Bytes a job may move at once without waiting, in time at the current rate: what an idle
