@@ -225,21 +225,21 @@ fn record_phases<R>(
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut phases: Vec<(Duration, String)> = Vec::new();
-            let mut current: Option<String> = None;
+            let mut seen: Option<String> = None;
             while !stop.load(Ordering::Relaxed) {
                 let now = maintainer.operations().first().map(|op| op.phase.clone());
-                match (&current, &now) {
-                    (Some(was), Some(is)) if was != is => {
-                        phases.push((start.elapsed(), is.clone()))
+                match (seen.take(), now) {
+                    (Some(_), None) => {
+                        phases.push((start.elapsed(), "written".into()));
+                        break;
                     }
-                    (Some(_), None) => phases.push((start.elapsed(), "written".into())),
-                    _ => {}
-                }
-                if now.is_some() || current.is_none() {
-                    current = now.or(current);
-                }
-                if current.is_some() && phases.last().is_some_and(|(_, p)| p == "written") {
-                    break;
+                    (Some(was), Some(is)) => {
+                        if was != is {
+                            phases.push((start.elapsed(), is.clone()));
+                        }
+                        seen = Some(is);
+                    }
+                    (None, now) => seen = now,
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
